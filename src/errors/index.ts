@@ -1,0 +1,131 @@
+import { format } from 'node:util'
+
+/**
+ * kvgate's one error registry. Every error a client or operator can see is declared here with a stable
+ * `code` (public API: it is the OpenAI error body's `code` and, for rejections, the reason header), an HTTP
+ * status and an OpenAI error `type`. Request code never throws a bare `Error`; it throws one of these, and a
+ * wrapped error keeps its `cause`.
+ */
+export interface OpenAIErrorBody {
+  error: {
+    message: string
+    type: string
+    param: string | null
+    code: string
+  }
+}
+
+export interface KvgateErrorOptions {
+  cause?: unknown
+  /** The request field the error is about (OpenAI's `param`). */
+  param?: string
+  /** Extra response headers, e.g. `retry-after` on a 429. */
+  headers?: Readonly<Record<string, string>>
+}
+
+export class KvgateError extends Error {
+  override readonly name = 'KvgateError'
+  readonly code: string
+  readonly statusCode: number
+  readonly type: string
+  readonly param: string | null
+  readonly headers: Readonly<Record<string, string>>
+
+  constructor(code: string, statusCode: number, type: string, message: string, options: KvgateErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.code = code
+    this.statusCode = statusCode
+    this.type = type
+    this.param = options.param ?? null
+    this.headers = options.headers ?? {}
+  }
+
+  /** The body OpenAI (and vLLM ≥ 0.10.1) sends for an error. */
+  toBody(): OpenAIErrorBody {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } }
+  }
+}
+
+export interface KvgateErrorFactory {
+  (args?: readonly unknown[], options?: KvgateErrorOptions): KvgateError
+  readonly code: string
+  readonly statusCode: number
+  readonly type: string
+}
+
+/** Declare an error: `message` is a `util.format` template filled from the `args` given at the throw site. */
+export function createError(code: string, statusCode: number, type: string, message: string): KvgateErrorFactory {
+  const factory = (args: readonly unknown[] = [], options: KvgateErrorOptions = {}): KvgateError =>
+    new KvgateError(code, statusCode, type, format(message, ...args), options)
+  return Object.assign(factory, { code, statusCode, type })
+}
+
+// OpenAI's error `type` values that kvgate uses.
+const INVALID_REQUEST = 'invalid_request_error'
+const AUTHENTICATION = 'authentication_error'
+const RATE_LIMIT = 'rate_limit_exceeded'
+const SERVER = 'server_error'
+const UNAVAILABLE = 'service_unavailable'
+
+/**
+ * The registry. Add new errors here, never inline. Codes are snake_case like OpenAI's own
+ * (`rate_limit_exceeded`, `invalid_api_key`), so SDKs and dashboards can match on them.
+ */
+export const errors = Object.freeze({
+  // Client input
+  invalidRequest: createError('invalid_request', 400, INVALID_REQUEST, '%s'),
+  invalidJson: createError('invalid_json', 400, INVALID_REQUEST, 'The request body is not valid JSON: %s'),
+  contextLengthExceeded: createError(
+    'context_length_exceeded',
+    400,
+    INVALID_REQUEST,
+    "This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the messages, %d in the completion). Please reduce the length of the messages or completion.",
+  ),
+  notFound: createError('not_found', 404, INVALID_REQUEST, '%s'),
+  invalidApiKey: createError('invalid_api_key', 401, AUTHENTICATION, 'Incorrect API key provided.'),
+  missingApiKey: createError(
+    'missing_api_key',
+    401,
+    AUTHENTICATION,
+    'You did not provide an API key. Pass it as "Authorization: Bearer KEY".',
+  ),
+
+  // Admission rejections (429: capacity exists but is contended)
+  queueFull: createError('queue_full', 429, RATE_LIMIT, 'The admission queue is full (%d waiting). Please try again in %s.'),
+  deadlineExceeded: createError(
+    'queue_deadline_exceeded',
+    429,
+    RATE_LIMIT,
+    'The request waited %s for KV-cache capacity without being admitted. Please try again in %s.',
+  ),
+  predictedWaitTooLong: createError(
+    'predicted_wait_exceeds_deadline',
+    429,
+    RATE_LIMIT,
+    'The predicted wait of %s exceeds the deadline of %s. Please try again in %s.',
+  ),
+  quotaExceeded: createError(
+    'quota_exceeded',
+    429,
+    RATE_LIMIT,
+    'Rate limit reached for user %s: %s. Please try again in %s.',
+  ),
+
+  // Upstream and gateway state
+  noBackendAvailable: createError('no_backend_available', 503, UNAVAILABLE, 'No backend can serve requests: %s'),
+  shuttingDown: createError('shutting_down', 503, UNAVAILABLE, 'kvgate is shutting down.'),
+  upstreamError: createError('upstream_error', 502, SERVER, 'The upstream server failed: %s'),
+  internal: createError('internal_error', 500, SERVER, 'Internal error: %s'),
+
+  // Configuration (thrown at start-up and reload, not to clients)
+  invalidConfig: createError('invalid_config', 500, SERVER, 'Invalid configuration: %s'),
+})
+
+export type ErrorName = keyof typeof errors
+
+/** Turn anything thrown into a KvgateError, keeping the original as `cause`. */
+export function toKvgateError(err: unknown): KvgateError {
+  if (err instanceof KvgateError) return err
+  const message = err instanceof Error ? err.message : String(err)
+  return errors.internal([message], { cause: err })
+}
