@@ -30,6 +30,26 @@ export function createSystemClock(): Clock {
   }
 }
 
+/**
+ * The real clock running `speed` times faster: `now()` advances `speed` ms per real ms and timers fire
+ * after `ms / speed` real ms. The emulator's `--speed` and tests that compress a minute of quota use it,
+ * so the gateway and the emulator can share one compressed timeline.
+ */
+export function createScaledClock(speed: number): Clock {
+  if (!(speed > 0)) throw new RangeError(`clock speed must be > 0, got ${speed}`)
+  const originMs = performance.now()
+  const wallOriginMs = Date.now()
+  const real = createSystemClock()
+  return {
+    now: () => originMs + (performance.now() - originMs) * speed,
+    wallNow: () => wallOriginMs + (Date.now() - wallOriginMs) * speed,
+    setTimeout: (fn, ms) => real.setTimeout(fn, ms / speed),
+    clearTimeout: real.clearTimeout,
+    setInterval: (fn, ms) => real.setInterval(fn, ms / speed),
+    clearInterval: real.clearInterval,
+  }
+}
+
 interface ManualTimer {
   id: number
   dueMs: number
