@@ -119,6 +119,10 @@ export const errors = Object.freeze({
 
   // Configuration (thrown at start-up and reload, not to clients)
   invalidConfig: createError('invalid_config', 500, SERVER, 'Invalid configuration: %s'),
+
+  // Bench inputs (thrown by `kvgate bench` while reading a workload, not to clients)
+  invalidTrace: createError('invalid_trace', 400, INVALID_REQUEST, 'Invalid trace %s, line %d: %s'),
+  invalidWorkload: createError('invalid_workload', 400, INVALID_REQUEST, 'Invalid workload %s: %s'),
 })
 
 export type ErrorName = keyof typeof errors
