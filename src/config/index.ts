@@ -1,0 +1,6 @@
+export type { KvgateConfig, BackendConfig, UserConfig, IdentitySource, LogLevel } from './schema.js'
+export { configSchema } from './schema.js'
+export type { ConfigOverrides } from './load-config.js'
+export { loadConfig, parseConfig, envOverrides, toPolicyUser, ENV_OVERRIDES } from './load-config.js'
+export type { ConfigWatcher, ConfigWatcherOptions } from './config-watcher.js'
+export { createConfigWatcher } from './config-watcher.js'

@@ -1,0 +1,96 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { loadConfig, parseConfig } from '../../src/config/index.js'
+import { KvgateError } from '../../src/errors/index.js'
+
+function problemOf(fn: () => unknown): string {
+  try {
+    fn()
+  } catch (err) {
+    expect(err).toBeInstanceOf(KvgateError)
+    expect((err as KvgateError).code).toBe('invalid_config')
+    return (err as KvgateError).message
+  }
+  throw new Error('expected an invalid_config error')
+}
+
+describe('config validation', () => {
+  it('fills every default, with the documented values, and freezes the result', () => {
+    const config = parseConfig({})
+    expect(config.server).toEqual({ host: '0.0.0.0', port: 8080, shutdownGraceMs: 30000 })
+    expect(config.metricsPoll).toEqual({ intervalMs: 100, timeoutMs: 1000, staleAfterMs: 1000 })
+    expect(config.admission).toEqual({
+      headroomRatio: 0.05,
+      deadlineTickMs: 50,
+      defaultDeadlineMs: 30000,
+      maxDeadlineMs: 120000,
+      deadlineHeader: 'x-kvgate-deadline-ms',
+      maxQueueLength: 10000,
+      earlyReject: true,
+      maxBypassMs: 2000,
+    })
+    expect(config.predictor).toEqual({ quantile: 0.9, windowSize: 1000, coldStartOutputTokens: 256, minSamples: 20 })
+    expect(config.identity.order).toEqual(['apiKey', 'header', 'body'])
+    expect(config.policy).toEqual({ name: 'fifo', options: {} })
+    expect(config.backends).toEqual([])
+    expect(Object.isFrozen(config.server)).toBe(true)
+    expect(Object.isFrozen(config.identity.order)).toBe(true)
+  })
+
+  it('names backends by index and trims a trailing slash', () => {
+    const config = parseConfig({ backends: [{ url: 'http://127.0.0.1:8000/' }, { url: 'http://b:1', name: 'gpu' }] })
+    expect(config.backends).toEqual([
+      { url: 'http://127.0.0.1:8000', name: 'vllm-0', capacityTokens: null },
+      { url: 'http://b:1', name: 'gpu', capacityTokens: null },
+    ])
+  })
+
+  it('names the field and the reason for a wrong type, an unknown field and a bad enum', () => {
+    const message = problemOf(() =>
+      parseConfig({ server: { port: 'x', prot: 1 }, telemetry: { logLevel: 'loud' }, identity: { order: ['cookie'] } }),
+    )
+    expect(message).toContain('server.port: must be integer')
+    expect(message).toContain('server.prot: unknown field')
+    expect(message).toContain('telemetry.logLevel: must be one of')
+    expect(message).toContain('identity.order.0: must be one of "apiKey", "header", "body"')
+  })
+
+  it('refuses a missing backend url, duplicates and an inverted deadline pair', () => {
+    expect(problemOf(() => parseConfig({ backends: [{ name: 'a' }] }))).toContain('backends.0.url: is required')
+    expect(problemOf(() => parseConfig({ users: [{ name: 'a' }, { name: 'a' }] }))).toContain(
+      'users.name[1]: duplicate "a"',
+    )
+    expect(
+      problemOf(() => parseConfig({ admission: { defaultDeadlineMs: 5000, maxDeadlineMs: 1000 } })),
+    ).toContain('admission.maxDeadlineMs: must be >= admission.defaultDeadlineMs')
+  })
+
+  it('lists the valid policies for an unknown one', () => {
+    expect(problemOf(() => parseConfig({ policy: { name: 'lottery' } }))).toMatch(
+      /policy\.name: unknown policy "lottery" \(valid: fifo/,
+    )
+  })
+
+  it('reads YAML, then the environment, then overrides, and names the file in errors', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kvgate-config-'))
+    const path = join(dir, 'kvgate.yaml')
+    writeFileSync(path, 'server:\n  port: 9000\n  host: 127.0.0.1\npolicy:\n  name: fifo\n')
+    const env = { KVGATE_PORT: '9100', KVGATE_BACKENDS: 'http://a:1, http://b:2', KVGATE_LOG_LEVEL: 'warn' }
+    const config = loadConfig(path, { server: { host: '::1' } }, env)
+    expect(config.server.port).toBe(9100)
+    expect(config.server.host).toBe('::1')
+    expect(config.backends.map((b) => b.url)).toEqual(['http://a:1', 'http://b:2'])
+    expect(config.telemetry.logLevel).toBe('warn')
+
+    writeFileSync(path, 'server:\n  port: 70000\n')
+    const message = problemOf(() => loadConfig(path, {}, {}))
+    expect(message).toContain(path)
+    expect(message).toContain('server.port: must be <= 65535')
+
+    writeFileSync(path, 'server: [unclosed\n')
+    expect(problemOf(() => loadConfig(path, {}, {}))).toContain('not valid YAML')
+    expect(problemOf(() => loadConfig(undefined, {}, { KVGATE_PORT: 'abc' }))).toContain('KVGATE_PORT')
+  })
+})
