@@ -1,0 +1,95 @@
+import { startNginx } from './nginx.js'
+import { forkServer, type ServerProcess } from './processes.js'
+
+/**
+ * The servers a perf benchmark compares, side by side in one run: the upstream called directly, nginx in
+ * front of it, and kvgate in front of it with each admission policy. All run as separate processes.
+ */
+export interface Target {
+  /** Row label: `direct`, `nginx`, `kvgate-fifo`, … */
+  readonly name: string
+  readonly url: string
+  /** The proxy's own process (absent for `direct`), for CPU accounting. */
+  readonly proxyPid?: number
+}
+
+export type UpstreamKind = 'sim' | 'stub'
+
+/** The emulator's model name in every perf run; clients send it, kvgate forwards it. */
+export const PERF_MODEL = 'perf-model'
+
+export interface PerfStack {
+  readonly upstream: ServerProcess
+  readonly targets: readonly Target[]
+  /** Targets that could not start (e.g. a policy not registered yet), with the reason. */
+  readonly skipped: readonly string[]
+  close(): Promise<void>
+}
+
+export interface PerfStackOptions {
+  readonly upstream: UpstreamKind
+  readonly policies: readonly string[]
+  /** Extra options for the emulator (KV size, batch size) on top of the zero latency model. */
+  readonly sim?: Readonly<Record<string, unknown>>
+  /** Backends kvgate is configured with; each is the one upstream under its own name. Default 1. */
+  readonly backendsPerGateway?: number
+  readonly withNginx?: boolean
+}
+
+export async function startPerfStack(options: PerfStackOptions): Promise<PerfStack> {
+  const upstream = await startUpstream(options.upstream, options.sim)
+  const closers: (() => Promise<void>)[] = [() => upstream.close()]
+  const targets: Target[] = [{ name: 'direct', url: upstream.url }]
+  const skipped: string[] = []
+  try {
+    if (options.withNginx !== false) {
+      const nginx = await startNginx({ upstream: upstream.url })
+      closers.push(() => nginx.close())
+      targets.push({ name: 'nginx', url: nginx.url, proxyPid: nginx.pid })
+    }
+    for (const policy of options.policies) {
+      try {
+        const gateway = await startGatewayProcess({ upstream: upstream.url, policy, backends: options.backendsPerGateway ?? 1 })
+        closers.push(() => gateway.close())
+        targets.push({ name: `kvgate-${policy}`, url: gateway.url, proxyPid: gateway.pid })
+      } catch (error) {
+        skipped.push(`kvgate-${policy}: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`)
+      }
+    }
+  } catch (error) {
+    await Promise.allSettled(closers.map((close) => close()))
+    throw error
+  }
+  return {
+    upstream,
+    targets,
+    skipped,
+    async close() {
+      // Proxies first, the upstream last, so no proxy logs a burst of upstream errors on the way down.
+      for (const close of closers.slice(1).reverse()) await close().catch(() => {})
+      await upstream.close()
+    },
+  }
+}
+
+/**
+ * The emulator with its latency model at zero, so that a step costs only the emulator's own CPU and the
+ * proxy in front is the bottleneck; KV and batch limits are raised so that no request waits in its queue.
+ */
+export const ZERO_LATENCY_SIM = Object.freeze({
+  model: PERF_MODEL,
+  latency: { stepFixedMs: 0, prefillTokenMs: 0, runningSeqMs: 0, contextTokenMs: 0 },
+  numGpuBlocks: 200_000, // 3.2M tokens at block size 16: room for every request of every benchmark
+  maxNumSeqs: 2048, // more than the 1,000 concurrent streams
+  maxNumBatchedTokens: 1_000_000,
+  enablePrefixCaching: false,
+})
+
+export function startUpstream(kind: UpstreamKind, sim?: Readonly<Record<string, unknown>>): Promise<ServerProcess> {
+  if (kind === 'stub') return forkServer('./stub-child.ts', {})
+  return forkServer('./sim-child.ts', { ...ZERO_LATENCY_SIM, ...sim })
+}
+
+export function startGatewayProcess(options: { upstream: string; policy: string; backends: number; execArgv?: readonly string[] }): Promise<ServerProcess> {
+  return forkServer('./gateway-child.ts', { upstream: options.upstream, policy: options.policy, backends: options.backends }, options.execArgv)
+}

@@ -1,0 +1,94 @@
+/**
+ * Streaming: SSE events per second forwarded to clients with 1,000 streams open at once, and the CPU each
+ * proxy spends per 1,000 events, for the upstream called directly, nginx and kvgate (one row per policy).
+ * "Events/s per proxy core" = events forwarded per CPU-second of the proxy process: what one core would
+ * carry if the proxy had it to itself, which is the figure that matters on a machine shared with the load
+ * client and the upstream.
+ *
+ *   npx tsx bench/perf/streaming.ts [--reps 3] [--streams 1000] [--tokens 100] [--duration-ms 5000]
+ *     [--warmup-ms 2000] [--policies fifo,vtc] [--upstream sim|stub]
+ */
+import { runStreams, type StreamLoadResult } from './lib/sse-load.js'
+import { cpuMeter, median } from './lib/processes.js'
+import { flag, printTable } from './lib/table.js'
+import { PERF_MODEL, startPerfStack, type UpstreamKind } from './lib/targets.js'
+
+const reps = flag('reps', 3)
+const streams = flag('streams', 1000)
+const tokens = flag('tokens', 100)
+const durationMs = flag('duration-ms', 5000)
+const warmupMs = flag('warmup-ms', 2000)
+const policies = flag('policies', 'fifo,vtc').split(',').filter(Boolean)
+const upstreamKind = flag('upstream', 'sim') as UpstreamKind
+
+const body = { model: PERF_MODEL, prompt: 'Tell me a story', max_tokens: tokens, ignore_eos: true, stream: true }
+
+interface Sample extends StreamLoadResult {
+  readonly proxyCpuMs: number
+  readonly upstreamCpuMs: number
+  readonly windowMs: number
+}
+
+const stack = await startPerfStack({ upstream: upstreamKind, policies })
+for (const reason of stack.skipped) console.error(`skipped ${reason}`)
+const samples = new Map<string, Sample[]>()
+try {
+  for (let rep = 1; rep <= reps; rep += 1) {
+    for (const target of stack.targets) {
+      const pids: Record<string, number> = { upstream: stack.upstream.pid }
+      if (target.proxyPid !== undefined) pids.proxy = target.proxyPid
+      const meter = cpuMeter(pids)
+      let cpu: Record<string, number> = {}
+      let openedAt = 0
+      let windowMs = 0
+      const result = await runStreams({
+        origin: target.url,
+        path: '/v1/completions',
+        body,
+        headers: { 'x-user-id': 'perf' },
+        streams,
+        warmupMs,
+        durationMs,
+        onWindow(edge) {
+          if (edge === 'start') {
+            meter.start()
+            openedAt = performance.now()
+          } else {
+            cpu = meter.stop()
+            windowMs = performance.now() - openedAt
+          }
+        },
+      })
+      const sample: Sample = { ...result, proxyCpuMs: cpu.proxy ?? 0, upstreamCpuMs: cpu.upstream ?? 0, windowMs }
+      samples.set(target.name, [...(samples.get(target.name) ?? []), sample])
+      console.error(
+        `rep ${rep} ${target.name}: ${result.chunksPerSecond.toFixed(0)} events/s, proxy CPU ${sample.proxyCpuMs} ms, upstream CPU ${sample.upstreamCpuMs} ms over ${windowMs.toFixed(0)} ms, ${result.completedStreams} streams done, ${result.errors} errors`,
+      )
+      // Let the upstream drop the streams cut at the end of the window before the next target starts.
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+    }
+  }
+} finally {
+  await stack.close()
+}
+
+const rows = stack.targets.map((target) => {
+  const runs = samples.get(target.name) ?? []
+  const direct = samples.get('direct') ?? []
+  const isProxy = target.proxyPid !== undefined
+  return [
+    target.name,
+    median(runs.map((run) => run.chunksPerSecond)),
+    `${Math.round(median(runs.map((run, i) => run.chunksPerSecond / (direct[i]?.chunksPerSecond ?? Number.NaN))) * 100)}%`,
+    isProxy ? median(runs.map((run) => (run.proxyCpuMs / run.windowMs) * 100)).toFixed(0) : '-',
+    isProxy ? median(runs.map((run) => (run.proxyCpuMs / run.chunks) * 1000)).toFixed(1) : '-',
+    isProxy ? median(runs.map((run) => run.chunks / (run.proxyCpuMs / 1000))) : '-',
+    median(runs.map((run) => (run.upstreamCpuMs / run.chunks) * 1000)).toFixed(1),
+    runs.reduce((sum, run) => sum + run.errors, 0),
+  ]
+})
+printTable(
+  `Streaming, ${streams} concurrent streams of ${tokens} tokens, ${upstreamKind} upstream, median of ${reps} × ${durationMs} ms`,
+  ['target', 'events/s', 'vs direct', 'proxy CPU %', 'proxy CPU ms / 1k events', 'events/s per proxy core', 'upstream CPU ms / 1k events', 'errors'],
+  rows,
+)
