@@ -111,6 +111,15 @@ export const errors = Object.freeze({
     'Rate limit reached for user %s: %s. Please try again in %s.',
   ),
 
+  // Admission: a request the gateway can never serve, and a client that left while its request waited
+  requestExceedsKvCapacity: createError(
+    'request_exceeds_kv_capacity',
+    400,
+    INVALID_REQUEST,
+    'The prompt needs %d tokens of KV cache but the largest backend can hold at most %d. Please reduce the length of the messages.',
+  ),
+  requestCancelled: createError('request_cancelled', 499, INVALID_REQUEST, 'The client closed the request while it %s.'),
+
   // Upstream and gateway state
   noBackendAvailable: createError('no_backend_available', 503, UNAVAILABLE, 'No backend can serve requests: %s'),
   shuttingDown: createError('shutting_down', 503, UNAVAILABLE, 'kvgate is shutting down.'),
