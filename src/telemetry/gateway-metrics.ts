@@ -1,0 +1,248 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+
+/**
+ * How a request ended: a fixed list, used as the `outcome` label. Outcomes are not errors: the error keeps
+ * the detail, the label stays low-cardinality.
+ */
+export const REQUEST_OUTCOMES = [
+  'completed',
+  'rejected_deadline',
+  'rejected_queue_full',
+  'rejected_early',
+  'rejected_quota',
+  'rejected_unavailable',
+  'cancelled_queued',
+  'cancelled_streaming',
+  'upstream_error',
+  'invalid_request',
+] as const
+export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number]
+
+export type QueueWaitResult = 'admitted' | 'rejected' | 'cancelled'
+
+export interface LedgerBackendFigures {
+  readonly backend: string
+  readonly reservedTokens: number
+  readonly reservations: number
+}
+
+export interface BackendFigures {
+  readonly id: string
+  readonly up: boolean
+  readonly capacityTokens: number
+  readonly usedTokens: number
+  readonly kvUsageRatio: number
+  readonly metricsAgeMs: number
+  readonly pollErrors: number
+}
+
+export interface PredictorFigures {
+  readonly model: string
+  readonly outputTokens: number
+  readonly coverageRatio: number | undefined
+  readonly overReservationRatio: number | undefined
+}
+
+export interface PolicyUserFigures {
+  /** Already the bounded label. */
+  readonly user: string
+  readonly counter?: number | undefined
+  readonly quotaTokensPerMinute?: number | undefined
+}
+
+/** Live state read at scrape time, so gauges never drift from what they describe. */
+export interface GatewayMetricSources {
+  queueDepth(): number
+  ledger(): readonly LedgerBackendFigures[]
+  backends(): readonly BackendFigures[]
+  predictor(): readonly PredictorFigures[]
+  policyUsers(): readonly PolicyUserFigures[]
+}
+
+export interface GatewayMetrics {
+  readonly registry: Registry
+  requestEnded(outcome: RequestOutcome, user: string): void
+  admitted(user: string): void
+  queueWait(result: QueueWaitResult, seconds: number): void
+  timeToFirstToken(user: string, seconds: number): void
+  requestDuration(user: string, seconds: number): void
+  tokensServed(user: string, kind: 'prompt' | 'completion', tokens: number): void
+}
+
+// vLLM's own buckets, so kvgate's TTFT and end-to-end histograms line up with the backend's.
+const TTFT_BUCKETS_SECONDS = [
+  0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560,
+]
+const E2E_BUCKETS_SECONDS = [0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680]
+const QUEUE_WAIT_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120]
+
+/**
+ * kvgate's Prometheus metrics on a Registry of their own (no global default registry: several gateways can
+ * live in one process). Event metrics are counted by the caller; state gauges read `sources` when scraped.
+ */
+export function createGatewayMetrics(sources: GatewayMetricSources): GatewayMetrics {
+  const registry = new Registry()
+  const registers = [registry]
+
+  const requests = new Counter({
+    name: 'kvgate_requests_total',
+    help: 'Requests by how they ended (outcome) and user, counted once when a request ends.',
+    labelNames: ['outcome', 'user'] as const,
+    registers,
+  })
+  const admissions = new Counter({
+    name: 'kvgate_admissions_total',
+    help: 'Requests admitted to a backend, by user.',
+    labelNames: ['user'] as const,
+    registers,
+  })
+  new Gauge({
+    name: 'kvgate_queue_depth',
+    help: 'Requests waiting in the admission queue.',
+    registers,
+    collect() {
+      this.set(sources.queueDepth())
+    },
+  })
+  const queueWait = new Histogram({
+    name: 'kvgate_queue_wait_seconds',
+    help: 'Time spent in the admission queue, by result (admitted, rejected, cancelled).',
+    labelNames: ['result'] as const,
+    buckets: QUEUE_WAIT_BUCKETS_SECONDS,
+    registers,
+  })
+  new Gauge({
+    name: 'kvgate_ledger_reserved_tokens',
+    help: 'KV tokens reserved by admitted requests that the last poll of the backend cannot see yet.',
+    labelNames: ['backend'] as const,
+    registers,
+    collect() {
+      for (const row of sources.ledger()) this.set({ backend: row.backend }, row.reservedTokens)
+    },
+  })
+  new Gauge({
+    name: 'kvgate_ledger_reservations',
+    help: 'Live reservations (admitted requests not yet ended), by backend.',
+    labelNames: ['backend'] as const,
+    registers,
+    collect() {
+      for (const row of sources.ledger()) this.set({ backend: row.backend }, row.reservations)
+    },
+  })
+
+  const backendGauge = (name: string, help: string, read: (b: BackendFigures) => number): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['backend'] as const,
+      registers,
+      collect() {
+        for (const backend of sources.backends()) this.set({ backend: backend.id }, read(backend))
+      },
+    })
+  }
+  backendGauge('kvgate_backend_capacity_tokens', 'KV cache capacity of the backend in tokens.', (b) => b.capacityTokens)
+  backendGauge('kvgate_backend_used_tokens', 'KV tokens in use on the backend at the last poll.', (b) => b.usedTokens)
+  backendGauge('kvgate_backend_kv_usage_ratio', 'vLLM kv_cache_usage_perc at the last poll (0-1).', (b) => b.kvUsageRatio)
+  backendGauge('kvgate_backend_metrics_age_seconds', 'Seconds since the last good poll of the backend (-1: never).', (b) =>
+    Number.isFinite(b.metricsAgeMs) ? b.metricsAgeMs / 1000 : -1,
+  )
+  backendGauge('kvgate_backend_up', '1 when the last poll of the backend succeeded.', (b) => (b.up ? 1 : 0))
+
+  // A counter fed from the pool's own tally: the pool counts failures, the scrape adds what is new.
+  const pollErrorsSeen = new Map<string, number>()
+  new Counter({
+    name: 'kvgate_backend_poll_errors_total',
+    help: 'Failed polls of the backend /metrics.',
+    labelNames: ['backend'] as const,
+    registers,
+    collect() {
+      for (const backend of sources.backends()) {
+        const seen = pollErrorsSeen.get(backend.id) ?? 0
+        this.inc({ backend: backend.id }, Math.max(0, backend.pollErrors - seen))
+        pollErrorsSeen.set(backend.id, Math.max(seen, backend.pollErrors))
+      }
+    },
+  })
+
+  const predictorGauge = (name: string, help: string, read: (p: PredictorFigures) => number | undefined): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['model'] as const,
+      registers,
+      collect() {
+        for (const row of sources.predictor()) {
+          const value = read(row)
+          if (value !== undefined) this.set({ model: row.model }, value)
+        }
+      },
+    })
+  }
+  predictorGauge('kvgate_predictor_output_tokens', 'Predicted completion length (the configured quantile).', (p) => p.outputTokens)
+  predictorGauge(
+    'kvgate_predictor_coverage_ratio',
+    'Share of recent requests whose completion was within the prediction.',
+    (p) => p.coverageRatio,
+  )
+  predictorGauge(
+    'kvgate_predictor_over_reservation_ratio',
+    'Reserved but unused completion tokens over reserved completion tokens, recent requests.',
+    (p) => p.overReservationRatio,
+  )
+
+  const timeToFirstToken = new Histogram({
+    name: 'kvgate_ttft_seconds',
+    help: 'Time from arrival at kvgate to the first content token, queue wait included.',
+    labelNames: ['user'] as const,
+    buckets: TTFT_BUCKETS_SECONDS,
+    registers,
+  })
+  const duration = new Histogram({
+    name: 'kvgate_request_duration_seconds',
+    help: 'Time from arrival at kvgate to the end of the response.',
+    labelNames: ['user'] as const,
+    buckets: E2E_BUCKETS_SECONDS,
+    registers,
+  })
+  const tokensServed = new Counter({
+    name: 'kvgate_tokens_served_total',
+    help: 'Tokens served, by user and kind (prompt, completion).',
+    labelNames: ['user', 'kind'] as const,
+    registers,
+  })
+  new Gauge({
+    name: 'kvgate_policy_counter',
+    help: 'The policy virtual counter of a user (vtc), in weighted tokens.',
+    labelNames: ['user'] as const,
+    registers,
+    collect() {
+      this.reset()
+      for (const row of sources.policyUsers()) if (row.counter !== undefined) this.set({ user: row.user }, row.counter)
+    },
+  })
+  new Gauge({
+    name: 'kvgate_policy_quota_tokens_per_minute',
+    help: 'The tokens-per-minute quota in force for a user (tpm, dynamic-tpm).',
+    labelNames: ['user'] as const,
+    registers,
+    collect() {
+      this.reset()
+      for (const row of sources.policyUsers()) {
+        if (row.quotaTokensPerMinute !== undefined) this.set({ user: row.user }, row.quotaTokensPerMinute)
+      }
+    },
+  })
+
+  return {
+    registry,
+    requestEnded: (outcome, user) => requests.inc({ outcome, user }),
+    admitted: (user) => admissions.inc({ user }),
+    queueWait: (result, seconds) => queueWait.observe({ result }, seconds),
+    timeToFirstToken: (user, seconds) => timeToFirstToken.observe({ user }, seconds),
+    requestDuration: (user, seconds) => duration.observe({ user }, seconds),
+    tokensServed: (user, kind, tokens) => {
+      if (tokens > 0) tokensServed.inc({ user, kind }, tokens)
+    },
+  }
+}
