@@ -65,6 +65,8 @@ export async function waitForHttp(url: string, child?: ChildProcess, timeoutMs =
 
 export interface ServerProcess {
   readonly url: string
+  /** Every URL the child serves, when it runs several servers (the first is `url`). */
+  readonly urls: readonly string[]
   readonly pid: number
   close(): Promise<void>
 }
@@ -80,11 +82,11 @@ export async function forkServer(entry: string, options: unknown, execArgv: read
     // The servers' own logs would cost the load client CPU to read; they go to /dev/null, stderr stays visible.
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   })
-  const url = await new Promise<string>((resolve, reject) => {
+  const urls = await new Promise<string[]>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${entry} did not start within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
-    child.once('message', (message: { url?: string; error?: string }) => {
+    child.once('message', (message: { urls?: string[]; error?: string }) => {
       clearTimeout(timer)
-      if (message.url) resolve(message.url)
+      if (message.urls) resolve(message.urls)
       else reject(new Error(`${entry} failed: ${message.error ?? 'unknown error'}`))
     })
     child.once('exit', (code) => {
@@ -93,7 +95,8 @@ export async function forkServer(entry: string, options: unknown, execArgv: read
     })
   })
   return {
-    url,
+    url: urls[0] ?? '',
+    urls,
     pid: child.pid ?? 0,
     async close() {
       if (child.exitCode !== null || child.signalCode !== null) return
@@ -107,10 +110,10 @@ export async function forkServer(entry: string, options: unknown, execArgv: read
 }
 
 /** The child's side of `forkServer`: report the URL, then close the server when the parent lets go. */
-export function serveUntilDisconnected(start: () => Promise<{ url: string; close(): Promise<void> }>): void {
+export function serveUntilDisconnected(start: () => Promise<{ urls: readonly string[]; close(): Promise<void> }>): void {
   start().then(
     (server) => {
-      process.send?.({ url: server.url })
+      process.send?.({ urls: server.urls })
       process.once('disconnect', () => {
         void server.close().finally(() => process.exit(0))
       })

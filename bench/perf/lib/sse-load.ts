@@ -50,9 +50,12 @@ export async function runStreams(options: StreamLoadOptions): Promise<StreamLoad
         let carry = false
         for await (const part of response.body as AsyncIterable<Buffer>) {
           let events = 0
-          if (carry && part[0] === 0x0a) events += 1
+          const joined: boolean = carry && part[0] === 0x0a
+          if (joined) events += 1
           for (let at = part.indexOf(EVENT_END); at !== -1; at = part.indexOf(EVENT_END, at + 2)) events += 1
-          carry = part[part.length - 1] === 0x0a && part[part.length - 2] !== 0x0a
+          // A trailing "\n" opens a split "\n\n" unless it already closed one (in this part or with the carry).
+          const closedAtEnd: boolean = part.length === 1 ? joined : part[part.length - 2] === 0x0a
+          carry = part[part.length - 1] === 0x0a && !closedAtEnd
           if (recording) chunks += events
           if (stopped) break
         }

@@ -32,7 +32,9 @@ function completion(id: number, text: string, finish: string | null): string {
 }
 
 let next = 0
-serveUntilDisconnected(async () => {
+const { count = 1 } = JSON.parse(process.argv[2] ?? '{}') as { count?: number }
+
+async function startStub(): Promise<{ url: string; close(): Promise<void> }> {
   const server = createServer((req, res) => {
     if (req.method === 'GET') {
       if (req.url === '/metrics') res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics)
@@ -74,5 +76,16 @@ serveUntilDisconnected(async () => {
       server.closeAllConnections()
       server.close(() => resolve())
     }),
+  }
+}
+
+// `count` stubs side by side, for the polling benchmark's 16 backends.
+serveUntilDisconnected(async () => {
+  const stubs = await Promise.all(Array.from({ length: count }, startStub))
+  return {
+    urls: stubs.map((stub) => stub.url),
+    close: async () => {
+      await Promise.all(stubs.map((stub) => stub.close()))
+    },
   }
 })

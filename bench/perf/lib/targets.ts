@@ -31,8 +31,6 @@ export interface PerfStackOptions {
   readonly policies: readonly string[]
   /** Extra options for the emulator (KV size, batch size) on top of the zero latency model. */
   readonly sim?: Readonly<Record<string, unknown>>
-  /** Backends kvgate is configured with; each is the one upstream under its own name. Default 1. */
-  readonly backendsPerGateway?: number
   readonly withNginx?: boolean
 }
 
@@ -49,7 +47,7 @@ export async function startPerfStack(options: PerfStackOptions): Promise<PerfSta
     }
     for (const policy of options.policies) {
       try {
-        const gateway = await startGatewayProcess({ upstream: upstream.url, policy, backends: options.backendsPerGateway ?? 1 })
+        const gateway = await startGatewayProcess({ upstreams: [upstream.url], policy })
         closers.push(() => gateway.close())
         targets.push({ name: `kvgate-${policy}`, url: gateway.url, proxyPid: gateway.pid })
       } catch (error) {
@@ -85,11 +83,13 @@ export const ZERO_LATENCY_SIM = Object.freeze({
   enablePrefixCaching: false,
 })
 
-export function startUpstream(kind: UpstreamKind, sim?: Readonly<Record<string, unknown>>): Promise<ServerProcess> {
-  if (kind === 'stub') return forkServer('./stub-child.ts', {})
-  return forkServer('./sim-child.ts', { ...ZERO_LATENCY_SIM, ...sim })
+/** `count` upstreams in one process (several only for the polling benchmark). */
+export function startUpstream(kind: UpstreamKind, sim?: Readonly<Record<string, unknown>>, count = 1): Promise<ServerProcess> {
+  if (kind === 'stub') return forkServer('./stub-child.ts', { count })
+  return forkServer('./sim-child.ts', { ...ZERO_LATENCY_SIM, ...sim, count })
 }
 
-export function startGatewayProcess(options: { upstream: string; policy: string; backends: number; execArgv?: readonly string[] }): Promise<ServerProcess> {
-  return forkServer('./gateway-child.ts', { upstream: options.upstream, policy: options.policy, backends: options.backends }, options.execArgv)
+/** kvgate with admission on and the given policy, one backend per upstream URL. */
+export function startGatewayProcess(options: { upstreams: readonly string[]; policy: string; execArgv?: readonly string[] }): Promise<ServerProcess> {
+  return forkServer('./gateway-child.ts', { upstreams: options.upstreams, policy: options.policy }, options.execArgv)
 }
