@@ -128,6 +128,8 @@ export const errors = Object.freeze({
 
   // Configuration (thrown at start-up and reload, not to clients)
   invalidConfig: createError('invalid_config', 500, SERVER, 'Invalid configuration: %s'),
+  /** A policy's own options (`policy.options`), checked by the policy; the message names the field. */
+  invalidPolicyOptions: createError('invalid_policy_options', 500, SERVER, '%s'),
 
   // Bench inputs (thrown by `kvgate bench` while reading a workload, not to clients)
   invalidTrace: createError('invalid_trace', 400, INVALID_REQUEST, 'Invalid trace %s, line %d: %s'),

@@ -1,34 +1,33 @@
+import { HeadOrder } from './head-order.js'
+import { createOptionsParser } from './options.js'
 import type { Policy, PolicyContext, PolicyRequest } from './policy.js'
+
+// fifo has no knobs; the empty schema still rejects unknown options so a typo is not silently ignored.
+const parseOptions = createOptionsParser<Record<string, never>>('fifo', {
+  type: 'object',
+  additionalProperties: false,
+  required: [],
+} as never)
 
 /**
  * First come, first served across all users: the user whose head arrived first goes first. No quotas and
  * no fairness; the baseline every other policy is compared against.
  */
-export function createFifoPolicy(_context: PolicyContext): Policy {
-  // Waiting requests in arrival order; a Map keeps insertion order and deletes in O(1).
-  const waiting = new Map<string, string>()
-
+export function createFifoPolicy(context: PolicyContext): Policy {
+  parseOptions(context.options)
+  const order = new HeadOrder()
   const leave = (request: PolicyRequest): void => {
-    waiting.delete(request.id)
+    order.leave(request.id)
   }
 
   return {
     name: 'fifo',
     onEnqueue(request) {
-      waiting.set(request.id, request.user.name)
+      order.enqueue(request)
     },
     onRemove: leave,
     onAdmit: leave,
-    *candidates() {
-      // A user's first waiting request is its queue's head, so the order of first appearances is the
-      // order of heads by arrival.
-      const seen = new Set<string>()
-      for (const user of waiting.values()) {
-        if (seen.has(user)) continue
-        seen.add(user)
-        yield user
-      }
-    },
+    candidates: () => order.candidates(),
     checkQuota: () => ({ allowed: true }),
     onTokens() {},
     onFinish() {},

@@ -1,0 +1,244 @@
+import { HeadOrder } from './head-order.js'
+import { createOptionsParser } from './options.js'
+import type { Policy, PolicyContext, PolicyRequest, PolicyUser, PolicyUserState } from './policy.js'
+import { QuotaLedger } from './quota-ledger.js'
+import { staticLimits } from './tpm.js'
+import { MINUTE_MS } from './usage-window.js'
+
+export interface DynamicTpmOptions {
+  /** How often quotas are recomputed (ms of the injected clock). */
+  readonly intervalMs: number
+  /** Half-life of the exponential moving average of served tokens per minute (ms); 0 = no smoothing. */
+  readonly halfLifeMs: number
+  /** A user is active if it had a request within this window (ms) or has one waiting. */
+  readonly activeWindowMs: number
+  /**
+   * Quotas add up to capacity × (1 + probeRatio). Without the margin, quotas would freeze the served rate
+   * at its current estimate (users held at their quota serve exactly the estimate, and over-predicted
+   * completions even less, so the estimate could only fall); the margin lets demand grow into KV that is
+   * free, and the KV check still bounds what is admitted.
+   */
+  readonly probeRatio: number
+  /** Per-user quota before any capacity is measured; null = unlimited until then. */
+  readonly initialTokensPerMinute: number | null
+  /** No active user's quota goes below this (tokens per minute). */
+  readonly minTokensPerMinute: number
+}
+
+export const DYNAMIC_TPM_DEFAULTS: DynamicTpmOptions = Object.freeze({
+  intervalMs: 1_000, // 1 second
+  halfLifeMs: 10_000, // 10 seconds
+  activeWindowMs: MINUTE_MS, // 60 seconds, the same minute the quotas count over
+  probeRatio: 0.1,
+  initialTokensPerMinute: null,
+  minTokensPerMinute: 0,
+})
+
+const parseOptions = createOptionsParser<DynamicTpmOptions>('dynamic-tpm', {
+  type: 'object',
+  additionalProperties: false,
+  required: [],
+  properties: {
+    intervalMs: { type: 'number', minimum: 1, default: DYNAMIC_TPM_DEFAULTS.intervalMs },
+    halfLifeMs: { type: 'number', minimum: 0, default: DYNAMIC_TPM_DEFAULTS.halfLifeMs },
+    activeWindowMs: { type: 'number', minimum: 1, default: DYNAMIC_TPM_DEFAULTS.activeWindowMs },
+    probeRatio: { type: 'number', minimum: 0, maximum: 10, default: DYNAMIC_TPM_DEFAULTS.probeRatio },
+    initialTokensPerMinute: {
+      type: ['number', 'null'],
+      exclusiveMinimum: 0,
+      default: DYNAMIC_TPM_DEFAULTS.initialTokensPerMinute,
+    },
+    minTokensPerMinute: { type: 'number', minimum: 0, default: DYNAMIC_TPM_DEFAULTS.minTokensPerMinute },
+  },
+} as never)
+
+export function parseDynamicTpmOptions(raw: unknown): DynamicTpmOptions {
+  return parseOptions(raw)
+}
+
+export interface WaterFillUser {
+  readonly user: string
+  readonly weight: number
+  /** Tokens per minute the user can use; Infinity for a user with requests waiting. */
+  readonly demand: number
+}
+
+/**
+ * Weighted max-min fair division of `total` (water-filling): users whose demand is below their weighted
+ * share get their demand, and what they leave is split among the rest by weight, repeatedly. Returns
+ * each user's allocation. O(n log n).
+ */
+export function waterFill(total: number, users: readonly WaterFillUser[]): Map<string, number> {
+  const sorted = [...users].sort((a, b) => a.demand / a.weight - b.demand / b.weight || (a.user < b.user ? -1 : 1))
+  const allocation = new Map<string, number>()
+  let remaining = total
+  let weightLeft = sorted.reduce((sum, u) => sum + u.weight, 0)
+  for (const u of sorted) {
+    const share = weightLeft > 0 ? (remaining * u.weight) / weightLeft : 0
+    const given = Math.min(u.demand, share)
+    allocation.set(u.user, given)
+    remaining -= given
+    weightLeft -= u.weight
+  }
+  return allocation
+}
+
+/**
+ * Dynamic TPM: the service kvgate actually delivers (tokens per minute across backends, from `onTick`,
+ * smoothed) is divided among the users active now, by weight, and recomputed every `intervalMs`.
+ *
+ * Work-conserving: by water-filling, share that an active user does not use (its last minute's usage is
+ * below its share and nothing of it waits) goes to the users that can use it. Each user's quota is
+ * max(its water-filled allocation, its weighted fair share): a light user keeps its guaranteed share (so
+ * it can burst back without waiting for a recompute) while the heavy users get what it leaves.
+ * A user's static `tokensPerMinute`, if configured, caps its dynamic quota; `requestsPerMinute` holds too.
+ *
+ * The capacity estimate only moves down while someone is waiting: when nobody waits, the served rate
+ * measures demand, not capacity, and an idle night must not shrink tomorrow's quotas.
+ */
+export function createDynamicTpmPolicy(context: PolicyContext): Policy {
+  const options = parseDynamicTpmOptions(context.options)
+  const order = new HeadOrder()
+  const ledger = new QuotaLedger()
+  const users = new Map<string, PolicyUser>(context.users.map((u) => [u.name, u]))
+  const configured = new Set(users.keys())
+  const lastSeenMs = new Map<string, number>()
+  let quotas = new Map<string, number>()
+  let activeWeight = 0
+  let capacityTokensPerMinute: number | undefined
+  let lastTickMs: number | undefined
+  let lastRecomputeMs = Number.NEGATIVE_INFINITY
+  let dirty = false
+
+  const weightOf = (user: PolicyUser): number => (Number.isFinite(user.weight) && user.weight > 0 ? user.weight : 1)
+  const distributable = (): number | undefined =>
+    capacityTokensPerMinute === undefined ? undefined : capacityTokensPerMinute * (1 + options.probeRatio)
+  const capByStatic = (user: PolicyUser, quota: number): number => {
+    const cap = staticLimits(user).tokensPerMinute
+    return Math.max(cap === undefined ? quota : Math.min(cap, quota), 0)
+  }
+
+  /** The token quota in force for a user now; undefined = unlimited. */
+  const quotaFor = (user: PolicyUser): number | undefined => {
+    const total = distributable()
+    if (total === undefined) {
+      const initial = options.initialTokensPerMinute ?? staticLimits(user).tokensPerMinute
+      return initial === null || initial === undefined ? undefined : capByStatic(user, initial)
+    }
+    const known = quotas.get(user.name)
+    if (known !== undefined) return known
+    // A user that became active since the last recompute: its weighted share counting itself in, until
+    // the next tick recomputes everyone (the others give the share back then).
+    const w = weightOf(user)
+    return capByStatic(user, Math.max(options.minTokensPerMinute, (total * w) / (activeWeight + w)))
+  }
+
+  const recompute = (nowMs: number): void => {
+    lastRecomputeMs = nowMs
+    dirty = false
+    const cutoffMs = nowMs - options.activeWindowMs
+    const active: PolicyUser[] = []
+    for (const [name, seenMs] of lastSeenMs) {
+      const backlogged = order.backlog.isBacklogged(name)
+      if (seenMs <= cutoffMs && !backlogged) {
+        lastSeenMs.delete(name)
+        if (!configured.has(name)) users.delete(name)
+        continue
+      }
+      const user = users.get(name)
+      if (user !== undefined) active.push(user)
+    }
+    activeWeight = active.reduce((sum, u) => sum + weightOf(u), 0)
+    const total = distributable()
+    if (total === undefined) {
+      quotas = new Map()
+      return
+    }
+    const allocation = waterFill(
+      total,
+      active.map((u) => ({
+        user: u.name,
+        weight: weightOf(u),
+        demand: order.backlog.isBacklogged(u.name) ? Number.POSITIVE_INFINITY : ledger.usedTokens(u.name, nowMs),
+      })),
+    )
+    const next = new Map<string, number>()
+    for (const u of active) {
+      const fair = (total * weightOf(u)) / activeWeight
+      next.set(u.name, capByStatic(u, Math.max(allocation.get(u.name) ?? 0, fair, options.minTokensPerMinute)))
+    }
+    quotas = next
+  }
+
+  const touch = (request: PolicyRequest, nowMs: number): void => {
+    const name = request.user.name
+    users.set(name, request.user)
+    if (!lastSeenMs.has(name)) dirty = true
+    lastSeenMs.set(name, nowMs)
+  }
+
+  return {
+    name: 'dynamic-tpm',
+    onEnqueue(request, nowMs) {
+      touch(request, nowMs)
+      order.enqueue(request)
+    },
+    onRemove(request) {
+      order.leave(request.id)
+    },
+    onAdmit(request, nowMs) {
+      touch(request, nowMs)
+      order.leave(request.id)
+      ledger.admit(request, nowMs)
+    },
+    candidates: () => order.candidates(),
+    checkQuota(request, nowMs) {
+      const tokensPerMinute = quotaFor(request.user)
+      return ledger.check(request, nowMs, {
+        tokensPerMinute,
+        requestsPerMinute: staticLimits(request.user).requestsPerMinute,
+      })
+    },
+    onTokens(request, tokens, nowMs) {
+      ledger.tokens(request, tokens, nowMs)
+    },
+    onFinish(request, completionTokens, nowMs) {
+      ledger.finish(request, completionTokens, nowMs)
+    },
+    onTick(nowMs, sample) {
+      const served = sample.servedTokensPerMinute
+      if (Number.isFinite(served) && served >= 0) {
+        if (capacityTokensPerMinute === undefined) {
+          if (served > 0) capacityTokensPerMinute = served
+        } else if (order.backlog.users > 0 || served > capacityTokensPerMinute) {
+          const dtMs = lastTickMs === undefined ? options.intervalMs : Math.max(0, nowMs - lastTickMs)
+          const alpha = options.halfLifeMs === 0 ? 1 : 1 - Math.pow(2, -dtMs / options.halfLifeMs)
+          capacityTokensPerMinute += alpha * (served - capacityTokensPerMinute)
+        }
+      }
+      lastTickMs = nowMs
+      if (dirty || nowMs - lastRecomputeMs >= options.intervalMs) recompute(nowMs)
+    },
+    rateLimits(user, nowMs) {
+      return ledger.rateLimits(user.name, nowMs, {
+        tokensPerMinute: quotaFor(user),
+        requestsPerMinute: staticLimits(user).requestsPerMinute,
+      })
+    },
+    userStates(nowMs) {
+      const states: PolicyUserState[] = []
+      for (const name of lastSeenMs.keys()) {
+        const user = users.get(name)
+        if (user === undefined) continue
+        const quota = quotaFor(user)
+        states.push({
+          user: name,
+          weight: weightOf(user),
+          ...(quota === undefined ? {} : { quotaTokensPerMinute: quota }),
+          usedTokensLastMinute: ledger.usedTokens(name, nowMs),
+        })
+      }
+      return states
+    },
+  }
+}

@@ -1,0 +1,77 @@
+import { HeadOrder } from './head-order.js'
+import { createOptionsParser } from './options.js'
+import type { Policy, PolicyContext, PolicyRequest, PolicyUser, PolicyUserState } from './policy.js'
+import { QuotaLedger, type QuotaLimits } from './quota-ledger.js'
+
+// tpm's limits live on each user (config `users[].tokensPerMinute` / `requestsPerMinute`, and
+// `defaultUser`); the policy itself has no knobs, and unknown options are refused.
+const parseOptions = createOptionsParser<Record<string, never>>('tpm', {
+  type: 'object',
+  additionalProperties: false,
+  required: [],
+} as never)
+
+/** A user's static quota; a missing, null or non-positive-infinite value means unlimited. */
+export function staticLimits(user: PolicyUser): QuotaLimits {
+  const finite = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined)
+  return { tokensPerMinute: finite(user.tokensPerMinute), requestsPerMinute: finite(user.requestsPerMinute) }
+}
+
+/**
+ * Static per-user quotas: tokens per minute (prompt + completion) and requests per minute, over a sliding
+ * minute. Users are tried in FIFO order of their heads; a user whose head would exceed its quota is
+ * skipped (its head waits, and may reach its deadline) while others go ahead. Within quota the KV check
+ * decides. The completion is reserved at the predicted length at admission and settled at the end.
+ */
+export function createTpmPolicy(context: PolicyContext): Policy {
+  parseOptions(context.options)
+  const order = new HeadOrder()
+  const ledger = new QuotaLedger()
+  // The latest settings seen per user, for userStates (requests carry their user's settings).
+  const known = new Map<string, PolicyUser>(context.users.map((u) => [u.name, u]))
+  const configured = new Set(known.keys())
+
+  return {
+    name: 'tpm',
+    onEnqueue(request) {
+      known.set(request.user.name, request.user)
+      order.enqueue(request)
+    },
+    onRemove(request) {
+      order.leave(request.id)
+    },
+    onAdmit(request, nowMs) {
+      order.leave(request.id)
+      ledger.admit(request, nowMs)
+    },
+    candidates: () => order.candidates(),
+    checkQuota: (request: PolicyRequest, nowMs) => ledger.check(request, nowMs, staticLimits(request.user)),
+    onTokens(request, tokens, nowMs) {
+      ledger.tokens(request, tokens, nowMs)
+    },
+    onFinish(request, completionTokens, nowMs) {
+      ledger.finish(request, completionTokens, nowMs)
+    },
+    onTick() {},
+    rateLimits: (user, nowMs) => ledger.rateLimits(user.name, nowMs, staticLimits(user)),
+    userStates(nowMs) {
+      const states: PolicyUserState[] = []
+      for (const user of known.values()) {
+        const used = ledger.usedTokens(user.name, nowMs)
+        // Forget unconfigured users with nothing waiting and nothing charged, so names do not pile up.
+        if (!configured.has(user.name) && used === 0 && !order.backlog.isBacklogged(user.name)) {
+          known.delete(user.name)
+          continue
+        }
+        const { tokensPerMinute } = staticLimits(user)
+        states.push({
+          user: user.name,
+          weight: user.weight,
+          ...(tokensPerMinute === undefined ? {} : { quotaTokensPerMinute: tokensPerMinute }),
+          usedTokensLastMinute: used,
+        })
+      }
+      return states
+    },
+  }
+}
