@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
 import { Command } from 'commander'
+import { createSimCommand } from './sim/index.js'
 
 /**
  * The one `kvgate` executable. Each subcommand is built by the module that owns it (`createSimCommand` in
@@ -11,5 +12,7 @@ const packageJson = JSON.parse(readFileSync(new URL('../package.json', import.me
 const program = new Command('kvgate')
   .description('KV-cache-aware admission-control gateway for vLLM, with a vLLM emulator and a load generator')
   .version(packageJson.version)
+
+program.addCommand(createSimCommand())
 
 await program.parseAsync(process.argv)

@@ -1,0 +1,35 @@
+import { Ajv } from 'ajv'
+import { errors } from '../errors/index.js'
+import type { FaultConfig } from './options.js'
+
+/**
+ * The JSON Schema of a (partial) fault configuration, shared by the config file, the CLI flags and
+ * `POST /sim/faults`, so a bad value is refused the same way everywhere and names its field.
+ */
+export const faultConfigSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    latencySpikeRate: { type: 'number', minimum: 0, maximum: 1 },
+    latencySpikeMs: { type: 'number', minimum: 0 },
+    errorRate: { type: 'number', minimum: 0, maximum: 1 },
+    streamCutRate: { type: 'number', minimum: 0, maximum: 1 },
+    metricsUnavailable: { type: 'boolean' },
+    metricsDelayMs: { type: 'number', minimum: 0 },
+    dieAfterMs: { type: ['number', 'null'], minimum: 0 },
+  },
+} as const
+
+const ajv = new Ajv({ allErrors: true, allowUnionTypes: true })
+const validateFaults = ajv.compile(faultConfigSchema)
+
+/** Check a partial fault configuration; throws `errors.invalidRequest` naming the first bad field. */
+export function parseFaults(raw: unknown, where = 'faults'): Partial<FaultConfig> {
+  if (validateFaults(raw)) return raw as Partial<FaultConfig>
+  const first = validateFaults.errors?.[0]
+  const field = first?.instancePath ? `${where}${first.instancePath.replace(/\//g, '.')}` : where
+  const detail = first?.keyword === 'additionalProperties'
+    ? `unknown field "${String(first.params.additionalProperty)}"`
+    : (first?.message ?? 'invalid')
+  throw errors.invalidRequest([`${field}: ${detail}`], { param: field })
+}

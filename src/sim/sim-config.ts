@@ -1,0 +1,126 @@
+import { readFileSync } from 'node:fs'
+import { Ajv, type ErrorObject } from 'ajv'
+import { parse as parseYaml } from 'yaml'
+import { errors } from '../errors/index.js'
+import { faultConfigSchema } from './faults.js'
+import type { SimOptions } from './options.js'
+
+/**
+ * The emulator's configuration as a file (YAML or JSON, `kvgate sim --config FILE`) and as `startSim`
+ * options: one schema for both, so a typo in either is refused with the field's name instead of being
+ * silently ignored.
+ */
+const positiveInteger = { type: 'integer', minimum: 1 } as const
+const nonNegative = { type: 'number', minimum: 0 } as const
+
+export const simOptionsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    port: { type: 'integer', minimum: 0, maximum: 65535 },
+    host: { type: 'string', minLength: 1 },
+    model: { type: 'string', minLength: 1 },
+    numGpuBlocks: { type: 'integer', minimum: 2 },
+    blockSize: positiveInteger,
+    maxNumSeqs: positiveInteger,
+    maxNumBatchedTokens: positiveInteger,
+    maxModelLen: { type: 'integer', minimum: 2 },
+    speed: { type: 'number', exclusiveMinimum: 0 },
+    seed: { type: 'integer' },
+    metricsCompat: { enum: ['v1', 'v0'] },
+    enablePrefixCaching: { type: 'boolean' },
+    latency: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { stepFixedMs: nonNegative, prefillTokenMs: nonNegative, runningSeqMs: nonNegative, contextTokenMs: nonNegative },
+    },
+    outputLength: {
+      type: 'object',
+      required: ['type'],
+      properties: { type: { enum: ['constant', 'uniform', 'lognormal'] } },
+      oneOf: [
+        {
+          additionalProperties: false,
+          required: ['value'],
+          properties: { type: { const: 'constant' }, value: positiveInteger },
+        },
+        {
+          additionalProperties: false,
+          required: ['min', 'max'],
+          properties: { type: { const: 'uniform' }, min: positiveInteger, max: positiveInteger },
+        },
+        {
+          additionalProperties: false,
+          required: ['average'],
+          properties: {
+            type: { const: 'lognormal' },
+            average: { type: 'number', exclusiveMinimum: 0 },
+            medianRatio: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+            max: positiveInteger,
+          },
+        },
+      ],
+    },
+    faults: faultConfigSchema,
+    // `startSim` also takes a pino logger; it is not a file setting and is checked by the type system.
+    logger: {},
+  },
+} as const
+
+const ajv = new Ajv({ allErrors: true, allowUnionTypes: true, strict: false })
+const validate = ajv.compile(simOptionsSchema)
+
+function describe(error: ErrorObject): string {
+  const path = error.instancePath.replace(/^\//, '').replaceAll('/', '.')
+  const at = (field: string): string => (path === '' ? field : `${path}.${field}`)
+  switch (error.keyword) {
+    case 'additionalProperties':
+      return `${at((error.params as { additionalProperty: string }).additionalProperty)}: unknown field`
+    case 'required':
+      return `${at((error.params as { missingProperty: string }).missingProperty)}: is required`
+    case 'enum':
+      return `${path}: must be one of ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`
+    default:
+      return `${path || '(root)'}: ${error.message ?? 'is invalid'}`
+  }
+}
+
+/** Validate emulator options; throws `errors.invalidConfig` naming every bad field. */
+export function validateSimOptions(raw: unknown, source = 'sim options'): SimOptions {
+  if (!validate(raw)) {
+    // `oneOf` reports a failure for every branch; the branch matching the declared `type` says what is wrong.
+    const list = validate.errors ?? []
+    const declaredType = (raw as { outputLength?: { type?: unknown } } | null)?.outputLength?.type
+    const relevant = list.filter((e) => {
+      if (e.keyword === 'oneOf' || e.keyword === 'const') return false
+      const branch = /\/oneOf\/(\d)\//.exec(e.schemaPath)?.[1]
+      if (branch === undefined) return true
+      return ['constant', 'uniform', 'lognormal'][Number(branch)] === declaredType
+    })
+    const problems = (relevant.length > 0 ? relevant : list).map(describe)
+    throw errors.invalidConfig([`${source}: ${[...new Set(problems)].join('; ')}`])
+  }
+  const options = raw as SimOptions
+  const length = options.outputLength
+  if (length?.type === 'uniform' && length.min > length.max) {
+    throw errors.invalidConfig([`${source}: outputLength.min: must be ≤ outputLength.max`])
+  }
+  return options
+}
+
+/** Read a YAML or JSON file of emulator options (YAML is a superset of JSON, so one parser reads both). */
+export function loadSimConfigFile(path: string): SimOptions {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (cause) {
+    throw errors.invalidConfig([`${path}: cannot read the file (${(cause as Error).message})`], { cause })
+  }
+  let raw: unknown
+  try {
+    raw = parseYaml(text) ?? {}
+  } catch (cause) {
+    throw errors.invalidConfig([`${path}: not valid YAML/JSON (${(cause as Error).message})`], { cause })
+  }
+  return validateSimOptions(raw, path)
+}
