@@ -1,0 +1,713 @@
+import type { Clock, TimerHandle } from '../core/index.js'
+import { errors, type KvgateError } from '../errors/index.js'
+import type { Ledger, Reservation } from '../ledger/index.js'
+import type { Policy, PolicyRequest, PolicyUser, QuotaDecision, RateLimitState } from '../policies/index.js'
+import { DeadlineHeap } from './deadline-heap.js'
+import { DrainRate, formatDuration, rejectionHeaders } from './retry-after.js'
+
+/**
+ * The admission queue: per-user FIFO queues, the dispatcher that admits heads when the KV cache has room, and
+ * the deadline tick that answers 429 to what waited too long.
+ *
+ * Division of labour: the policy orders *users* (`candidates()`) and gates quotas; this module owns the
+ * requests (one FIFO per user), the KV check against the ledger and the backends' polled usage, deadlines,
+ * and the rejections with their `retry-after`.
+ *
+ * KV check, per backend: `room = (capacity − used) − headroomRatio × capacity − ledger.outstanding(backend)`.
+ * A head is admitted to the backend with the most room when `need ≤ room`, with
+ * `need = prompt + predicted output` (capped at the largest backend's usable capacity, so a request whose
+ * prediction exceeds a whole cache can still run alone; only a *prompt* that exceeds it is refused, 400).
+ *
+ * Head-of-line rule (work-conserving with bounded bypass): the dispatcher tries heads in the policy's order.
+ * A head that passes its quota but does not fit is *bypassed*: later candidates that fit are admitted, so KV
+ * does not sit idle while small requests wait. The first time a head is bypassed its clock starts; once it
+ * has been bypassed for `maxBypassMs` the dispatcher stops at it and admits nothing behind it until it fits,
+ * so a large request is delayed by small ones at most `maxBypassMs` (0 = strict head-of-line, as in the VTC
+ * artifact). A head that cannot fit on any usable backend even when empty never blocks others.
+ *
+ * Cost per decision: the dispatcher tries at most `MAX_CANDIDATES_PER_DECISION` users; every structure it
+ * touches (per-user deque, deadline heap, running totals) is O(1) or O(log n), so a decision with 10,000
+ * queued requests costs about what it costs with 10.
+ */
+
+export interface BackendCapacity {
+  readonly id: string
+  readonly capacityTokens: number
+  /** KV tokens in use at the latest poll. */
+  readonly usedTokens: number
+  /** False while the backend's metrics are stale or failing: nothing is admitted to it. */
+  readonly usable: boolean
+}
+
+export interface AdmissionTicket {
+  readonly id: string
+  readonly user: PolicyUser
+  readonly model: string
+  readonly promptTokens: number
+  readonly predictedOutputTokens: number
+  /** Longest wait in the queue, ms. */
+  readonly deadlineMs: number
+  /** Aborted when the client goes away: a queued request leaves the queue and rejects with 499. */
+  readonly signal?: AbortSignal
+}
+
+export interface Admission {
+  readonly id: string
+  readonly backendId: string
+  readonly waitedMs: number
+  readonly reservation: Reservation
+  /** The request as the admitting policy was charged for it (need may be capped, see above). */
+  readonly request: PolicyRequest
+  readonly finished: boolean
+  /** The first token arrived (the backend allocated the prompt's blocks). */
+  firstToken(): void
+  /** `n` more completion tokens streamed: grows the reservation if needed and charges the policy. */
+  recordTokens(n: number): void
+  /** Idempotent: releases the reservation, settles the policy, runs the dispatcher. */
+  finish(completionTokens: number, reason?: string): void
+}
+
+/** Low-cardinality outcomes for metric labels (the error carries the detail). */
+export type AdmissionOutcome =
+  | 'admitted'
+  | 'rejected_deadline'
+  | 'rejected_queue_full'
+  | 'rejected_early'
+  | 'rejected_quota'
+  | 'rejected_unavailable'
+  | 'invalid_request'
+  | 'cancelled_queued'
+
+export interface AdmissionEvent {
+  readonly kind: 'admitted' | 'rejected' | 'cancelled' | 'finished'
+  readonly id: string
+  readonly user: string
+  readonly model: string
+  /** Time spent in the queue (0 for an immediate rejection). */
+  readonly waitedMs: number
+  /** For admitted/rejected/cancelled. */
+  readonly outcome?: AdmissionOutcome
+  /** The error code of a rejection or cancellation. */
+  readonly reason?: string
+  readonly backendId?: string
+  /** The predicted wait a rejection's retry-after came from. */
+  readonly retryAfterMs?: number
+}
+
+export interface QueuedInfo {
+  readonly id: string
+  readonly user: string
+  readonly model: string
+  readonly promptTokens: number
+  readonly predictedOutputTokens: number
+  readonly needTokens: number
+  readonly waitedMs: number
+  /** Time left until the deadline tick rejects it. */
+  readonly deadlineInMs: number
+  /** How long the dispatcher has been admitting others past it (null if never bypassed). */
+  readonly bypassedForMs: number | null
+  /** Its quota held it back at the last dispatch. */
+  readonly quotaBlocked: boolean
+}
+
+export interface AdmissionStats {
+  readonly queueDepth: number
+  readonly queuedTokens: number
+  readonly activeUsers: number
+  /** Tokens of need admitted per second of backlog (undefined until measured). */
+  readonly drainTokensPerSecond: number | undefined
+}
+
+export interface AdmissionController {
+  /** Resolves when admitted; rejects with a KvgateError (429, 503, 400 or 499). */
+  submit(ticket: AdmissionTicket): Promise<Admission>
+  /** Try to admit queued heads now (the gateway calls it after every metrics poll). */
+  dispatch(): void
+  /** Reload: queued requests move to the new policy in arrival order; admitted ones settle with the old. */
+  setPolicy(policy: Policy): void
+  queueDepth(): number
+  queued(): QueuedInfo[]
+  stats(): AdmissionStats
+  /** The wait a new request of `needTokens` from `user` would see now, ms (what retry-after is made of). */
+  predictWaitMs(user: PolicyUser, needTokens: number): number
+  /** Reject everything queued with shutting_down and stop the tick; later submits are refused the same way. */
+  close(): void
+}
+
+export interface AdmissionControllerOptions {
+  clock: Clock
+  policy: Policy
+  ledger: Ledger
+  /** Current capacity and polled usage per backend; called once per decision, keep it cheap. */
+  backends: () => readonly BackendCapacity[]
+  /** Share of each backend's capacity kept free (block rounding, requests kvgate does not see). */
+  headroomRatio: number
+  deadlineTickMs: number
+  maxQueueLength: number
+  /** Reject at once when the predicted wait already exceeds the request's deadline. */
+  earlyReject: boolean
+  /** Longest a head that does not fit may be bypassed by others that do; 0 = strict head-of-line. */
+  maxBypassMs: number
+  onEvent?: (event: AdmissionEvent) => void
+}
+
+/** Users tried per decision at most: bounds a decision's cost when many heads are quota-blocked or too big. */
+export const MAX_CANDIDATES_PER_DECISION = 32
+/**
+ * Until a backlog has been measured, assume a backend's usable KV turns over every 10 seconds (requests of a
+ * few hundred tokens at tens of tokens/s). Used only for retry-after, never for early rejection.
+ */
+const COLD_TURNOVER_MS = 10_000 // 10 seconds
+/** Smallest drain rate trusted (tokens/ms); below it the wait is treated as unbounded. */
+const MIN_DRAIN_TOKENS_PER_MS = 1e-6
+
+interface QueueItem {
+  readonly seq: number
+  readonly ticket: AdmissionTicket
+  readonly request: PolicyRequest
+  readonly needTokens: number
+  readonly enqueuedAtMs: number
+  readonly deadlineAtMs: number
+  readonly userQueue: UserQueue
+  heapIndex: number
+  prev: QueueItem | undefined
+  next: QueueItem | undefined
+  queued: boolean
+  bypassedSinceMs: number | undefined
+  /** The last quota denial, kept for the deadline rejection's reason and retry-after. */
+  quotaDenied: Extract<QuotaDecision, { allowed: false }> | undefined
+  resolve: (admission: Admission) => void
+  reject: (error: KvgateError) => void
+  onAbort: (() => void) | undefined
+}
+
+/** One user's FIFO as an intrusive doubly-linked list: O(1) push, pop and removal from the middle (abort, deadline). */
+interface UserQueue {
+  readonly name: string
+  /** Weight counted into the active weight while the queue is non-empty (kept so a reload cannot skew it). */
+  weight: number
+  head: QueueItem | undefined
+  tail: QueueItem | undefined
+  size: number
+  needTokens: number
+}
+
+class AdmissionImpl implements Admission {
+  readonly id: string
+  readonly backendId: string
+  readonly waitedMs: number
+  readonly reservation: Reservation
+  readonly request: PolicyRequest
+  readonly #policy: Policy
+  readonly #controller: AdmissionControllerImpl
+  readonly #model: string
+  #finished = false
+
+  constructor(controller: AdmissionControllerImpl, policy: Policy, item: QueueItem, backendId: string, reservation: Reservation, waitedMs: number) {
+    this.#controller = controller
+    this.#policy = policy
+    this.id = item.ticket.id
+    this.#model = item.ticket.model
+    this.backendId = backendId
+    this.waitedMs = waitedMs
+    this.reservation = reservation
+    this.request = item.request
+  }
+
+  get finished(): boolean {
+    return this.#finished
+  }
+
+  firstToken(): void {
+    this.reservation.markStarted()
+  }
+
+  recordTokens(n: number): void {
+    if (this.#finished || !(n > 0)) return
+    this.reservation.addGenerated(n)
+    this.#policy.onTokens(this.request, n, this.#controller.nowMs())
+  }
+
+  finish(completionTokens: number, reason = 'finished'): void {
+    if (this.#finished) return
+    this.#finished = true
+    this.reservation.release(reason)
+    // The policy that charged the admission settles it, even after a reload switched policies: a new
+    // policy never saw this request's onAdmit and could not settle a charge it did not make.
+    this.#policy.onFinish(this.request, Math.max(0, completionTokens), this.#controller.nowMs())
+    this.#controller.emit({
+      kind: 'finished',
+      id: this.id,
+      user: this.request.user.name,
+      model: this.#model,
+      waitedMs: this.waitedMs,
+      backendId: this.backendId,
+      reason,
+    })
+    this.#controller.dispatch()
+  }
+}
+
+interface BestBackend {
+  id: string
+  roomTokens: number
+  /** Largest capacity × (1 − headroom) among usable backends: what a request may need at most to ever fit. */
+  maxUsableTokens: number
+}
+
+class AdmissionControllerImpl implements AdmissionController {
+  readonly #options: AdmissionControllerOptions
+  readonly #clock: Clock
+  readonly #ledger: Ledger
+  #policy: Policy
+  readonly #queues = new Map<string, UserQueue>()
+  readonly #heap = new DeadlineHeap<QueueItem>()
+  readonly #drain: DrainRate
+  readonly #tick: TimerHandle
+  #seq = 0
+  #depth = 0
+  #queuedNeedTokens = 0
+  #activeWeight = 0
+  #closed = false
+  #dispatching = false
+  #dispatchAgain = false
+
+  constructor(options: AdmissionControllerOptions) {
+    if (!(options.headroomRatio >= 0 && options.headroomRatio < 1)) throw new RangeError('headroomRatio must be in [0, 1)')
+    if (!(options.deadlineTickMs > 0)) throw new RangeError('deadlineTickMs must be > 0')
+    if (!(options.maxQueueLength >= 0)) throw new RangeError('maxQueueLength must be ≥ 0')
+    if (!(options.maxBypassMs >= 0)) throw new RangeError('maxBypassMs must be ≥ 0')
+    this.#options = options
+    this.#clock = options.clock
+    this.#ledger = options.ledger
+    this.#policy = options.policy
+    this.#drain = new DrainRate(this.#clock.now())
+    this.#tick = this.#clock.setInterval(() => this.#expire(), options.deadlineTickMs)
+    this.#tick.unref?.()
+  }
+
+  nowMs(): number {
+    return this.#clock.now()
+  }
+
+  emit(event: AdmissionEvent): void {
+    this.#options.onEvent?.(event)
+  }
+
+  // --- submit ---------------------------------------------------------------------------------------------
+
+  submit(ticket: AdmissionTicket): Promise<Admission> {
+    const now = this.#clock.now()
+    const prompt = Math.max(0, Math.ceil(ticket.promptTokens))
+    const predicted = Math.max(0, Math.ceil(ticket.predictedOutputTokens))
+    const immediate = (outcome: AdmissionOutcome, error: KvgateError, retryAfterMs?: number): Promise<Admission> => {
+      this.emit({
+        kind: outcome === 'cancelled_queued' ? 'cancelled' : 'rejected',
+        id: ticket.id,
+        user: ticket.user.name,
+        model: ticket.model,
+        waitedMs: 0,
+        outcome,
+        reason: error.code,
+        ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+      })
+      return Promise.reject(error)
+    }
+
+    if (this.#closed) return immediate('rejected_unavailable', errors.shuttingDown())
+    if (ticket.signal?.aborted === true) return immediate('cancelled_queued', errors.requestCancelled(['waited for admission']))
+    const best = this.#bestBackend()
+    if (best === undefined) return immediate('rejected_unavailable', errors.noBackendAvailable(['every backend is down or its metrics are stale']))
+    if (prompt > best.maxUsableTokens) {
+      return immediate('invalid_request', errors.requestExceedsKvCapacity([prompt, Math.floor(best.maxUsableTokens)], { param: 'messages' }))
+    }
+    // A prediction larger than a whole cache is capped: the request runs alone on an empty backend and its
+    // reservation grows as it streams.
+    const needTokens = Math.min(prompt + predicted, Math.floor(best.maxUsableTokens))
+    if (this.#depth >= this.#options.maxQueueLength) {
+      const waitMs = this.predictWaitMs(ticket.user, needTokens)
+      const error = errors.queueFull([this.#depth, formatDuration(Math.max(1_000, waitMs))], {
+        headers: rejectionHeaders(errors.queueFull.code, waitMs, this.#policy.rateLimits(ticket.user, now)),
+      })
+      return immediate('rejected_queue_full', error, waitMs)
+    }
+
+    return new Promise<Admission>((resolve, reject) => {
+      const userQueue = this.#userQueue(ticket.user)
+      const item: QueueItem = {
+        seq: ++this.#seq,
+        ticket,
+        request: {
+          id: ticket.id,
+          user: ticket.user,
+          promptTokens: prompt,
+          predictedOutputTokens: needTokens - prompt,
+          enqueuedAtMs: now,
+        },
+        needTokens,
+        enqueuedAtMs: now,
+        deadlineAtMs: now + Math.max(0, ticket.deadlineMs),
+        userQueue,
+        heapIndex: -1,
+        prev: undefined,
+        next: undefined,
+        queued: true,
+        bypassedSinceMs: undefined,
+        quotaDenied: undefined,
+        resolve,
+        reject,
+        onAbort: undefined,
+      }
+      this.#enqueue(item, now)
+      if (ticket.signal !== undefined) {
+        const onAbort = (): void => this.#cancel(item)
+        item.onAbort = onAbort
+        ticket.signal.addEventListener('abort', onAbort, { once: true })
+      }
+      this.dispatch()
+      if (item.queued && this.#options.earlyReject) this.#maybeRejectEarly(item)
+    })
+  }
+
+  #maybeRejectEarly(item: QueueItem): void {
+    const now = this.#clock.now()
+    // Only a measured drain rate may reject early: a guess must not turn away a burst the gateway could serve.
+    const rate = this.#drain.tokensPerMs(now)
+    if (rate === undefined) return
+    const waitMs = this.#waitMs(item.userQueue, item.needTokens, true, now)
+    if (waitMs <= item.ticket.deadlineMs) return
+    this.#remove(item, now)
+    const error = errors.predictedWaitTooLong([formatDuration(waitMs), formatDuration(item.ticket.deadlineMs), formatDuration(Math.max(1_000, waitMs))], {
+      headers: rejectionHeaders(errors.predictedWaitTooLong.code, waitMs, this.#policy.rateLimits(item.ticket.user, now)),
+    })
+    this.#rejectItem(item, 'rejected_early', error, now, waitMs)
+  }
+
+  // --- queue structure --------------------------------------------------------------------------------------
+
+  #userQueue(user: PolicyUser): UserQueue {
+    let queue = this.#queues.get(user.name)
+    if (queue === undefined) {
+      queue = { name: user.name, weight: user.weight, head: undefined, tail: undefined, size: 0, needTokens: 0 }
+      this.#queues.set(user.name, queue)
+    }
+    return queue
+  }
+
+  #enqueue(item: QueueItem, now: number): void {
+    const queue = item.userQueue
+    if (queue.size === 0) {
+      queue.weight = positiveWeight(item.ticket.user.weight)
+      this.#activeWeight += queue.weight
+    }
+    item.prev = queue.tail
+    if (queue.tail === undefined) queue.head = item
+    else queue.tail.next = item
+    queue.tail = item
+    queue.size++
+    queue.needTokens += item.needTokens
+    this.#heap.push(item)
+    if (this.#depth++ === 0) this.#drain.setBacklogged(true, now)
+    this.#queuedNeedTokens += item.needTokens
+    this.#policy.onEnqueue(item.request, now)
+  }
+
+  /** Take an item out of every structure (not the policy: the caller says whether it was admitted or removed). */
+  #unlink(item: QueueItem, now: number): void {
+    item.queued = false
+    const queue = item.userQueue
+    if (item.prev === undefined) queue.head = item.next
+    else item.prev.next = item.next
+    if (item.next === undefined) queue.tail = item.prev
+    else item.next.prev = item.prev
+    item.prev = undefined
+    item.next = undefined
+    queue.size--
+    queue.needTokens -= item.needTokens
+    if (queue.size === 0) {
+      this.#activeWeight -= queue.weight
+      // Forget idle users so the map is bounded by users with waiting requests.
+      this.#queues.delete(queue.name)
+    }
+    this.#heap.remove(item)
+    this.#queuedNeedTokens -= item.needTokens
+    if (--this.#depth === 0) {
+      this.#drain.setBacklogged(false, now)
+      // Sums of integers stay exact, but reset anyway so no drift can ever survive an empty queue.
+      this.#queuedNeedTokens = 0
+      this.#activeWeight = 0
+    }
+    if (item.onAbort !== undefined) {
+      item.ticket.signal?.removeEventListener('abort', item.onAbort)
+      item.onAbort = undefined
+    }
+  }
+
+  /** Left the queue without admission: the policy forgets it. */
+  #remove(item: QueueItem, now: number): void {
+    this.#unlink(item, now)
+    this.#policy.onRemove(item.request, now)
+  }
+
+  #rejectItem(item: QueueItem, outcome: AdmissionOutcome, error: KvgateError, now: number, retryAfterMs?: number): void {
+    this.emit({
+      kind: outcome === 'cancelled_queued' ? 'cancelled' : 'rejected',
+      id: item.ticket.id,
+      user: item.ticket.user.name,
+      model: item.ticket.model,
+      waitedMs: now - item.enqueuedAtMs,
+      outcome,
+      reason: error.code,
+      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+    })
+    item.reject(error)
+  }
+
+  #cancel(item: QueueItem): void {
+    if (!item.queued) return
+    const now = this.#clock.now()
+    this.#remove(item, now)
+    this.#rejectItem(item, 'cancelled_queued', errors.requestCancelled(['waited for admission']), now)
+    // It may have been the head others were held behind.
+    this.dispatch()
+  }
+
+  // --- dispatcher -------------------------------------------------------------------------------------------
+
+  #bestBackend(): BestBackend | undefined {
+    let best: BestBackend | undefined
+    let maxUsableTokens = 0
+    for (const backend of this.#options.backends()) {
+      if (!backend.usable || !(backend.capacityTokens > 0)) continue
+      const headroom = this.#options.headroomRatio * backend.capacityTokens
+      maxUsableTokens = Math.max(maxUsableTokens, backend.capacityTokens - headroom)
+      const room = backend.capacityTokens - backend.usedTokens - headroom - this.#ledger.outstandingTokens(backend.id)
+      if (best === undefined || room > best.roomTokens) best = { id: backend.id, roomTokens: room, maxUsableTokens: 0 }
+    }
+    if (best !== undefined) best.maxUsableTokens = maxUsableTokens
+    return best
+  }
+
+  dispatch(): void {
+    // Re-entrancy: an admission's event handler or a finish() inside one may ring again; run once more after.
+    if (this.#dispatching) {
+      this.#dispatchAgain = true
+      return
+    }
+    this.#dispatching = true
+    try {
+      do {
+        this.#dispatchAgain = false
+        while (this.#admitOne()) {
+          // Each admission changes the room and may change the policy's order: decide again from the top.
+        }
+      } while (this.#dispatchAgain)
+    } finally {
+      this.#dispatching = false
+    }
+  }
+
+  /** One decision: admit the first head (in the policy's order) that passes its quota and fits. */
+  #admitOne(): boolean {
+    if (this.#closed || this.#depth === 0) return false
+    const best = this.#bestBackend()
+    if (best === undefined) return false
+    const now = this.#clock.now()
+    let tried = 0
+    for (const userName of this.#policy.candidates(now)) {
+      if (++tried > MAX_CANDIDATES_PER_DECISION) return false
+      const head = this.#queues.get(userName)?.head
+      if (head === undefined) continue
+      const quota = this.#policy.checkQuota(head.request, now)
+      if (!quota.allowed) {
+        head.quotaDenied = quota
+        continue
+      }
+      head.quotaDenied = undefined
+      if (head.needTokens <= best.roomTokens) {
+        this.#admit(head, best.id, now)
+        return true
+      }
+      // Too big for any usable backend even when empty (a large backend is down): it must not hold others.
+      if (head.needTokens > best.maxUsableTokens) continue
+      head.bypassedSinceMs ??= now
+      if (now - head.bypassedSinceMs >= this.#options.maxBypassMs) return false
+    }
+    return false
+  }
+
+  #admit(item: QueueItem, backendId: string, now: number): void {
+    const backlog = this.#depth > 1 || now > item.enqueuedAtMs
+    this.#unlink(item, now)
+    const policy = this.#policy
+    policy.onAdmit(item.request, now)
+    const reservation = this.#ledger.reserve({
+      backendId,
+      requestId: item.ticket.id,
+      promptTokens: item.request.promptTokens,
+      predictedOutputTokens: item.request.predictedOutputTokens,
+    })
+    if (backlog) this.#drain.noteAdmitted(item.needTokens, now)
+    const waitedMs = now - item.enqueuedAtMs
+    const admission = new AdmissionImpl(this, policy, item, backendId, reservation, waitedMs)
+    this.emit({
+      kind: 'admitted',
+      id: item.ticket.id,
+      user: item.ticket.user.name,
+      model: item.ticket.model,
+      waitedMs,
+      outcome: 'admitted',
+      backendId,
+    })
+    item.resolve(admission)
+  }
+
+  // --- deadlines ------------------------------------------------------------------------------------------
+
+  #expire(): void {
+    const now = this.#clock.now()
+    let expired = false
+    for (let top = this.#heap.peek(); top !== undefined && top.deadlineAtMs <= now; top = this.#heap.peek()) {
+      expired = true
+      this.#remove(top, now)
+      this.#rejectExpired(top, now)
+    }
+    if (expired) this.dispatch()
+  }
+
+  #rejectExpired(item: QueueItem, now: number): void {
+    const waited = formatDuration(now - item.enqueuedAtMs)
+    const user = item.ticket.user
+    if (this.#bestBackend() === undefined) {
+      this.#rejectItem(item, 'rejected_unavailable', errors.noBackendAvailable(['every backend is down or its metrics are stale']), now)
+      return
+    }
+    const denied = item.quotaDenied
+    if (denied !== undefined) {
+      // Still over quota at its deadline: the quota's own reset is the honest wait.
+      const waitMs = denied.retryAfterMs
+      const error = errors.quotaExceeded([user.name, denied.reason, formatDuration(Math.max(1_000, waitMs))], {
+        headers: rejectionHeaders(errors.quotaExceeded.code, waitMs, denied.limits),
+      })
+      this.#rejectItem(item, 'rejected_quota', error, now, waitMs)
+      return
+    }
+    const waitMs = this.predictWaitMs(user, item.needTokens)
+    const error = errors.deadlineExceeded([waited, formatDuration(Math.max(1_000, waitMs))], {
+      headers: rejectionHeaders(errors.deadlineExceeded.code, waitMs, this.#policy.rateLimits(user, now)),
+    })
+    this.#rejectItem(item, 'rejected_deadline', error, now, waitMs)
+  }
+
+  // --- predicted wait -------------------------------------------------------------------------------------
+
+  predictWaitMs(user: PolicyUser, needTokens: number): number {
+    const now = this.#clock.now()
+    const queue = this.#queues.get(user.name)
+    const probe: UserQueue = queue ?? { name: user.name, weight: positiveWeight(user.weight), head: undefined, tail: undefined, size: 0, needTokens: 0 }
+    return this.#waitMs(probe, needTokens, false, now)
+  }
+
+  /**
+   * Predicted wait for `needTokens` at the back of `queue`'s user: the tokens that will be admitted before it,
+   * minus the room there is now, divided by the measured drain rate.
+   *
+   * Tokens ahead are the smaller of two views: FIFO's (everything queued) and a weighted fair share's (the
+   * user's own queue scaled by the active weight over the user's weight — under VTC or fair TPM the others
+   * are served about that much meanwhile). The smaller one is what a fair policy would give; FIFO is never
+   * faster than "everything ahead". Erring short keeps early rejection from turning away a light user stuck
+   * behind a heavy one's backlog it will in fact overtake.
+   */
+  #waitMs(queue: UserQueue, needTokens: number, alreadyQueued: boolean, now: number): number {
+    const extra = alreadyQueued ? 0 : needTokens
+    const fifoAhead = this.#queuedNeedTokens + extra
+    const activeWeight = this.#activeWeight + (queue.size === 0 && !alreadyQueued ? queue.weight : 0)
+    const fairAhead = ((queue.needTokens + extra) * activeWeight) / queue.weight
+    const ahead = Math.min(fifoAhead, fairAhead)
+    const best = this.#bestBackend()
+    const room = best === undefined ? 0 : Math.max(0, best.roomTokens)
+    const shortfall = ahead - room
+    if (shortfall <= 0) return 0
+    let rate = this.#drain.tokensPerMs(now)
+    if (rate === undefined) rate = this.#coldRate()
+    if (!(rate > MIN_DRAIN_TOKENS_PER_MS)) return Number.POSITIVE_INFINITY
+    return shortfall / rate
+  }
+
+  #coldRate(): number {
+    let usable = 0
+    for (const backend of this.#options.backends()) {
+      if (backend.usable && backend.capacityTokens > 0) usable += backend.capacityTokens * (1 - this.#options.headroomRatio)
+    }
+    return usable / COLD_TURNOVER_MS
+  }
+
+  // --- reload, introspection, shutdown --------------------------------------------------------------------
+
+  #itemsInArrivalOrder(): QueueItem[] {
+    const items: QueueItem[] = []
+    for (const queue of this.#queues.values()) {
+      for (let item = queue.head; item !== undefined; item = item.next) items.push(item)
+    }
+    return items.sort((a, b) => a.seq - b.seq)
+  }
+
+  setPolicy(policy: Policy): void {
+    const now = this.#clock.now()
+    for (const item of this.#itemsInArrivalOrder()) {
+      item.quotaDenied = undefined
+      policy.onEnqueue(item.request, now)
+    }
+    this.#policy = policy
+    this.dispatch()
+  }
+
+  queueDepth(): number {
+    return this.#depth
+  }
+
+  queued(): QueuedInfo[] {
+    const now = this.#clock.now()
+    return this.#itemsInArrivalOrder().map((item) => ({
+      id: item.ticket.id,
+      user: item.ticket.user.name,
+      model: item.ticket.model,
+      promptTokens: item.request.promptTokens,
+      predictedOutputTokens: item.request.predictedOutputTokens,
+      needTokens: item.needTokens,
+      waitedMs: now - item.enqueuedAtMs,
+      deadlineInMs: item.deadlineAtMs - now,
+      bypassedForMs: item.bypassedSinceMs === undefined ? null : now - item.bypassedSinceMs,
+      quotaBlocked: item.quotaDenied !== undefined,
+    }))
+  }
+
+  stats(): AdmissionStats {
+    const rate = this.#drain.tokensPerMs(this.#clock.now())
+    return {
+      queueDepth: this.#depth,
+      queuedTokens: this.#queuedNeedTokens,
+      activeUsers: this.#queues.size,
+      drainTokensPerSecond: rate === undefined ? undefined : rate * 1_000,
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#clock.clearInterval(this.#tick)
+    const now = this.#clock.now()
+    for (const item of this.#itemsInArrivalOrder()) {
+      this.#remove(item, now)
+      this.#rejectItem(item, 'rejected_unavailable', errors.shuttingDown(), now)
+    }
+  }
+}
+
+function positiveWeight(weight: number): number {
+  return weight > 0 && Number.isFinite(weight) ? weight : 1
+}
+
+export function createAdmissionController(options: AdmissionControllerOptions): AdmissionController {
+  return new AdmissionControllerImpl(options)
+}

@@ -1,0 +1,13 @@
+export type {
+  Admission,
+  AdmissionController,
+  AdmissionControllerOptions,
+  AdmissionEvent,
+  AdmissionOutcome,
+  AdmissionStats,
+  AdmissionTicket,
+  BackendCapacity,
+  QueuedInfo,
+} from './admission-controller.js'
+export { createAdmissionController, MAX_CANDIDATES_PER_DECISION } from './admission-controller.js'
+export { formatDuration, MAX_RETRY_AFTER_MS, MIN_RETRY_AFTER_MS, rejectionHeaders } from './retry-after.js'

@@ -1,0 +1,311 @@
+/**
+ * The KV ledger: one reservation per admitted request, on the backend it was sent to.
+ *
+ * Why it exists: admission reads each backend's KV usage from a `/metrics` poll every ~100 ms. A burst of
+ * admissions between two polls is invisible to that figure, so without a ledger the gateway would admit the
+ * whole burst into the same "free" space (the seed-004 prototype's problem). A reservation stands in for the
+ * KV a request will hold until the poll can see it.
+ *
+ * Reconciliation with polled usage (see docs/ledger.md for a worked example):
+ *
+ *   - A reservation reserves `prompt + predicted` tokens at admission and grows whenever the request streams
+ *     past its prediction (`reserved ≥ prompt + generated` always), so the ledger never under-counts.
+ *   - The upstream poller calls `beginPoll(backend)` right before it sends `GET /metrics`. The mark records, per
+ *     live reservation, what the backend must already hold for it at that instant: `prompt + generated` if
+ *     the first token had arrived (vLLM has allocated the prompt's blocks and every token generated so far),
+ *     else 0 (the request may still be waiting in vLLM's queue, its blocks not allocated: we cannot assume
+ *     the poll sees it).
+ *   - After the poll parsed successfully the poller calls `completePoll(mark)`: those recorded amounts become
+ *     each reservation's `visible` part — already inside the backend's `usedTokens`.
+ *   - `outstanding = max(0, reserved − visible)` is what the poll cannot see yet; admission subtracts
+ *     `Σ outstanding` from the polled free space. Counting `reserved` in full would count the visible part
+ *     twice (once in `used`, once in the ledger) and slowly choke admission as requests grow.
+ *
+ * Snapshotting at `beginPoll` rather than at `completePoll` matters: tokens generated while the poll's HTTP
+ * round trip is in flight may or may not be in the scraped figure, so they stay outstanding (counted twice at
+ * worst, never missed). A failed poll simply never completes its mark; an older mark completing after a newer
+ * one is ignored, so visibility only moves forward.
+ *
+ * Invariant: the per-backend totals are kept incrementally and equal the sum over live reservations, so with
+ * nothing live `Σ outstanding == Σ reserved == 0`. `release()` is idempotent: every ending (success, client
+ * abort, upstream error, deadline, shutdown) may call it, and only the first call changes the totals.
+ */
+
+export interface Reservation {
+  readonly requestId: string
+  readonly backendId: string
+  readonly promptTokens: number
+  /** prompt + predicted at admission; grows when the request streams past its prediction. */
+  readonly reservedTokens: number
+  readonly generatedTokens: number
+  readonly released: boolean
+  /** Whether the first token has arrived (the backend has allocated the prompt's blocks). */
+  readonly started: boolean
+  /** The part of `reservedTokens` already inside the backend's polled usage. */
+  readonly visibleTokens: number
+  /** `max(0, reserved − visible)`: what admission must still subtract from the polled free space. */
+  readonly outstandingTokens: number
+  /** First token arrived: the backend has allocated the prompt's blocks. */
+  markStarted(): void
+  /** `n` more completion tokens; grows `reservedTokens` when prompt + generated would exceed it. */
+  addGenerated(n: number): void
+  /** Idempotent; true only the first time. */
+  release(reason: string): boolean
+}
+
+/** A live reservation as the debug endpoint lists it. */
+export interface ReservationInfo {
+  readonly requestId: string
+  readonly backendId: string
+  readonly promptTokens: number
+  readonly reservedTokens: number
+  readonly generatedTokens: number
+  readonly started: boolean
+  readonly visibleTokens: number
+  readonly outstandingTokens: number
+}
+
+/** Opaque handle from `beginPoll`, handed back to `completePoll`. */
+export interface PollMark {
+  readonly backendId: string
+  readonly seq: number
+}
+
+export interface Ledger {
+  reserve(input: { backendId: string; requestId: string; promptTokens: number; predictedOutputTokens: number }): Reservation
+  /** Σ max(0, reserved − visible) — what admission subtracts from the polled free space. */
+  outstandingTokens(backendId?: string): number
+  reservedTokens(backendId?: string): number
+  liveCount(backendId?: string): number
+  /** Backends that have live reservations or did have (for per-backend gauges). */
+  backendIds(): string[]
+  list(): ReservationInfo[]
+  /** The upstream poller calls this right before it sends `GET /metrics` to the backend. */
+  beginPoll(backendId: string): PollMark
+  /** ...and this after the response parsed successfully. */
+  completePoll(mark: PollMark): void
+  /** Recompute the totals from the live reservations; tests compare it with the incremental totals. */
+  audit(): { reservedTokens: number; outstandingTokens: number; liveCount: number }
+}
+
+export interface LedgerOptions {
+  /** Called after any change to the totals (gauges, or a dispatch when space appeared). */
+  onChange?: () => void
+  /** Called once per release with its reason, e.g. for a log line. */
+  onRelease?: (reservation: Reservation, reason: string) => void
+}
+
+interface BackendBook {
+  readonly live: Set<ReservationImpl>
+  reserved: number
+  outstanding: number
+  /** Sequence number of the newest poll mark handed out, and of the newest one completed. */
+  issuedSeq: number
+  completedSeq: number
+  /** Pending marks: seq → visible amount per reservation at beginPoll. */
+  readonly pending: Map<number, Map<ReservationImpl, number>>
+}
+
+/** Marks a poller never completes (failed polls) are dropped after this many newer marks. */
+const MAX_PENDING_POLLS = 8
+
+class ReservationImpl implements Reservation {
+  readonly requestId: string
+  readonly backendId: string
+  readonly promptTokens: number
+  reservedTokens: number
+  generatedTokens = 0
+  released = false
+  started = false
+  visibleTokens = 0
+  readonly #ledger: LedgerImpl
+
+  constructor(ledger: LedgerImpl, requestId: string, backendId: string, promptTokens: number, reservedTokens: number) {
+    this.#ledger = ledger
+    this.requestId = requestId
+    this.backendId = backendId
+    this.promptTokens = promptTokens
+    this.reservedTokens = reservedTokens
+  }
+
+  get outstandingTokens(): number {
+    return Math.max(0, this.reservedTokens - this.visibleTokens)
+  }
+
+  markStarted(): void {
+    this.started = true
+  }
+
+  addGenerated(n: number): void {
+    if (this.released || !(n > 0)) return
+    this.generatedTokens += n
+    const held = this.promptTokens + this.generatedTokens
+    if (held > this.reservedTokens) this.#ledger.update(this, () => (this.reservedTokens = held))
+  }
+
+  release(reason: string): boolean {
+    if (this.released) return false
+    this.#ledger.remove(this, reason)
+    return true
+  }
+}
+
+class LedgerImpl implements Ledger {
+  readonly #books = new Map<string, BackendBook>()
+  readonly #onChange: (() => void) | undefined
+  readonly #onRelease: ((reservation: Reservation, reason: string) => void) | undefined
+
+  constructor(options: LedgerOptions) {
+    this.#onChange = options.onChange
+    this.#onRelease = options.onRelease
+  }
+
+  #book(backendId: string): BackendBook {
+    let book = this.#books.get(backendId)
+    if (book === undefined) {
+      book = { live: new Set(), reserved: 0, outstanding: 0, issuedSeq: 0, completedSeq: 0, pending: new Map() }
+      this.#books.set(backendId, book)
+    }
+    return book
+  }
+
+  reserve(input: { backendId: string; requestId: string; promptTokens: number; predictedOutputTokens: number }): Reservation {
+    const prompt = Math.max(0, Math.ceil(input.promptTokens))
+    const predicted = Math.max(0, Math.ceil(input.predictedOutputTokens))
+    const reservation = new ReservationImpl(this, input.requestId, input.backendId, prompt, prompt + predicted)
+    const book = this.#book(input.backendId)
+    book.live.add(reservation)
+    book.reserved += reservation.reservedTokens
+    book.outstanding += reservation.outstandingTokens
+    this.#onChange?.()
+    return reservation
+  }
+
+  /** Apply a change to one reservation and carry its effect into the backend's totals. */
+  update(reservation: ReservationImpl, change: () => void): void {
+    const book = this.#book(reservation.backendId)
+    const reservedBefore = reservation.reservedTokens
+    const outstandingBefore = reservation.outstandingTokens
+    change()
+    book.reserved += reservation.reservedTokens - reservedBefore
+    book.outstanding += reservation.outstandingTokens - outstandingBefore
+    this.#onChange?.()
+  }
+
+  remove(reservation: ReservationImpl, reason: string): void {
+    const book = this.#book(reservation.backendId)
+    book.reserved -= reservation.reservedTokens
+    book.outstanding -= reservation.outstandingTokens
+    reservation.released = true
+    book.live.delete(reservation)
+    // A released request's blocks are freed by vLLM; the next poll shows it, so it drops out of pending marks.
+    for (const snapshot of book.pending.values()) snapshot.delete(reservation)
+    this.#onRelease?.(reservation, reason)
+    this.#onChange?.()
+  }
+
+  #sum(pick: (book: BackendBook) => number, backendId?: string): number {
+    if (backendId !== undefined) {
+      const book = this.#books.get(backendId)
+      return book === undefined ? 0 : pick(book)
+    }
+    let total = 0
+    for (const book of this.#books.values()) total += pick(book)
+    return total
+  }
+
+  outstandingTokens(backendId?: string): number {
+    return this.#sum((book) => book.outstanding, backendId)
+  }
+
+  reservedTokens(backendId?: string): number {
+    return this.#sum((book) => book.reserved, backendId)
+  }
+
+  liveCount(backendId?: string): number {
+    return this.#sum((book) => book.live.size, backendId)
+  }
+
+  backendIds(): string[] {
+    return [...this.#books.keys()]
+  }
+
+  list(): ReservationInfo[] {
+    const out: ReservationInfo[] = []
+    for (const book of this.#books.values()) {
+      for (const r of book.live) {
+        out.push({
+          requestId: r.requestId,
+          backendId: r.backendId,
+          promptTokens: r.promptTokens,
+          reservedTokens: r.reservedTokens,
+          generatedTokens: r.generatedTokens,
+          started: r.started,
+          visibleTokens: r.visibleTokens,
+          outstandingTokens: r.outstandingTokens,
+        })
+      }
+    }
+    return out
+  }
+
+  beginPoll(backendId: string): PollMark {
+    const book = this.#book(backendId)
+    const seq = ++book.issuedSeq
+    const snapshot = new Map<ReservationImpl, number>()
+    for (const r of book.live) {
+      // Only a started request is known to hold blocks; a not-yet-started one may still be queued in vLLM.
+      if (r.started) snapshot.set(r, r.promptTokens + r.generatedTokens)
+    }
+    book.pending.set(seq, snapshot)
+    // Failed polls never complete; forget their marks so a flapping backend cannot grow this map.
+    for (const old of book.pending.keys()) {
+      if (old > seq - MAX_PENDING_POLLS) break
+      book.pending.delete(old)
+    }
+    return { backendId, seq }
+  }
+
+  completePoll(mark: PollMark): void {
+    const book = this.#books.get(mark.backendId)
+    if (book === undefined) return
+    const snapshot = book.pending.get(mark.seq)
+    if (snapshot === undefined) return
+    // This poll and every older pending one are settled: an older poll completing later would move
+    // visibility backwards, so it is dropped here.
+    for (const seq of book.pending.keys()) {
+      if (seq > mark.seq) break
+      book.pending.delete(seq)
+    }
+    if (mark.seq <= book.completedSeq) return
+    book.completedSeq = mark.seq
+    let outstandingDelta = 0
+    for (const [r, visible] of snapshot) {
+      // Reservations absent from the snapshot keep their earlier visible part; it only grows for live ones.
+      if (r.released || visible <= r.visibleTokens) continue
+      const before = r.outstandingTokens
+      r.visibleTokens = visible
+      outstandingDelta += r.outstandingTokens - before
+    }
+    book.outstanding += outstandingDelta
+    this.#onChange?.()
+  }
+
+  audit(): { reservedTokens: number; outstandingTokens: number; liveCount: number } {
+    let reservedTokens = 0
+    let outstandingTokens = 0
+    let liveCount = 0
+    for (const book of this.#books.values()) {
+      for (const r of book.live) {
+        reservedTokens += r.reservedTokens
+        outstandingTokens += r.outstandingTokens
+        liveCount++
+      }
+    }
+    return { reservedTokens, outstandingTokens, liveCount }
+  }
+}
+
+export function createLedger(options: LedgerOptions = {}): Ledger {
+  return new LedgerImpl(options)
+}

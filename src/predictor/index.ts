@@ -1,0 +1,2 @@
+export type { Predictor, PredictorOptions, PredictorStats } from './predictor.js'
+export { createPredictor } from './predictor.js'

@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest'
+import { createPredictor } from '../../src/predictor/index.js'
+
+const options = { quantile: 0.9, windowSize: 10, coldStartOutputTokens: 256, minSamples: 5 }
+
+describe('predictor: rolling quantile of completion lengths', () => {
+  it('predicts the cold-start default until minSamples, capped by max_tokens', () => {
+    const p = createPredictor(options)
+    expect(p.predict('m', undefined)).toBe(256)
+    expect(p.predict('m', 100)).toBe(100)
+    for (let i = 0; i < 4; i++) p.observe('m', 256, 10)
+    expect(p.predict('m', undefined)).toBe(256)
+    p.observe('m', 256, 10)
+    expect(p.predict('m', undefined)).toBe(10)
+  })
+
+  it('takes the nearest-rank quantile over the window and forgets what falls out of it', () => {
+    const p = createPredictor(options)
+    for (let v = 1; v <= 10; v++) p.observe('m', 0, v * 10) // 10..100
+    expect(p.predict('m', undefined)).toBe(90) // ceil(0.9 × 10) = 9th smallest
+    expect(p.predict('m', 50)).toBe(50)
+    for (let i = 0; i < 10; i++) p.observe('m', 0, 7) // the old lengths roll out
+    expect(p.predict('m', undefined)).toBe(7)
+    expect(p.predict('other', undefined)).toBe(256) // per model
+  })
+
+  it('matches a sort of the window on random data', () => {
+    const p = createPredictor({ quantile: 0.95, windowSize: 200, coldStartOutputTokens: 1, minSamples: 1 })
+    const all: number[] = []
+    let seed = 7
+    for (let i = 0; i < 2_000; i++) {
+      seed = (seed * 48271) % 2147483647
+      const v = seed % 1_000
+      all.push(v)
+      p.observe('m', 0, v)
+      const window = all.slice(-200).sort((a, b) => a - b)
+      expect(p.predict('m', undefined)).toBe(window[Math.ceil(0.95 * window.length) - 1])
+    }
+  })
+
+  it('reports coverage and over-reservation over the window', () => {
+    const p = createPredictor(options)
+    p.observe('m', 100, 40) // covered, 60 over
+    p.observe('m', 100, 100) // covered, 0 over
+    p.observe('m', 100, 150) // not covered
+    p.observe('m', 100, 80) // covered, 20 over
+    const [stats] = p.stats()
+    expect(stats).toMatchObject({ model: 'm', samples: 4, observed: 4, coldStart: true, coverageRatio: 0.75 })
+    expect(stats?.overReservationRatio).toBeCloseTo(80 / 400)
+    expect(stats?.quantileTokens).toBe(256)
+  })
+
+  it('rejects nonsense options', () => {
+    expect(() => createPredictor({ ...options, quantile: 0 })).toThrow(RangeError)
+    expect(() => createPredictor({ ...options, windowSize: 0, minSamples: 0 })).toThrow(RangeError)
+    expect(() => createPredictor({ ...options, minSamples: 11 })).toThrow(RangeError)
+  })
+})
