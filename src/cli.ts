@@ -2,6 +2,8 @@
 import { readFileSync } from 'node:fs'
 import { Command } from 'commander'
 import { createSimCommand } from './sim/index.js'
+import { createBenchCommand } from './bench/index.js'
+import { createServeCommand } from './gateway/index.js'
 
 /**
  * The one `kvgate` executable. Each subcommand is built by the module that owns it (`createSimCommand` in
@@ -13,6 +15,8 @@ const program = new Command('kvgate')
   .description('KV-cache-aware admission-control gateway for vLLM, with a vLLM emulator and a load generator')
   .version(packageJson.version)
 
+program.addCommand(createServeCommand())
 program.addCommand(createSimCommand())
+program.addCommand(createBenchCommand())
 
 await program.parseAsync(process.argv)

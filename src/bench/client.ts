@@ -1,0 +1,183 @@
+import type { Dispatcher } from 'undici'
+import { request } from 'undici'
+import type { Clock } from '../core/index.js'
+import type { ChatMessage, TokenCounter } from '../tokens/index.js'
+
+/**
+ * One streamed chat completion, timed as vLLM's benchmarks time it: TTFT is the first chunk with non-empty
+ * content, latency ends at `data: [DONE]`. Every call ends in exactly one outcome; nothing throws.
+ */
+export interface ChatCall {
+  baseUrl: string
+  model: string
+  messages: readonly ChatMessage[]
+  /** Exact completion length: sent as max_tokens = min_tokens with ignore_eos. */
+  outputTokens: number
+  user: string
+  userHeader: string
+  dispatcher: Dispatcher
+  clock: Clock
+  counter: TokenCounter
+  /** Give up on a request (no headers or no chunk) after this long. */
+  timeoutMs: number
+}
+
+export type ChatOutcome =
+  | {
+      kind: 'completed'
+      ttftMs: number
+      latencyMs: number
+      text: string
+      outputTokens: number
+      /** Content chunks after the first, as vLLM's multi-turn bench counts `output_num_chunks`. */
+      chunks: number
+      promptTokens?: number
+    }
+  | { kind: 'rejected'; status: number; reason: string; retryAfterMs?: number; shouldRetry: boolean; message: string }
+  | { kind: 'failed'; status: number; message: string }
+
+/** `{base}/v1/chat/completions`, accepting a base that already ends in `/v1`. */
+export function chatCompletionsUrl(baseUrl: string): string {
+  return `${baseUrl.replace(/\/+$/, '').replace(/\/v1$/, '')}/v1/chat/completions`
+}
+
+/** Seconds or milliseconds from `retry-after-ms` / `retry-after` (seconds or an HTTP date). */
+export function retryAfterMs(headers: Record<string, string | string[] | undefined>, nowWallMs = Date.now()): number | undefined {
+  const header = (name: string) => {
+    const v = headers[name]
+    return Array.isArray(v) ? v[0] : v
+  }
+  const ms = Number(header('retry-after-ms'))
+  if (header('retry-after-ms') !== undefined && Number.isFinite(ms) && ms >= 0) return ms
+  const after = header('retry-after')
+  if (after === undefined) return undefined
+  const seconds = Number(after)
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000)
+  const date = Date.parse(after)
+  return Number.isFinite(date) ? Math.max(0, date - nowWallMs) : undefined
+}
+
+function errorMessage(bodyText: string): string {
+  try {
+    const body = JSON.parse(bodyText) as { error?: { message?: string; code?: string }; message?: string }
+    return body.error?.message ?? body.message ?? bodyText.slice(0, 300)
+  } catch {
+    return bodyText.slice(0, 300)
+  }
+}
+
+export async function sendChat(call: ChatCall): Promise<ChatOutcome> {
+  const started = call.clock.now()
+  const body = JSON.stringify({
+    model: call.model,
+    messages: call.messages,
+    max_tokens: Math.max(1, call.outputTokens),
+    min_tokens: Math.max(1, call.outputTokens),
+    ignore_eos: true,
+    stream: true,
+    stream_options: { include_usage: true },
+  })
+  let response: Dispatcher.ResponseData
+  try {
+    response = await request(chatCompletionsUrl(call.baseUrl), {
+      method: 'POST',
+      dispatcher: call.dispatcher,
+      headers: { 'content-type': 'application/json', [call.userHeader]: call.user },
+      body,
+      headersTimeout: call.timeoutMs,
+      bodyTimeout: call.timeoutMs,
+    })
+  } catch (err) {
+    return { kind: 'failed', status: 0, message: `request failed: ${(err as Error).message}` }
+  }
+  if (response.statusCode !== 200) {
+    let text = ''
+    try {
+      text = await response.body.text()
+    } catch {
+      // the status is the outcome; a body we cannot read only loses the message
+    }
+    if (response.statusCode === 429) {
+      const reason = response.headers['x-kvgate-reject-reason']
+      const retryAfter = retryAfterMs(response.headers)
+      return {
+        kind: 'rejected',
+        status: 429,
+        reason: (Array.isArray(reason) ? reason[0] : reason) ?? 'unspecified',
+        ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}),
+        shouldRetry: response.headers['x-should-retry'] !== 'false',
+        message: errorMessage(text),
+      }
+    }
+    return { kind: 'failed', status: response.statusCode, message: errorMessage(text) }
+  }
+
+  let ttftMs: number | undefined
+  let text = ''
+  let contentChunks = 0
+  let usageCompletion: number | undefined
+  let usagePrompt: number | undefined
+  let done = false
+  let streamError: string | undefined
+  let pending = ''
+  const onData = (data: string): void => {
+    if (data === '[DONE]') {
+      done = true
+      return
+    }
+    let chunk: {
+      choices?: { delta?: { content?: string | null }; text?: string | null }[]
+      usage?: { completion_tokens?: number; prompt_tokens?: number } | null
+      error?: { message?: string }
+    }
+    try {
+      chunk = JSON.parse(data)
+    } catch {
+      streamError = `unparseable chunk: ${data.slice(0, 100)}`
+      return
+    }
+    if (chunk.error) {
+      streamError = chunk.error.message ?? 'error in stream'
+      return
+    }
+    for (const choice of chunk.choices ?? []) {
+      const content = choice.delta?.content ?? choice.text ?? ''
+      if (content) {
+        if (ttftMs === undefined) ttftMs = call.clock.now() - started
+        contentChunks++
+        text += content
+      }
+    }
+    if (chunk.usage) {
+      usageCompletion = chunk.usage.completion_tokens ?? usageCompletion
+      usagePrompt = chunk.usage.prompt_tokens ?? usagePrompt
+    }
+  }
+  try {
+    for await (const piece of response.body) {
+      pending += (piece as Buffer).toString('utf8')
+      let newline: number
+      while ((newline = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, newline).replace(/\r$/, '')
+        pending = pending.slice(newline + 1)
+        if (line.startsWith('data:')) onData(line.slice(5).trim())
+      }
+    }
+  } catch (err) {
+    return { kind: 'failed', status: 200, message: `stream broke: ${(err as Error).message}` }
+  }
+  if (pending.startsWith('data:')) onData(pending.slice(5).trim())
+  const latencyMs = call.clock.now() - started
+  if (streamError !== undefined) return { kind: 'failed', status: 200, message: streamError }
+  if (!done) return { kind: 'failed', status: 200, message: 'stream ended without [DONE]' }
+  if (ttftMs === undefined) return { kind: 'failed', status: 200, message: 'stream carried no content' }
+  return {
+    kind: 'completed',
+    ttftMs,
+    latencyMs,
+    text,
+    outputTokens: usageCompletion ?? call.counter.count(text),
+    chunks: Math.max(0, contentChunks - 1),
+    ...(usagePrompt !== undefined ? { promptTokens: usagePrompt } : {}),
+  }
+}
