@@ -152,6 +152,7 @@ export function createDynamicTpmPolicy(context: PolicyContext): Policy {
     const total = distributable()
     if (total === undefined) {
       quotas = new Map()
+      order.unparkAll()
       return
     }
     const allocation = waterFill(
@@ -168,6 +169,8 @@ export function createDynamicTpmPolicy(context: PolicyContext): Policy {
       next.set(u.name, capByStatic(u, Math.max(allocation.get(u.name) ?? 0, fair, options.minTokensPerMinute)))
     }
     quotas = next
+    // New quotas: every parked head's wait was computed under the old ones.
+    order.unparkAll()
   }
 
   const touch = (request: PolicyRequest, nowMs: number): void => {
@@ -191,19 +194,22 @@ export function createDynamicTpmPolicy(context: PolicyContext): Policy {
       order.leave(request.id)
       ledger.admit(request, nowMs)
     },
-    candidates: () => order.candidates(),
+    candidates: (nowMs) => order.candidates(nowMs),
     checkQuota(request, nowMs) {
       const tokensPerMinute = quotaFor(request.user)
-      return ledger.check(request, nowMs, {
+      const decision = ledger.check(request, nowMs, {
         tokensPerMinute,
         requestsPerMinute: staticLimits(request.user).requestsPerMinute,
       })
+      if (!decision.allowed) order.park(request.user.name, nowMs + decision.retryAfterMs)
+      return decision
     },
     onTokens(request, tokens, nowMs) {
       ledger.tokens(request, tokens, nowMs)
     },
     onFinish(request, completionTokens, nowMs) {
       ledger.finish(request, completionTokens, nowMs)
+      order.unpark(request.user.name)
     },
     onTick(nowMs, sample) {
       const served = sample.servedTokensPerMinute

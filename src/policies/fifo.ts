@@ -27,7 +27,7 @@ export function createFifoPolicy(context: PolicyContext): Policy {
     },
     onRemove: leave,
     onAdmit: leave,
-    candidates: () => order.candidates(),
+    candidates: (nowMs) => order.candidates(nowMs),
     checkQuota: () => ({ allowed: true }),
     onTokens() {},
     onFinish() {},

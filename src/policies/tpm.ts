@@ -44,13 +44,19 @@ export function createTpmPolicy(context: PolicyContext): Policy {
       order.leave(request.id)
       ledger.admit(request, nowMs)
     },
-    candidates: () => order.candidates(),
-    checkQuota: (request: PolicyRequest, nowMs) => ledger.check(request, nowMs, staticLimits(request.user)),
+    candidates: (nowMs) => order.candidates(nowMs),
+    checkQuota(request: PolicyRequest, nowMs) {
+      const decision = ledger.check(request, nowMs, staticLimits(request.user))
+      if (!decision.allowed) order.park(request.user.name, nowMs + decision.retryAfterMs)
+      return decision
+    },
     onTokens(request, tokens, nowMs) {
       ledger.tokens(request, tokens, nowMs)
     },
     onFinish(request, completionTokens, nowMs) {
       ledger.finish(request, completionTokens, nowMs)
+      // A refund of an over-prediction may let a parked head through before its computed time.
+      order.unpark(request.user.name)
     },
     onTick() {},
     rateLimits: (user, nowMs) => ledger.rateLimits(user.name, nowMs, staticLimits(user)),

@@ -17,6 +17,9 @@ export interface VtcOptions {
   readonly predictive: boolean
 }
 
+/** How often idle, unconfigured users' counters are forgotten (ms). */
+const PRUNE_EVERY_MS = 10_000 // 10 seconds
+
 export const VTC_DEFAULTS: VtcOptions = Object.freeze({ wIn: 1, wOut: 2, predictive: true })
 
 const parseOptions = createOptionsParser<VtcOptions>('vtc', {
@@ -116,6 +119,7 @@ export function createVtcPolicy(context: PolicyContext): Policy {
   const runningPerUser = new Map<string, number>()
   let admissions = 0
   let lastLeftCounter = 0
+  let lastPruneMs = Number.NEGATIVE_INFINITY
 
   const weightOf = (request: PolicyRequest): number => {
     const w = request.user.weight
@@ -192,22 +196,24 @@ export function createVtcPolicy(context: PolicyContext): Policy {
       const actual = Math.max(0, completionTokens)
       charge(r.user, (wOut * (actual - r.chargedOutput)) / r.weight)
     },
-    onTick() {},
-    rateLimits: () => ({}),
-    userStates() {
+    onTick(nowMs) {
+      if (nowMs - lastPruneMs < PRUNE_EVERY_MS) return
+      lastPruneMs = nowMs
       const floor = heap.peek()?.priority ?? lastLeftCounter
-      const states: PolicyUserState[] = []
       for (const [user, counter] of counters) {
         // An unconfigured user that is idle, has nothing running and sits at or below the floor would be
-        // lifted to the floor on return anyway: forgetting it loses nothing and bounds memory.
+        // lifted to the floor on return anyway: forgetting it loses (almost) nothing and bounds memory.
         if (!configured.has(user) && !backlog.isBacklogged(user) && !runningPerUser.has(user) && counter <= floor) {
           counters.delete(user)
           weights.delete(user)
           lastAdmission.delete(user)
-          continue
         }
-        states.push({ user, weight: weights.get(user) ?? 1, counter })
       }
+    },
+    rateLimits: () => ({}),
+    userStates() {
+      const states: PolicyUserState[] = []
+      for (const [user, counter] of counters) states.push({ user, weight: weights.get(user) ?? 1, counter })
       return states
     },
   }
