@@ -1,0 +1,82 @@
+import { request } from 'undici'
+import { parseConfig } from '../../src/config/index.js'
+import { createGateway, type Gateway } from '../../src/gateway/index.js'
+import { startSim, type SimHandle, type SimOptions } from '../../src/sim/index.js'
+
+/** A gateway in front of an emulator, both on ephemeral loopback ports. */
+export interface Stack {
+  sim: SimHandle
+  gateway: Gateway
+  url: string
+  close(): Promise<void>
+}
+
+export async function startStack(options: { sim?: SimOptions; config?: Record<string, unknown> } = {}): Promise<Stack> {
+  const sim = await startSim({ speed: 20, numGpuBlocks: 256, logger: false, ...options.sim })
+  const raw = options.config ?? {}
+  const config = parseConfig({
+    ...raw,
+    backends: [{ url: sim.url, name: 'sim0' }],
+    metricsPoll: { intervalMs: 20, staleAfterMs: 2000, ...(raw['metricsPoll'] as object | undefined) },
+  })
+  const gateway = await createGateway({ config, logger: false })
+  const url = await gateway.listen({ port: 0, host: '127.0.0.1' })
+  await until(() => gateway.backends()[0]?.usable === true || undefined)
+  return {
+    sim,
+    gateway,
+    url,
+    async close() {
+      await gateway.close()
+      await sim.close()
+    },
+  }
+}
+
+/** Poll `probe` until it returns something other than undefined; no fixed sleeps. */
+export async function until<T>(probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+/** A prompt of exactly `tokens` word-piece tokens ("the" is one token after a space). */
+export function promptOf(tokens: number): string {
+  return ' the'.repeat(tokens)
+}
+
+export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}) {
+  const response = await request(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  })
+  const text = await response.body.text()
+  return { status: response.statusCode, headers: response.headers, text }
+}
+
+/** Parse an SSE body into its data payloads. */
+export function sseData(text: string): string[] {
+  return text
+    .split('\n\n')
+    .map((event) => event.trim())
+    .filter((event) => event.startsWith('data:'))
+    .map((event) => event.slice(5).trim())
+}
+
+export async function scrape(url: string): Promise<string> {
+  const response = await request(`${url}/metrics`)
+  return response.body.text()
+}
+
+/** The value of one series in Prometheus text (labels as written, e.g. `{backend="sim0"}`). */
+export function metricValue(text: string, series: string): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith(series + ' ')) return Number(line.slice(series.length + 1))
+  }
+  return undefined
+}
