@@ -42,7 +42,7 @@ let gatewayError: string | undefined
 try {
   for (let rep = 1; rep <= reps; rep += 1) {
     for (const backends of counts) {
-      add(`poller@${backends}`, await measure(() => forkServer('./poller-child.ts', { upstreams: upstream.urls.slice(0, backends), intervalMs }), upstream.pid))
+      add(`poller@${backends}`, await measure(() => forkServer('./poller-child', { upstreams: upstream.urls.slice(0, backends), intervalMs }), upstream.pid))
       if (gatewayError !== undefined) continue
       try {
         add(`kvgate-fifo@${backends}`, await measure(() => startGatewayProcess({ upstreams: upstream.urls.slice(0, backends), policy: 'fifo' }), upstream.pid))

@@ -72,13 +72,21 @@ export interface ServerProcess {
 }
 
 /**
- * Forks one of the `*-child.ts` entries next to this file under tsx; the child answers `{ url }` on IPC when
+ * `.js` when this file runs compiled by `npm run bench:perf:build` (the figures in docs/benchmarks.md), `.ts`
+ * under tsx. Figures must come from the compiled build: tsx compiles with esbuild's `keepNames`, which wraps
+ * every function created at run time in a `__name()` call (`Object.defineProperty`), and closures created in
+ * hot paths then cost several times what they cost in `dist/`.
+ */
+const SOURCE_EXTENSION = import.meta.url.endsWith('.ts') ? '.ts' : '.js'
+
+/**
+ * Forks one of the `*-child` entries next to this file under tsx; the child answers `{ url }` on IPC when
  * it listens and shuts down when the IPC channel closes.
  */
 export async function forkServer(entry: string, options: unknown, execArgv: readonly string[] = []): Promise<ServerProcess> {
-  const path = fileURLToPath(new URL(entry, import.meta.url))
+  const path = fileURLToPath(new URL(`${entry}${SOURCE_EXTENSION}`, import.meta.url))
   const child = fork(path, [JSON.stringify(options)], {
-    execArgv: ['--import', 'tsx', ...execArgv],
+    execArgv: [...(SOURCE_EXTENSION === '.ts' ? ['--import', 'tsx'] : []), ...execArgv],
     // The servers' own logs would cost the load client CPU to read; they go to /dev/null, stderr stays visible.
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   })

@@ -85,11 +85,11 @@ export const ZERO_LATENCY_SIM = Object.freeze({
 
 /** `count` upstreams in one process (several only for the polling benchmark). */
 export function startUpstream(kind: UpstreamKind, sim?: Readonly<Record<string, unknown>>, count = 1): Promise<ServerProcess> {
-  if (kind === 'stub') return forkServer('./stub-child.ts', { count })
-  return forkServer('./sim-child.ts', { ...ZERO_LATENCY_SIM, ...sim, count })
+  if (kind === 'stub') return forkServer('./stub-child', { count })
+  return forkServer('./sim-child', { ...ZERO_LATENCY_SIM, ...sim, count })
 }
 
 /** kvgate with admission on and the given policy, one backend per upstream URL. */
 export function startGatewayProcess(options: { upstreams: readonly string[]; policy: string; execArgv?: readonly string[] }): Promise<ServerProcess> {
-  return forkServer('./gateway-child.ts', { upstreams: options.upstreams, policy: options.policy }, options.execArgv)
+  return forkServer('./gateway-child', { upstreams: options.upstreams, policy: options.policy }, options.execArgv)
 }

@@ -1,0 +1,175 @@
+/**
+ * The admission path without HTTP: what one dispatcher decision costs with 10, 1,000 and 10,000 requests
+ * queued over up to 1,000 users, for every registered policy, and the memory a queued request holds.
+ *
+ * A decision here is what happens when a request finishes and KV room for one more appears: the dispatcher
+ * admits one head (asking the policy for its order and the quota) and then fails to admit a second (the
+ * room is gone), exactly as `dispatch()` runs in the gateway. The queue is kept at its size by submitting one
+ * new request after each decision; that submit (enqueue + its own, failing, dispatch) is timed apart.
+ *
+ *   node --expose-gc --import tsx bench/perf/admission.ts [--reps 5] [--decisions 2000] [--queued 10,1000,10000]
+ *     [--users 1000] [--policies fifo,tpm,vtc,dynamic-tpm]
+ */
+import { createAdmissionController, type Admission, type AdmissionTicket, type BackendCapacity } from '../../src/admission/index.js'
+import { createManualClock } from '../../src/core/index.js'
+import { createLedger } from '../../src/ledger/index.js'
+import { policyFactories, type PolicyUser } from '../../src/policies/index.js'
+import { median } from './lib/processes.js'
+import { flag, printTable } from './lib/table.js'
+
+const reps = flag('reps', 5)
+const decisions = flag('decisions', 2000)
+const queuedSizes = flag('queued', '10,1000,10000').split(',').map(Number)
+const userCount = flag('users', 1000)
+const policies = flag('policies', Object.keys(policyFactories).join(',')).split(',').filter(Boolean)
+const memoryCount = 10_000 // requests queued for the memory figure
+
+const PROMPT_TOKENS = 50
+const PREDICTED_TOKENS = 50
+const NEED_TOKENS = PROMPT_TOKENS + PREDICTED_TOKENS
+const CAPACITY_TOKENS = 1_000_000_000 // one large backend: room is steered through its polled usage only
+
+const gc = (globalThis as { gc?: () => void }).gc
+if (gc === undefined) console.error('run with node --expose-gc for the memory figures')
+
+// Weights 1–3 and quotas far above what the benchmark uses: quota policies do their bookkeeping but never block.
+const users: PolicyUser[] = Array.from({ length: userCount }, (_, i) => ({
+  name: `user-${i}`,
+  weight: 1 + (i % 3),
+  tokensPerMinute: 1e12,
+  requestsPerMinute: 1e9,
+}))
+
+/** A controller over one backend whose free room the benchmark sets, with a manual clock (no timer fires). */
+function setUp(policyName: string): {
+  controller: ReturnType<typeof createAdmissionController>
+  backend: { -readonly [K in keyof BackendCapacity]: BackendCapacity[K] }
+  clock: ReturnType<typeof createManualClock>
+  submit: (userIndex: number) => void
+  admitted: Admission[]
+} {
+  const factory = policyFactories[policyName]
+  if (factory === undefined) throw new Error(`unknown policy ${policyName}`)
+  const clock = createManualClock(0)
+  const ledger = createLedger()
+  // Full: nothing fits until the benchmark frees room.
+  const backend = { id: 'backend-0', capacityTokens: CAPACITY_TOKENS, usedTokens: CAPACITY_TOKENS, usable: true }
+  const backends = [backend]
+  const controller = createAdmissionController({
+    clock,
+    policy: factory({ users, options: {} }),
+    ledger,
+    backends: () => backends,
+    headroomRatio: 0,
+    deadlineTickMs: 50,
+    maxQueueLength: 1_000_000,
+    earlyReject: false,
+    maxBypassMs: 2_000,
+  })
+  const admitted: Admission[] = []
+  let seq = 0
+  const submit = (userIndex: number): void => {
+    const ticket: AdmissionTicket = {
+      id: `req-${++seq}`,
+      user: users[userIndex % users.length] as PolicyUser,
+      model: 'perf-model',
+      promptTokens: PROMPT_TOKENS,
+      predictedOutputTokens: PREDICTED_TOKENS,
+      deadlineMs: 3_600_000,
+    }
+    controller.submit(ticket).then(
+      (admission) => admitted.push(admission),
+      () => {},
+    )
+  }
+  return { controller, backend, clock, submit, admitted }
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+interface DecisionSample {
+  decisionNs: number
+  submitNs: number
+}
+
+async function measureDecisions(policyName: string, queued: number): Promise<DecisionSample[]> {
+  const { controller, backend, clock, submit, admitted } = setUp(policyName)
+  // Spread the queue over min(queued, users) users, round robin.
+  const spread = Math.min(queued, userCount)
+  let nextUser = 0
+  for (let i = 0; i < queued; i += 1) submit(nextUser++ % spread)
+  const samples: DecisionSample[] = []
+  for (let rep = 0; rep <= reps; rep += 1) {
+    let decisionNs = 0n
+    let submitNs = 0n
+    for (let i = 0; i < decisions; i += 1) {
+      backend.usedTokens -= NEED_TOKENS // a request finished: room for exactly one
+      const t0 = process.hrtime.bigint()
+      controller.dispatch()
+      const t1 = process.hrtime.bigint()
+      submit(nextUser++ % spread)
+      const t2 = process.hrtime.bigint()
+      decisionNs += t1 - t0
+      submitNs += t2 - t1
+    }
+    if (controller.queueDepth() !== queued) throw new Error(`queue drifted to ${controller.queueDepth()} (expected ${queued})`)
+    // Settle untimed: the admissions finish while the backend looks full, so finishing admits nothing more.
+    await nextTurn()
+    backend.usedTokens = CAPACITY_TOKENS * 2
+    for (const admission of admitted.splice(0)) admission.finish(PREDICTED_TOKENS)
+    backend.usedTokens = CAPACITY_TOKENS
+    clock.advance(decisions) // 1 ms per decision: quota windows and counters see time pass
+    if (rep > 0) samples.push({ decisionNs: Number(decisionNs) / decisions, submitNs: Number(submitNs) / decisions }) // rep 0 warms up
+  }
+  controller.close()
+  await nextTurn()
+  return samples
+}
+
+async function measureMemory(policyName: string): Promise<number> {
+  if (gc === undefined) return Number.NaN
+  const { controller, submit } = setUp(policyName)
+  // Warm the code paths so compiled code and inline caches are not counted as queue memory.
+  for (let i = 0; i < 100; i += 1) submit(i)
+  await nextTurn()
+  gc()
+  const before = process.memoryUsage().heapUsed
+  for (let i = 0; i < memoryCount; i += 1) submit(i)
+  await nextTurn()
+  gc()
+  const after = process.memoryUsage().heapUsed
+  const bytes = (after - before) / memoryCount
+  controller.close()
+  await nextTurn()
+  return bytes
+}
+
+const rows: (string | number)[][] = []
+for (const policyName of policies) {
+  const perSize = new Map<number, DecisionSample[]>()
+  for (const queued of queuedSizes) {
+    const samples = await measureDecisions(policyName, queued)
+    perSize.set(queued, samples)
+    console.error(`${policyName} @ ${queued} queued: ${median(samples.map((s) => s.decisionNs / 1000)).toFixed(2)} µs/decision`)
+  }
+  const memory = median([await measureMemory(policyName), await measureMemory(policyName), await measureMemory(policyName)])
+  const base = median((perSize.get(queuedSizes[0] ?? 0) ?? []).map((s) => s.decisionNs))
+  for (const queued of queuedSizes) {
+    const samples = perSize.get(queued) ?? []
+    const decision = median(samples.map((s) => s.decisionNs))
+    rows.push([
+      policyName,
+      queued,
+      Math.min(queued, userCount),
+      (decision / 1000).toFixed(2),
+      `${(decision / base).toFixed(2)}×`,
+      (median(samples.map((s) => s.submitNs)) / 1000).toFixed(2),
+      queued === queuedSizes[0] ? Math.round(memory) : '',
+    ])
+  }
+}
+printTable(
+  `Admission path (no HTTP), median of ${reps} × ${decisions} decisions; memory over ${memoryCount.toLocaleString('en-US')} queued requests`,
+  ['policy', 'queued', 'users', 'µs / decision', `vs ${queuedSizes[0]} queued`, 'µs / submit', 'bytes / queued request'],
+  rows,
+)
