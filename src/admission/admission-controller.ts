@@ -251,8 +251,10 @@ class AdmissionImpl implements Admission {
 interface BestBackend {
   id: string
   roomTokens: number
-  /** Largest capacity × (1 − headroom) among usable backends: what a request may need at most to ever fit. */
+  /** Largest capacity × (1 − headroom) among usable backends: the most a request can need and fit now. */
   maxUsableTokens: number
+  /** The same among all backends with a known capacity, usable or not: the most a request can ever need. */
+  maxKnownTokens: number
 }
 
 class AdmissionControllerImpl implements AdmissionController {
@@ -318,12 +320,14 @@ class AdmissionControllerImpl implements AdmissionController {
     if (ticket.signal?.aborted === true) return immediate('cancelled_queued', errors.requestCancelled(['waited for admission']))
     const best = this.#bestBackend()
     if (best === undefined) return immediate('rejected_unavailable', errors.noBackendAvailable(['every backend is down or its metrics are stale']))
-    if (prompt > best.maxUsableTokens) {
-      return immediate('invalid_request', errors.requestExceedsKvCapacity([prompt, Math.floor(best.maxUsableTokens)], { param: 'messages' }))
+    // Against every backend with a known capacity, usable now or not: a big backend that is briefly stale
+    // must not turn its requests into 400s.
+    if (prompt > best.maxKnownTokens) {
+      return immediate('invalid_request', errors.requestExceedsKvCapacity([prompt, Math.floor(best.maxKnownTokens)], { param: 'messages' }))
     }
     // A prediction larger than a whole cache is capped: the request runs alone on an empty backend and its
     // reservation grows as it streams.
-    const needTokens = Math.min(prompt + predicted, Math.floor(best.maxUsableTokens))
+    const needTokens = Math.min(prompt + predicted, Math.floor(best.maxKnownTokens))
     if (this.#depth >= this.#options.maxQueueLength) {
       const waitMs = this.predictWaitMs(ticket.user, needTokens)
       const error = errors.queueFull([this.#depth, formatDuration(Math.max(1_000, waitMs))], {
@@ -477,14 +481,20 @@ class AdmissionControllerImpl implements AdmissionController {
   #bestBackend(): BestBackend | undefined {
     let best: BestBackend | undefined
     let maxUsableTokens = 0
+    let maxKnownTokens = 0
     for (const backend of this.#options.backends()) {
-      if (!backend.usable || !(backend.capacityTokens > 0)) continue
+      if (!(backend.capacityTokens > 0)) continue
       const headroom = this.#options.headroomRatio * backend.capacityTokens
+      maxKnownTokens = Math.max(maxKnownTokens, backend.capacityTokens - headroom)
+      if (!backend.usable) continue
       maxUsableTokens = Math.max(maxUsableTokens, backend.capacityTokens - headroom)
       const room = backend.capacityTokens - backend.usedTokens - headroom - this.#ledger.outstandingTokens(backend.id)
-      if (best === undefined || room > best.roomTokens) best = { id: backend.id, roomTokens: room, maxUsableTokens: 0 }
+      if (best === undefined || room > best.roomTokens) best = { id: backend.id, roomTokens: room, maxUsableTokens: 0, maxKnownTokens: 0 }
     }
-    if (best !== undefined) best.maxUsableTokens = maxUsableTokens
+    if (best !== undefined) {
+      best.maxUsableTokens = maxUsableTokens
+      best.maxKnownTokens = maxKnownTokens
+    }
     return best
   }
 
@@ -569,20 +579,21 @@ class AdmissionControllerImpl implements AdmissionController {
     let expired = false
     for (let top = this.#heap.peek(); top !== undefined && top.deadlineAtMs <= now; top = this.#heap.peek()) {
       expired = true
+      // Only heads are shown to checkQuota; an item behind a quota-blocked head is held by the same quota.
+      const denied = top.quotaDenied ?? top.userQueue.head?.quotaDenied
       this.#remove(top, now)
-      this.#rejectExpired(top, now)
+      this.#rejectExpired(top, denied, now)
     }
     if (expired) this.dispatch()
   }
 
-  #rejectExpired(item: QueueItem, now: number): void {
+  #rejectExpired(item: QueueItem, denied: QueueItem['quotaDenied'], now: number): void {
     const waited = formatDuration(now - item.enqueuedAtMs)
     const user = item.ticket.user
     if (this.#bestBackend() === undefined) {
       this.#rejectItem(item, 'rejected_unavailable', errors.noBackendAvailable(['every backend is down or its metrics are stale']), now)
       return
     }
-    const denied = item.quotaDenied
     if (denied !== undefined) {
       // Still over quota at its deadline: the quota's own reset is the honest wait.
       const waitMs = denied.retryAfterMs
