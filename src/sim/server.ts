@@ -310,13 +310,15 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
           } else {
             chunk = `${head}{"index":0,"text":${JSON.stringify(text)},"logprobs":null,"finish_reason":${finish},"stop_reason":null}]${usageTail(n)}`
           }
-          res.write(chunk)
           if (stream.cutAfter > 0 && n >= stream.cutAfter && !last) {
-            // Injected fault: the connection drops mid-stream, as when a server process dies.
+            // Injected fault: the connection drops mid-stream, as when a server process dies. The chunk is
+            // flushed first so the client sees exactly `cutAfter` tokens.
             done = true
             engineRequest?.abort('error')
-            res.destroy()
+            res.write(chunk, () => res.destroy())
+            return
           }
+          res.write(chunk)
         },
         onFinish() {
           done = true
