@@ -40,6 +40,7 @@ export interface Gateway {
 
 const BODY_LIMIT_BYTES = 32 * 1024 * 1024 // 32 MiB: long-context prompts are large JSON
 const SIM_BACKEND_NAME = 'sim'
+const COMPLETION_PATHS = new Set(['/v1/chat/completions', '/v1/completions'])
 
 // Sections a reload cannot change in a running gateway (sockets, pollers and queues are built from them).
 const RESTART_ONLY_SECTIONS = ['server', 'backends', 'metricsPoll', 'predictor'] as const
@@ -151,8 +152,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     return503OnClosing: true,
   }) as unknown as FastifyInstance
 
-  app.setErrorHandler((err: FastifyError, _request, reply) => {
-    // Fastify's own refusals (bad JSON, wrong content type, body too large) in OpenAI's error shape.
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    // Fastify's own refusals (bad JSON, wrong content type, body too large) in OpenAI's error shape. On the
+    // completion routes they end a request before its handler runs, so they are counted here.
+    if (COMPLETION_PATHS.has(request.url.split('?')[0] ?? '')) {
+      metrics.requestEnded('invalid_request', identity.labelFor(config.identity.anonymousUser))
+    }
     if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError) {
       const error = errors.invalidJson([err.message])
       return reply.code(error.statusCode).send(error.toBody())
