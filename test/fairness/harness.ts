@@ -1,0 +1,280 @@
+import { createAdmissionController, type Admission } from '../../src/admission/index.js'
+import { createManualClock, createSeededRandom, type Random } from '../../src/core/index.js'
+import type { KvgateError } from '../../src/errors/index.js'
+import { createLedger } from '../../src/ledger/index.js'
+import { policyFactories, type Policy, type PolicyUser } from '../../src/policies/index.js'
+
+/**
+ * An in-process fairness bench: the real admission controller and ledger with the real policies, on a
+ * manual clock, in front of a simple KV engine model instead of the emulator over HTTP. The engine admits
+ * whatever the controller admits (its KV is exactly the ledger's reservations: no poll lag, no
+ * preemption), produces one token per running request per `stepMs` (continuous batching, prefill
+ * folded into the first step), and finishes a request at its target length. Deterministic per seed and
+ * about a second of CPU for a simulated minute, so the fairness figures are exact and repeatable.
+ */
+export interface WorkloadUser {
+  readonly user: PolicyUser
+  /** Poisson arrivals per second; Infinity keeps `backlogDepth` requests waiting (continuously backlogged). */
+  readonly ratePerSecond: number
+  readonly promptTokens: number
+  readonly outputTokens: number
+  /** The prediction admission is given; defaults to outputTokens (ignore_eos with max_tokens, as the tests send). */
+  readonly predictedOutputTokens?: number
+  readonly fromMs?: number
+  readonly untilMs?: number
+}
+
+export interface FairnessRun {
+  readonly policy: string
+  /** Weighted service per user, (wIn × prompt admitted + wOut × completion streamed) / weight, sampled. */
+  readonly samples: readonly { atMs: number; service: ReadonlyMap<string, number> }[]
+  readonly service: ReadonlyMap<string, number>
+  /** Raw tokens served per user (prompt at admission + completion as streamed). */
+  readonly tokens: ReadonlyMap<string, number>
+  /** Per admitted request: its user, when it was admitted, its need, its TTFT. */
+  readonly requests: readonly { user: string; enqueuedAtMs: number; admittedAtMs: number; needTokens: number; ttftMs: number }[]
+  readonly rejections: readonly { user: string; atMs: number; error: KvgateError }[]
+}
+
+export interface FairnessOptions {
+  readonly policy: string
+  readonly policyOptions?: Readonly<Record<string, unknown>>
+  readonly users: readonly WorkloadUser[]
+  readonly capacityTokens: number
+  readonly durationMs: number
+  /** One decode step (ms of simulated time). */
+  readonly stepMs?: number
+  readonly seed?: number
+  readonly wIn?: number
+  readonly wOut?: number
+  readonly deadlineMs?: number
+  readonly maxBypassMs?: number
+  readonly backlogDepth?: number
+  readonly sampleEveryMs?: number
+  /** How often the gateway's poller would call onTick (ms). */
+  readonly pollEveryMs?: number
+}
+
+const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+function poissonGapMs(random: Random, ratePerSecond: number): number {
+  return (-Math.log(1 - random.next()) / ratePerSecond) * 1_000
+}
+
+export async function runFairness(options: FairnessOptions): Promise<FairnessRun> {
+  const stepMs = options.stepMs ?? 20
+  const wIn = options.wIn ?? 1
+  const wOut = options.wOut ?? 2
+  const pollEveryMs = options.pollEveryMs ?? 100
+  const random = createSeededRandom(options.seed ?? 1)
+  const clock = createManualClock()
+  const ledger = createLedger()
+  const factory = policyFactories[options.policy]
+  if (factory === undefined) throw new Error(`unknown policy ${options.policy}`)
+  const policy: Policy = factory({ users: options.users.map((u) => u.user), options: options.policyOptions ?? {} })
+  const controller = createAdmissionController({
+    clock,
+    policy,
+    ledger,
+    // The engine's KV is exactly what admission reserved, so the poll shows nothing the ledger lacks.
+    backends: () => [{ id: 'engine', capacityTokens: options.capacityTokens, usedTokens: 0, usable: true }],
+    headroomRatio: 0,
+    deadlineTickMs: 50,
+    maxQueueLength: 1_000_000,
+    earlyReject: false,
+    maxBypassMs: options.maxBypassMs ?? 2_000,
+  })
+
+  const service = new Map<string, number>(options.users.map((u) => [u.user.name, 0]))
+  const tokens = new Map<string, number>(options.users.map((u) => [u.user.name, 0]))
+  const samples: { atMs: number; service: Map<string, number> }[] = []
+  const requests: FairnessRun['requests'][number][] = []
+  const rejections: { user: string; atMs: number; error: KvgateError }[] = []
+  const waiting = new Map<string, number>()
+  const running: { admission: Admission; user: WorkloadUser; produced: number; enqueuedAtMs: number }[] = []
+  const nextArrivalMs = new Map<string, number>()
+  // Tokens served in the last 10 s, for the tick's served-tokens-per-minute (what the poller measures).
+  const served: { atMs: number; tokens: number }[] = []
+  let servedHead = 0
+  let servedSum = 0
+  let nextId = 0
+
+  const serve = (u: WorkloadUser, rawTokens: number, weightedTokens: number, nowMs: number): void => {
+    const name = u.user.name
+    tokens.set(name, (tokens.get(name) ?? 0) + rawTokens)
+    service.set(name, (service.get(name) ?? 0) + weightedTokens / u.user.weight)
+    served.push({ atMs: nowMs, tokens: rawTokens })
+    servedSum += rawTokens
+  }
+
+  const submit = (u: WorkloadUser, nowMs: number): void => {
+    const name = u.user.name
+    waiting.set(name, (waiting.get(name) ?? 0) + 1)
+    controller
+      .submit({
+        id: `q${nextId++}`,
+        user: u.user,
+        model: 'sim',
+        promptTokens: u.promptTokens,
+        predictedOutputTokens: u.predictedOutputTokens ?? u.outputTokens,
+        deadlineMs: options.deadlineMs ?? 600_000,
+      })
+      .then(
+        (admission) => {
+          waiting.set(name, (waiting.get(name) ?? 1) - 1)
+          const admittedAtMs = clock.now()
+          serve(u, admission.request.promptTokens, wIn * admission.request.promptTokens, admittedAtMs)
+          running.push({ admission, user: u, produced: 0, enqueuedAtMs: nowMs })
+        },
+        (error: KvgateError) => {
+          waiting.set(name, (waiting.get(name) ?? 1) - 1)
+          rejections.push({ user: name, atMs: clock.now(), error })
+        },
+      )
+  }
+
+  for (let nowMs = 0; nowMs <= options.durationMs; nowMs += stepMs) {
+    if (nowMs > 0) clock.advance(stepMs)
+    // One decode step: every running request produces a token; those at their length finish.
+    for (let i = running.length - 1; i >= 0; i--) {
+      const r = running[i] as (typeof running)[number]
+      r.produced++
+      if (r.produced === 1) {
+        r.admission.firstToken()
+        requests.push({
+          user: r.user.user.name,
+          enqueuedAtMs: r.enqueuedAtMs,
+          admittedAtMs: nowMs - stepMs,
+          needTokens: r.admission.request.promptTokens + r.admission.request.predictedOutputTokens,
+          ttftMs: nowMs - r.enqueuedAtMs,
+        })
+      }
+      r.admission.recordTokens(1)
+      serve(r.user, 1, wOut, nowMs)
+      if (r.produced >= r.user.outputTokens) {
+        running.splice(i, 1)
+        r.admission.finish(r.produced)
+      }
+    }
+    // Arrivals.
+    for (const u of options.users) {
+      const name = u.user.name
+      if (nowMs < (u.fromMs ?? 0) || nowMs >= (u.untilMs ?? Number.POSITIVE_INFINITY)) continue
+      if (u.ratePerSecond === Number.POSITIVE_INFINITY) {
+        while ((waiting.get(name) ?? 0) < (options.backlogDepth ?? 8)) submit(u, nowMs)
+        continue
+      }
+      let atMs = nextArrivalMs.get(name) ?? nowMs + poissonGapMs(random, u.ratePerSecond)
+      while (atMs <= nowMs) {
+        submit(u, nowMs)
+        atMs += poissonGapMs(random, u.ratePerSecond)
+      }
+      nextArrivalMs.set(name, atMs)
+    }
+    // The metrics poll: adaptive policies re-divide what was served, then the dispatcher runs.
+    if (nowMs % pollEveryMs === 0) {
+      while (servedHead < served.length && (served[servedHead]?.atMs ?? 0) <= nowMs - 10_000) {
+        servedSum -= served[servedHead]?.tokens ?? 0
+        servedHead++
+      }
+      policy.onTick(nowMs, { servedTokensPerMinute: (servedSum * 60_000) / Math.max(stepMs, Math.min(nowMs, 10_000)) })
+      controller.dispatch()
+    }
+    await settle()
+    if (nowMs % (options.sampleEveryMs ?? 1_000) === 0) samples.push({ atMs: nowMs, service: new Map(service) })
+  }
+  controller.close()
+  await settle()
+  return { policy: options.policy, samples, service, tokens, requests, rejections }
+}
+
+/** Jain's fairness index: (Σx)² / (n·Σx²); 1 = even, 1/n = one user has everything. */
+export function jainIndex(values: readonly number[]): number {
+  const sum = values.reduce((a, b) => a + b, 0)
+  const squares = values.reduce((a, b) => a + b * b, 0)
+  return squares === 0 ? 1 : (sum * sum) / (values.length * squares)
+}
+
+/** Largest max−min spread of weighted service among `users`, over samples at or after `fromMs`. */
+export function maxServiceDifference(run: FairnessRun, users: readonly string[], fromMs = 0): number {
+  let worst = 0
+  const base = run.samples.find((s) => s.atMs >= fromMs)
+  for (const sample of run.samples) {
+    if (sample.atMs < fromMs) continue
+    const values = users.map((u) => (sample.service.get(u) ?? 0) - (base?.service.get(u) ?? 0))
+    worst = Math.max(worst, Math.max(...values) - Math.min(...values))
+  }
+  return worst
+}
+
+/** Service gained by each user between `fromMs` and the end, weight-normalised. */
+export function serviceSince(run: FairnessRun, users: readonly string[], fromMs: number): number[] {
+  const base = run.samples.find((s) => s.atMs >= fromMs)
+  const last = run.samples.at(-1)
+  return users.map((u) => (last?.service.get(u) ?? 0) - (base?.service.get(u) ?? 0))
+}
+
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
+  return sorted[rank] as number
+}
+
+/** A small fixed-width table for the test log. */
+export function printTable(title: string, header: readonly string[], rows: readonly (readonly (string | number)[])[]): void {
+  const cells = [header, ...rows].map((row) => row.map((c) => (typeof c === 'number' ? formatNumber(c) : c)))
+  const widths = header.map((_, i) => Math.max(...cells.map((row) => (row[i] ?? '').length)))
+  const line = (row: readonly string[]): string => row.map((c, i) => c.padStart(widths[i] ?? 0)).join('  ')
+  console.log([`\n${title}`, line(cells[0] ?? []), ...cells.slice(1).map(line)].join('\n'))
+}
+
+function formatNumber(n: number): string {
+  if (!Number.isFinite(n)) return String(n)
+  if (Math.abs(n) >= 100) return Math.round(n).toLocaleString('en-US')
+  return n.toFixed(3)
+}
+
+/**
+ * The reference two-user workload every fairness test reports on: two continuously backlogged users
+ * sending 1:10 request rates of equal-sized requests (200 prompt + 100 output tokens) into 3,000 tokens of
+ * KV (10 requests at a time, 5 requests/s served). Returns the service difference and Jain's index for
+ * fifo and vtc, and prints them.
+ */
+export const REFERENCE = Object.freeze({
+  capacityTokens: 3_000,
+  promptTokens: 200,
+  outputTokens: 100,
+  durationMs: 60_000,
+  lightRatePerSecond: 4,
+  heavyRatePerSecond: 40,
+})
+
+export async function compareFifoAndVtc(title: string): Promise<Map<string, { difference: number; jain: number }>> {
+  const light: PolicyUser = { name: 'light', weight: 1 }
+  const heavy: PolicyUser = { name: 'heavy', weight: 1 }
+  const figures = new Map<string, { difference: number; jain: number }>()
+  for (const policy of ['fifo', 'vtc']) {
+    const run = await runFairness({
+      policy,
+      users: [
+        { user: light, ratePerSecond: REFERENCE.lightRatePerSecond, promptTokens: REFERENCE.promptTokens, outputTokens: REFERENCE.outputTokens },
+        { user: heavy, ratePerSecond: REFERENCE.heavyRatePerSecond, promptTokens: REFERENCE.promptTokens, outputTokens: REFERENCE.outputTokens },
+      ],
+      capacityTokens: REFERENCE.capacityTokens,
+      durationMs: REFERENCE.durationMs,
+      seed: 11,
+    })
+    const users = ['light', 'heavy']
+    figures.set(policy, {
+      difference: maxServiceDifference(run, users, 2_000),
+      jain: jainIndex(serviceSince(run, users, 2_000)),
+    })
+  }
+  printTable(
+    `${title} — reference workload: 2 backlogged users, 1:10 request rates, 60 s`,
+    ['policy', 'max service difference', "Jain's index"],
+    [...figures].map(([policy, f]) => [policy, f.difference, f.jain]),
+  )
+  return figures
+}
