@@ -1,0 +1,242 @@
+import { request } from 'undici'
+import type { Clock } from '../core/index.js'
+import { createScaledClock, createSystemClock } from '../core/index.js'
+import { parseConfig } from '../config/index.js'
+import { createGateway } from '../gateway/index.js'
+import type { Gateway } from '../gateway/index.js'
+import { policyNames } from '../policies/index.js'
+import type { SimHandle, SimOptions } from '../sim/index.js'
+import { startSim } from '../sim/index.js'
+import type { TokenCounter } from '../tokens/index.js'
+import type { BenchSummary, Slo } from './results.js'
+import { summarize } from './results.js'
+import type { RunWorkloadOptions, WorkloadRunResult } from './run-workload.js'
+import { runWorkload } from './run-workload.js'
+import type { Workload } from './workload.js'
+
+/**
+ * `kvgate bench compare`: one workload, run directly against a backend and then through kvgate with each
+ * policy, every setup on a fresh emulator (unless a backend URL is given) so no run inherits another's
+ * queue or prefix cache. While a setup runs, the emulator's and kvgate's /metrics are sampled for the
+ * report's KV-usage and queue-depth charts.
+ */
+export const DIRECT_SETUP = 'direct'
+
+export interface MetricsSample {
+  /** ms after the setup's run started, on the run's (possibly scaled) clock. */
+  tMs: number
+  kvUsage?: number
+  backendWaiting?: number
+  backendRunning?: number
+  preemptions?: number
+  kvgateQueueDepth?: number
+  kvgateReservedTokens?: number
+}
+
+export interface SetupResult {
+  name: string
+  run: WorkloadRunResult
+  summary: BenchSummary
+  samples: MetricsSample[]
+  /** Preemptions the backend counted during this setup. */
+  preemptions: number
+  maxKvUsage: number
+}
+
+export interface CompareOptions {
+  workload: Workload
+  counter: TokenCounter
+  seed: number
+  policies?: readonly string[]
+  /** An external backend; without it, a fresh emulator per setup. */
+  backendUrl?: string
+  sim?: SimOptions
+  /** The emulator runs this many times faster; the replay and figures use the same scaled clock. */
+  speed?: number
+  /** How long a request may wait in kvgate's queue before a 429 (the gateway's defaultDeadlineMs). */
+  deadlineMs?: number
+  /** Extra gateway config (YAML shape) merged over the defaults compare builds. */
+  gatewayConfig?: Record<string, unknown>
+  slo: Slo
+  run: Omit<RunWorkloadOptions, 'baseUrl' | 'clock' | 'counter' | 'seed'>
+  sampleIntervalMs?: number
+  onSetupStart?: (name: string) => void
+  onSetupDone?: (result: SetupResult) => void
+}
+
+/** 5 s (emulated) in kvgate's queue before a 429: an interactive user's patience, not the 30 s server default. */
+export const DEFAULT_COMPARE_DEADLINE_MS = 5_000
+/** 250 ms (emulated) between two samples of /metrics for the charts. */
+export const DEFAULT_SAMPLE_INTERVAL_MS = 250
+
+/** Sum of each metric's samples over labels, from Prometheus text (only the simple lines compare reads). */
+export function parsePrometheusTotals(text: string): Map<string, number> {
+  const totals = new Map<string, number>()
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || line.trim() === '') continue
+    const match = /^([A-Za-z_:][\w:]*)(?:\{[^}]*\})?\s+(\S+)/.exec(line)
+    if (match === null) continue
+    const value = Number(match[2])
+    if (!Number.isFinite(value)) continue
+    totals.set(match[1] as string, (totals.get(match[1] as string) ?? 0) + value)
+  }
+  return totals
+}
+
+async function scrape(url: string): Promise<Map<string, number> | undefined> {
+  try {
+    const res = await request(`${url}/metrics`, { headersTimeout: 2000, bodyTimeout: 2000 })
+    if (res.statusCode !== 200) {
+      await res.body.dump()
+      return undefined
+    }
+    return parsePrometheusTotals(await res.body.text())
+  } catch {
+    return undefined
+  }
+}
+
+function startSampler(clock: Clock, intervalMs: number, backendUrl: string, gatewayUrl: string | undefined) {
+  const origin = clock.now()
+  const samples: MetricsSample[] = []
+  let busy = false
+  const take = async (): Promise<void> => {
+    if (busy) return // a slow scrape skips a tick rather than piling up
+    busy = true
+    const tMs = clock.now() - origin
+    const [backend, gateway] = await Promise.all([scrape(backendUrl), gatewayUrl ? scrape(gatewayUrl) : undefined])
+    const sample: MetricsSample = { tMs }
+    const kv = backend?.get('vllm:kv_cache_usage_perc') ?? backend?.get('vllm:gpu_cache_usage_perc')
+    if (kv !== undefined) sample.kvUsage = kv
+    const waiting = backend?.get('vllm:num_requests_waiting')
+    if (waiting !== undefined) sample.backendWaiting = waiting
+    const running = backend?.get('vllm:num_requests_running')
+    if (running !== undefined) sample.backendRunning = running
+    const preemptions = backend?.get('vllm:num_preemptions_total')
+    if (preemptions !== undefined) sample.preemptions = preemptions
+    const depth = gateway?.get('kvgate_queue_depth')
+    if (depth !== undefined) sample.kvgateQueueDepth = depth
+    const reserved = gateway?.get('kvgate_ledger_reserved_tokens')
+    if (reserved !== undefined) sample.kvgateReservedTokens = reserved
+    samples.push(sample)
+    busy = false
+  }
+  void take()
+  const timer = clock.setInterval(() => void take(), intervalMs)
+  return {
+    samples,
+    async stop(): Promise<void> {
+      clock.clearInterval(timer)
+      while (busy) await new Promise((resolve) => setTimeout(resolve, 5))
+      await take()
+    },
+  }
+}
+
+function workloadUsers(workload: Workload): string[] {
+  const users = new Set<string>()
+  if (workload.kind === 'trace') for (const r of workload.requests) users.add(r.user ?? 'anonymous')
+  else for (const c of workload.conversations) users.add(c.user ?? 'anonymous')
+  return [...users]
+}
+
+/** The gateway config compare runs with: the backend, the policy, the deadline, one entry per user. */
+export function compareGatewayConfig(
+  backendUrl: string,
+  policy: string,
+  users: readonly string[],
+  deadlineMs: number,
+  extra: Record<string, unknown> = {},
+): ReturnType<typeof parseConfig> {
+  const base: Record<string, unknown> = {
+    server: { host: '127.0.0.1', port: 0 },
+    backends: [{ url: backendUrl, name: 'backend' }],
+    admission: { defaultDeadlineMs: deadlineMs, maxDeadlineMs: Math.max(deadlineMs, 120_000) },
+    policy: { name: policy, options: {} },
+    // Configured users get their own metric labels and weights (1 each: the fairness figures assume equal shares).
+    users: users.filter((u) => /^[A-Za-z0-9_.@:-]{1,64}$/.test(u)).map((name) => ({ name, weight: 1 })),
+    telemetry: { maxUserLabels: Math.max(100, users.length), logLevel: 'warn' },
+  }
+  const merged: Record<string, unknown> = { ...base }
+  for (const [key, value] of Object.entries(extra)) {
+    const current = merged[key]
+    merged[key] =
+      value !== null && typeof value === 'object' && !Array.isArray(value) && current !== null && typeof current === 'object' && !Array.isArray(current)
+        ? { ...(current as object), ...(value as object) }
+        : value
+  }
+  return parseConfig(merged)
+}
+
+export async function runCompare(options: CompareOptions): Promise<SetupResult[]> {
+  const policies = options.policies ?? policyNames()
+  const setups = [DIRECT_SETUP, ...policies]
+  const speed = options.speed ?? options.sim?.speed ?? 1
+  const users = workloadUsers(options.workload)
+  const results: SetupResult[] = []
+  for (const name of setups) {
+    options.onSetupStart?.(name)
+    // One scaled clock per setup, shared by the emulator's pace, the gateway and the replay.
+    const clock = speed === 1 ? createSystemClock() : createScaledClock(speed)
+    let sim: SimHandle | undefined
+    let gateway: Gateway | undefined
+    try {
+      if (options.backendUrl === undefined) {
+        sim = await startSim({ logger: false, seed: options.seed, ...options.sim, speed, port: 0, host: '127.0.0.1' })
+      }
+      const backendUrl = options.backendUrl ?? (sim as SimHandle).url
+      let targetUrl = backendUrl
+      if (name !== DIRECT_SETUP) {
+        const config = compareGatewayConfig(
+          backendUrl,
+          name,
+          users,
+          options.deadlineMs ?? DEFAULT_COMPARE_DEADLINE_MS,
+          options.gatewayConfig,
+        )
+        gateway = await createGateway({ config, clock, logger: false })
+        targetUrl = await gateway.listen({ port: 0, host: '127.0.0.1' })
+        await waitForGatewayReady(targetUrl)
+      }
+      const sampler = startSampler(clock, options.sampleIntervalMs ?? DEFAULT_SAMPLE_INTERVAL_MS, backendUrl, gateway ? targetUrl : undefined)
+      const run = await runWorkload(options.workload, {
+        ...options.run,
+        baseUrl: targetUrl,
+        clock,
+        counter: options.counter,
+        seed: options.seed,
+      })
+      await sampler.stop()
+      const preemptionSamples = sampler.samples.map((s) => s.preemptions).filter((p): p is number => p !== undefined)
+      const result: SetupResult = {
+        name,
+        run,
+        summary: summarize(run, options.slo),
+        samples: sampler.samples,
+        preemptions: preemptionSamples.length > 0 ? Math.max(...preemptionSamples) - Math.min(...preemptionSamples) : 0,
+        maxKvUsage: Math.max(0, ...sampler.samples.map((s) => s.kvUsage ?? 0)),
+      }
+      results.push(result)
+      options.onSetupDone?.(result)
+    } finally {
+      await gateway?.close()
+      await sim?.close()
+    }
+  }
+  return results
+}
+
+/** kvgate answers 503 until its first metrics poll says the backend is usable; wait for that (≤ 10 s). */
+async function waitForGatewayReady(url: string): Promise<void> {
+  const deadline = Date.now() + 10_000
+  while (Date.now() < deadline) {
+    try {
+      const res = await request(`${url}/health`)
+      await res.body.dump()
+      if (res.statusCode === 200) return
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
