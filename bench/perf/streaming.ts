@@ -24,6 +24,8 @@ const upstreamKind = flag('upstream', 'sim') as UpstreamKind
 const body = { model: PERF_MODEL, prompt: 'Tell me a story', max_tokens: tokens, ignore_eos: true, stream: true }
 
 interface Sample extends StreamLoadResult {
+  /** The load client's own CPU (this process): at 100% of a core, the client is the limit. */
+  readonly clientCpuMs: number
   readonly proxyCpuMs: number
   readonly upstreamCpuMs: number
   readonly windowMs: number
@@ -41,6 +43,7 @@ try {
       let cpu: Record<string, number> = {}
       let openedAt = 0
       let windowMs = 0
+      let clientCpu = process.cpuUsage()
       const result = await runStreams({
         origin: target.url,
         path: '/v1/completions',
@@ -52,17 +55,20 @@ try {
         onWindow(edge) {
           if (edge === 'start') {
             meter.start()
+            clientCpu = process.cpuUsage()
             openedAt = performance.now()
           } else {
             cpu = meter.stop()
+            clientCpu = process.cpuUsage(clientCpu)
             windowMs = performance.now() - openedAt
           }
         },
       })
-      const sample: Sample = { ...result, proxyCpuMs: cpu.proxy ?? 0, upstreamCpuMs: cpu.upstream ?? 0, windowMs }
+      const clientCpuMs = (clientCpu.user + clientCpu.system) / 1000
+      const sample: Sample = { ...result, clientCpuMs, proxyCpuMs: cpu.proxy ?? 0, upstreamCpuMs: cpu.upstream ?? 0, windowMs }
       samples.set(target.name, [...(samples.get(target.name) ?? []), sample])
       console.error(
-        `rep ${rep} ${target.name}: ${result.chunksPerSecond.toFixed(0)} events/s, proxy CPU ${sample.proxyCpuMs} ms, upstream CPU ${sample.upstreamCpuMs} ms over ${windowMs.toFixed(0)} ms, ${result.completedStreams} streams done, ${result.errors} errors`,
+        `rep ${rep} ${target.name}: ${result.chunksPerSecond.toFixed(0)} events/s, proxy CPU ${sample.proxyCpuMs} ms, upstream CPU ${sample.upstreamCpuMs} ms, client CPU ${clientCpuMs.toFixed(0)} ms over ${windowMs.toFixed(0)} ms, ${result.completedStreams} streams done, ${result.errors} errors`,
       )
       // Let the upstream drop the streams cut at the end of the window before the next target starts.
       await new Promise((resolve) => setTimeout(resolve, 1000))
@@ -84,11 +90,13 @@ const rows = stack.targets.map((target) => {
     isProxy ? median(runs.map((run) => (run.proxyCpuMs / run.chunks) * 1000)).toFixed(1) : '-',
     isProxy ? median(runs.map((run) => run.chunks / (run.proxyCpuMs / 1000))) : '-',
     median(runs.map((run) => (run.upstreamCpuMs / run.chunks) * 1000)).toFixed(1),
+    median(runs.map((run) => (run.upstreamCpuMs / run.windowMs) * 100)).toFixed(0),
+    median(runs.map((run) => (run.clientCpuMs / run.windowMs) * 100)).toFixed(0),
     runs.reduce((sum, run) => sum + run.errors, 0),
   ]
 })
 printTable(
   `Streaming, ${streams} concurrent streams of ${tokens} tokens, ${upstreamKind} upstream, median of ${reps} × ${durationMs} ms`,
-  ['target', 'events/s', 'vs direct', 'proxy CPU %', 'proxy CPU ms / 1k events', 'events/s per proxy core', 'upstream CPU ms / 1k events', 'errors'],
+  ['target', 'events/s', 'vs direct', 'proxy CPU %', 'proxy CPU ms / 1k events', 'events/s per proxy core', 'upstream CPU ms / 1k events', 'upstream CPU %', 'client CPU %', 'errors'],
   rows,
 )
