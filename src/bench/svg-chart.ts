@@ -32,14 +32,18 @@ export function escapeXml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string)
 }
 
-/** 1, 2 or 5 × 10^k steps giving about `count` ticks up to max. */
+/** 1, 2 or 5 × 10^k steps giving about `count` ticks, the last at or above max. */
 export function niceTicks(max: number, count = 5): number[] {
   if (!(max > 0)) return [0]
   const raw = max / count
   const power = 10 ** Math.floor(Math.log10(raw))
   const step = ([1, 2, 5, 10].find((m) => m * power >= raw) ?? 10) * power
   const ticks: number[] = []
-  for (let v = 0; v <= max + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)))
+  // The last tick is at or above max, so the data always fits the axis.
+  for (let v = 0; ; v += step) {
+    ticks.push(Number(v.toPrecision(12)))
+    if (v >= max - step * 1e-9) break
+  }
   return ticks
 }
 
