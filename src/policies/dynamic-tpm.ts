@@ -98,8 +98,23 @@ export function waterFill(total: number, users: readonly WaterFillUser[]): Map<s
  */
 export function createDynamicTpmPolicy(context: PolicyContext): Policy {
   const options = parseDynamicTpmOptions(context.options)
-  const order = new HeadOrder()
   const ledger = new QuotaLedger()
+  // The clock's latest reading, for ranking between events (the rank reads the sliding window).
+  let latestMs = 0
+  /**
+   * Users are tried in order of how much of their quota the last minute used (least first), not in FIFO
+   * order: quotas add up to more than the capacity (the probe margin, and the guaranteed share a light
+   * user keeps), so under KV contention it is the order that decides who gets the shortfall, and it
+   * should go to whoever is furthest below their share. Ranks refresh on the user's own events and at
+   * every recompute, so the sliding window's expiry is reflected within `intervalMs`.
+   */
+  const order = new HeadOrder((name) => {
+    const user = users.get(name)
+    const quota = user === undefined ? undefined : quotaFor(user)
+    const used = ledger.usedTokens(name, latestMs)
+    const weight = user === undefined ? 1 : weightOf(user)
+    return quota === undefined || quota <= 0 ? used / weight : used / quota
+  })
   const users = new Map<string, PolicyUser>(context.users.map((u) => [u.name, u]))
   const configured = new Set(users.keys())
   const lastSeenMs = new Map<string, number>()
@@ -169,15 +184,17 @@ export function createDynamicTpmPolicy(context: PolicyContext): Policy {
       next.set(u.name, capByStatic(u, Math.max(allocation.get(u.name) ?? 0, fair, options.minTokensPerMinute)))
     }
     quotas = next
-    // New quotas: every parked head's wait was computed under the old ones.
+    // New quotas: every parked head's wait was computed under the old ones, and every rank moved.
     order.unparkAll()
+    order.refreshAll()
   }
 
-  const touch = (request: PolicyRequest, nowMs: number): void => {
+  const touch = (request: PolicyRequest, atMs: number): void => {
+    latestMs = Math.max(latestMs, atMs)
     const name = request.user.name
     users.set(name, request.user)
     if (!lastSeenMs.has(name)) dirty = true
-    lastSeenMs.set(name, nowMs)
+    lastSeenMs.set(name, atMs)
   }
 
   return {
@@ -186,15 +203,21 @@ export function createDynamicTpmPolicy(context: PolicyContext): Policy {
       touch(request, nowMs)
       order.enqueue(request)
     },
-    onRemove(request) {
+    onRemove(request, atMs) {
+      latestMs = Math.max(latestMs, atMs)
       order.leave(request.id)
     },
-    onAdmit(request, nowMs) {
-      touch(request, nowMs)
+    onAdmit(request, atMs) {
+      touch(request, atMs)
+      // Charge first, so the user's next head is ranked with this admission counted.
+      ledger.admit(request, atMs)
       order.leave(request.id)
-      ledger.admit(request, nowMs)
+      order.refresh(request.user.name)
     },
-    candidates: (nowMs) => order.candidates(nowMs),
+    candidates(atMs) {
+      latestMs = Math.max(latestMs, atMs)
+      return order.candidates(atMs)
+    },
     checkQuota(request, nowMs) {
       const tokensPerMinute = quotaFor(request.user)
       const decision = ledger.check(request, nowMs, {
@@ -210,20 +233,22 @@ export function createDynamicTpmPolicy(context: PolicyContext): Policy {
     onFinish(request, completionTokens, nowMs) {
       ledger.finish(request, completionTokens, nowMs)
       order.unpark(request.user.name)
+      order.refresh(request.user.name)
     },
-    onTick(nowMs, sample) {
+    onTick(atMs, sample) {
+      latestMs = Math.max(latestMs, atMs)
       const served = sample.servedTokensPerMinute
       if (Number.isFinite(served) && served >= 0) {
         if (capacityTokensPerMinute === undefined) {
           if (served > 0) capacityTokensPerMinute = served
         } else if (order.backlog.users > 0 || served > capacityTokensPerMinute) {
-          const dtMs = lastTickMs === undefined ? options.intervalMs : Math.max(0, nowMs - lastTickMs)
+          const dtMs = lastTickMs === undefined ? options.intervalMs : Math.max(0, atMs - lastTickMs)
           const alpha = options.halfLifeMs === 0 ? 1 : 1 - Math.pow(2, -dtMs / options.halfLifeMs)
           capacityTokensPerMinute += alpha * (served - capacityTokensPerMinute)
         }
       }
-      lastTickMs = nowMs
-      if (dirty || nowMs - lastRecomputeMs >= options.intervalMs) recompute(nowMs)
+      lastTickMs = atMs
+      if (dirty || atMs - lastRecomputeMs >= options.intervalMs) recompute(atMs)
     },
     rateLimits(user, nowMs) {
       return ledger.rateLimits(user.name, nowMs, {

@@ -17,6 +17,27 @@ export class HeadOrder {
   readonly #ready = new IndexedMinHeap()
   /** Parked users keyed by the time they may pass again. */
   readonly #parked = new IndexedMinHeap()
+  readonly #rank: (user: string, head: PolicyRequest) => number
+
+  /**
+   * `rank` orders ready users (smallest first; ties in arrival order of heads). The default is the head's
+   * arrival time: FIFO across users. A policy with another rank calls `refresh` when a user's rank changes.
+   */
+  constructor(rank: (user: string, head: PolicyRequest) => number = (_user, head) => head.enqueuedAtMs) {
+    this.#rank = rank
+  }
+
+  /** Re-rank one user (its usage or quota changed). */
+  refresh(user: string): void {
+    if (!this.#ready.has(user)) return
+    const head = this.backlog.head(user)
+    if (head !== undefined) this.#ready.set(user, this.#rank(user, head.request), head.seq)
+  }
+
+  /** Re-rank every ready user: O(users · log users), for a policy's periodic recompute. */
+  refreshAll(): void {
+    for (const user of this.backlog.backloggedUsers()) this.refresh(user)
+  }
 
   enqueue(request: PolicyRequest): BacklogChange | undefined {
     const change = this.backlog.add(request)
@@ -52,7 +73,7 @@ export class HeadOrder {
   unpark(user: string): void {
     if (!this.#parked.delete(user)) return
     const head = this.backlog.head(user)
-    if (head !== undefined) this.#ready.set(user, head.request.enqueuedAtMs, head.seq)
+    if (head !== undefined) this.#ready.set(user, this.#rank(user, head.request), head.seq)
   }
 
   unparkAll(): void {
@@ -79,6 +100,6 @@ export class HeadOrder {
 
   #place(change: BacklogChange): void {
     if (change.head === undefined) return
-    this.#ready.set(change.user, change.head.enqueuedAtMs, change.headSeq)
+    this.#ready.set(change.user, this.#rank(change.user, change.head), change.headSeq)
   }
 }

@@ -92,7 +92,8 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRun
   const rejections: { user: string; atMs: number; error: KvgateError }[] = []
   const waiting = new Map<string, number>()
   const running: { admission: Admission; user: WorkloadUser; produced: number; enqueuedAtMs: number }[] = []
-  const nextArrivalMs = new Map<string, number>()
+  // Per workload entry (a user may appear twice, e.g. to stop and return), not per user name.
+  const nextArrivalMs = new Map<WorkloadUser, number>()
   // Tokens served in the last 10 s, for the tick's served-tokens-per-minute (what the poller measures).
   const served: { atMs: number; tokens: number }[] = []
   let servedHead = 0
@@ -164,12 +165,12 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRun
         while ((waiting.get(name) ?? 0) < (options.backlogDepth ?? 8)) submit(u, nowMs)
         continue
       }
-      let atMs = nextArrivalMs.get(name) ?? nowMs + poissonGapMs(random, u.ratePerSecond)
+      let atMs = nextArrivalMs.get(u) ?? nowMs + poissonGapMs(random, u.ratePerSecond)
       while (atMs <= nowMs) {
         submit(u, nowMs)
         atMs += poissonGapMs(random, u.ratePerSecond)
       }
-      nextArrivalMs.set(name, atMs)
+      nextArrivalMs.set(u, atMs)
     }
     // The metrics poll: adaptive policies re-divide what was served, then the dispatcher runs.
     if (nowMs % pollEveryMs === 0) {
@@ -179,6 +180,7 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRun
       }
       policy.onTick(nowMs, { servedTokensPerMinute: (servedSum * 60_000) / Math.max(stepMs, Math.min(nowMs, 10_000)) })
       controller.dispatch()
+      if (process.env["KVGATE_DEBUG_POLICY"] && nowMs % 5_000 === 0) console.log(nowMs, [...policy.candidates(nowMs)].join(","), JSON.stringify(policy.userStates(nowMs).map((s) => [s.user, Math.round(s.quotaTokensPerMinute ?? 0), s.usedTokensLastMinute])), JSON.stringify(controller.queued().filter((q, i, all) => all.findIndex((x) => x.user === q.user) === i)))
     }
     await settle()
     if (nowMs % (options.sampleEveryMs ?? 1_000) === 0) samples.push({ atMs: nowMs, service: new Map(service) })
@@ -231,7 +233,7 @@ export function printTable(title: string, header: readonly string[], rows: reado
 
 function formatNumber(n: number): string {
   if (!Number.isFinite(n)) return String(n)
-  if (Math.abs(n) >= 100) return Math.round(n).toLocaleString('en-US')
+  if (Math.abs(n) >= 100 || Number.isInteger(n)) return Math.round(n).toLocaleString('en-US')
   return n.toFixed(3)
 }
 
