@@ -48,7 +48,7 @@ const cases: Record<string, ReaderCase> = {
   mooncake: {
     header: '{"timestamp": 2000, "input_length": 600, "output_length": 9, "hash_ids": [0, 1]}',
     rows: ['{"timestamp": 1000, "input_length": 512, "output_length": 7, "hash_ids": [0]}', '{"timestamp": 1500, "input_length": 10, "output_length": 3, "hash_ids": [5]}'],
-    malformed: '{"timestamp": 3000, "input_length": 600, "output_length": 9, "hash_ids": [0]}',
+    malformed: '{"timestamp": 3000, "input_length": 1600, "output_length": 9, "hash_ids": [0]}',
     expected: [
       { arrivalMs: 0, inputTokens: 512, outputTokens: 7 },
       { arrivalMs: 500, inputTokens: 10, outputTokens: 3 },
@@ -137,7 +137,7 @@ describe('format-specific readings', () => {
   it('Mooncake: keeps hash ids and rejects a row whose ids do not cover its length', () => {
     const result = parseTrace('{"timestamp": 0, "input_length": 1025, "output_length": 1, "hash_ids": [4, 5, 6]}\n')
     expect(result.requests[0]?.hashIds).toEqual([4, 5, 6])
-    expect(() => parseTrace('{"timestamp": 0, "input_length": 1025, "output_length": 1, "hash_ids": [4]}\n')).toThrow(/line 1: hash_ids has 1 blocks/)
+    expect(() => parseTrace('{"timestamp": 0, "input_length": 1100, "output_length": 1, "hash_ids": [4]}\n')).toThrow(/line 1: hash_ids has 1 blocks/)
   })
 
   it('an unknown first line names the known formats', () => {
