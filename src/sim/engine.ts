@@ -66,7 +66,14 @@ export interface EngineOptions {
   latency: LatencyModel
   /** Read at every step so runtime changes apply at once. */
   faults: () => FaultConfig
+  /** Emulated ms of timer lateness the step loop catches up on (default 250). */
+  maxCatchUpMs?: number
+  /** Runs `fn` after the current turn of the event loop (default: a 0 ms timer on `clock`). */
+  defer?: (fn: () => void) => unknown
 }
+
+const DEFAULT_MAX_CATCH_UP_MS = 250 // emulated ms
+const MAX_STEPS_PER_CALLBACK = 64 // steps run back to back before yielding to I/O
 
 export interface Engine {
   add(spec: EngineRequestSpec, sink: EngineSink): EngineRequest
@@ -109,7 +116,9 @@ export function createEngine(options: EngineOptions): Engine {
   let running: Request[] = []
   let inFlight: Request[] = []
   let stepTimer: TimerHandle | null = null
-  let wakeTimer: TimerHandle | null = null
+  let wakeTimer: unknown = null
+  const maxCatchUpMs = options.maxCatchUpMs ?? DEFAULT_MAX_CATCH_UP_MS
+  const defer = options.defer ?? ((fn: () => void) => clock.setTimeout(fn, 0))
   let closed = false
   let nextId = 1
   // Output words repeat from a small vocabulary; memoise their ids rather than re-encoding each token.
@@ -294,26 +303,55 @@ export function createEngine(options: EngineOptions): Engine {
     if (anyFinished) running = running.filter((r) => r.status === Status.Running)
   }
 
-  const runStep = (): void => {
+  /**
+   * Steps follow a planned timeline: each starts where the previous one was due to end, not where its timer
+   * happened to fire. Timers fire late (≥ 1 ms of real time, which is 100 emulated ms at speed 100), so
+   * without this the emulator would run slower than its latency model, more so the faster the clock. Steps
+   * that are already due run back to back in one callback, up to a bound that keeps sockets served; a lag
+   * beyond `maxCatchUpMs` (the process is CPU-bound) is dropped rather than repaid in a burst.
+   */
+  let plannedEndMs: number | null = null
+  let loopRunning = false
+
+  const onStepDue = (): void => {
     stepTimer = null
-    if (closed) return
-    inFlight = schedule()
-    if (inFlight.length === 0) return // idle, or the waiting head does not fit until something finishes
-    stepTimer = clock.setTimeout(() => {
-      stepTimer = null
+    for (let steps = 0; ; steps++) {
       completeStep()
       inFlight = []
-      runStep()
-    }, stepDurationMs(inFlight))
+      if (closed) return
+      const previousEnd = plannedEndMs!
+      inFlight = schedule()
+      if (inFlight.length === 0) {
+        // Idle, or the waiting head does not fit until a request leaves: the next arrival or abort wakes us.
+        plannedEndMs = null
+        loopRunning = false
+        return
+      }
+      const now = clock.now()
+      const start = now - previousEnd > maxCatchUpMs ? now : previousEnd
+      plannedEndMs = start + stepDurationMs(inFlight)
+      if (plannedEndMs > now || steps >= MAX_STEPS_PER_CALLBACK) {
+        stepTimer = clock.setTimeout(onStepDue, Math.max(0, plannedEndMs - now))
+        return
+      }
+    }
   }
 
-  /** Start the loop if it is idle; arrivals in the same tick join the same first step. */
+  const startLoop = (): void => {
+    wakeTimer = null
+    if (closed || loopRunning) return
+    inFlight = schedule()
+    if (inFlight.length === 0) return
+    loopRunning = true
+    const now = clock.now()
+    plannedEndMs = now + stepDurationMs(inFlight)
+    stepTimer = clock.setTimeout(onStepDue, plannedEndMs - now)
+  }
+
+  /** Start the loop if it is idle; arrivals in the same turn of the event loop join the same first step. */
   const wake = (): void => {
-    if (closed || stepTimer !== null || wakeTimer !== null) return
-    wakeTimer = clock.setTimeout(() => {
-      wakeTimer = null
-      if (stepTimer === null) runStep()
-    }, 0)
+    if (closed || loopRunning || wakeTimer !== null) return
+    wakeTimer = defer(startLoop)
   }
 
   return {
@@ -371,9 +409,7 @@ export function createEngine(options: EngineOptions): Engine {
     close() {
       closed = true
       if (stepTimer !== null) clock.clearTimeout(stepTimer)
-      if (wakeTimer !== null) clock.clearTimeout(wakeTimer)
       stepTimer = null
-      wakeTimer = null
     },
   }
 }

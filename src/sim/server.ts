@@ -145,6 +145,10 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
     enablePrefixCaching: config.enablePrefixCaching,
     latency: config.latency,
     faults: () => faults,
+    // Up to 25 ms of real timer lateness is caught up on, whatever the speed.
+    maxCatchUpMs: Math.max(250, 25 * config.speed),
+    // Arrivals in the same poll phase join one first step; an injected clock keeps its own ordering.
+    ...(hooks.clock === undefined ? { defer: (fn: () => void) => setImmediate(fn) } : {}),
   })
   const startedWall = Math.floor(clock.wallNow() / 1000)
   const cacheConfig: Record<string, string> = {

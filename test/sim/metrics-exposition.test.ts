@@ -11,7 +11,7 @@ const LATENCY = ['0.3', '0.5', '0.8', '1.0', '1.5', '2.0', '2.5', '5.0', '10.0',
 describe('/metrics exposition', () => {
   let sim: SimHandle
   beforeAll(async () => {
-    sim = await startSim({ model: 'llama-8b', numGpuBlocks: 300, blockSize: 16, speed: 50 })
+    sim = await startSim({ model: 'llama-8b', numGpuBlocks: 300, blockSize: 16, speed: 10 })
   })
   afterAll(async () => {
     await sim.close()
