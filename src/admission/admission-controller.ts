@@ -270,6 +270,13 @@ class AdmissionControllerImpl implements AdmissionController {
   #depth = 0
   #queuedNeedTokens = 0
   #activeWeight = 0
+  /**
+   * Queued requests per bit length of their need (bucket b holds needs in [2^(b−1), 2^b)): a lower bound on the
+   * smallest queued need in O(1), so a decision with less room than that skips asking the policy at all — the
+   * common case right after the one request that fitted took the room.
+   */
+  readonly #needBuckets = new Uint32Array(34)
+  #kvBound = false
   #closed = false
   #dispatching = false
   #dispatchAgain = false
@@ -410,8 +417,9 @@ class AdmissionControllerImpl implements AdmissionController {
     queue.tail = item
     queue.size++
     queue.needTokens += item.needTokens
+    this.#needBuckets[needBucket(item.needTokens)]!++
     this.#heap.push(item)
-    if (this.#depth++ === 0) this.#drain.setBacklogged(true, now)
+    this.#depth++
     this.#queuedNeedTokens += item.needTokens
     this.#policy.onEnqueue(item.request, now)
   }
@@ -428,6 +436,7 @@ class AdmissionControllerImpl implements AdmissionController {
     item.next = undefined
     queue.size--
     queue.needTokens -= item.needTokens
+    this.#needBuckets[needBucket(item.needTokens)]!--
     if (queue.size === 0) {
       this.#activeWeight -= queue.weight
       // Forget idle users so the map is bounded by users with waiting requests.
@@ -436,7 +445,7 @@ class AdmissionControllerImpl implements AdmissionController {
     this.#heap.remove(item)
     this.#queuedNeedTokens -= item.needTokens
     if (--this.#depth === 0) {
-      this.#drain.setBacklogged(false, now)
+      this.#setKvBound(false, now)
       // Sums of integers stay exact, but reset anyway so no drift can ever survive an empty queue.
       this.#queuedNeedTokens = 0
       this.#activeWeight = 0
@@ -520,12 +529,22 @@ class AdmissionControllerImpl implements AdmissionController {
   /** One decision: admit the first head (in the policy's order) that passes its quota and fits. */
   #admitOne(): boolean {
     if (this.#closed || this.#depth === 0) return false
-    const best = this.#bestBackend()
-    if (best === undefined) return false
     const now = this.#clock.now()
+    const best = this.#bestBackend()
+    if (best === undefined) {
+      this.#setKvBound(false, now) // an outage, not KV contention: it says nothing about the drain rate
+      return false
+    }
+    if (best.roomTokens < this.#smallestNeedBound()) {
+      // Nothing queued can fit: skip the scan. Whether requests wait on KV or only on quotas is read off the
+      // first candidate (policies put quota-blocked users behind ready ones), at the cost of one look.
+      this.#setKvBound(this.#firstHeadPassesQuota(now), now)
+      return false
+    }
     let tried = 0
+    let heldByKv = false
     for (const userName of this.#policy.candidates(now)) {
-      if (++tried > MAX_CANDIDATES_PER_DECISION) return false
+      if (++tried > MAX_CANDIDATES_PER_DECISION) break
       const head = this.#queues.get(userName)?.head
       if (head === undefined) continue
       const quota = this.#policy.checkQuota(head.request, now)
@@ -538,16 +557,46 @@ class AdmissionControllerImpl implements AdmissionController {
         this.#admit(head, best.id, now)
         return true
       }
+      heldByKv = true
       // Too big for any usable backend even when empty (a large backend is down): it must not hold others.
       if (head.needTokens > best.maxUsableTokens) continue
       head.bypassedSinceMs ??= now
-      if (now - head.bypassedSinceMs >= this.#options.maxBypassMs) return false
+      if (now - head.bypassedSinceMs >= this.#options.maxBypassMs) break
+    }
+    // Waiting only on quotas is not waiting on KV: that time must not make the KV drain look slow.
+    this.#setKvBound(heldByKv, now)
+    return false
+  }
+
+  #firstHeadPassesQuota(now: number): boolean {
+    for (const userName of this.#policy.candidates(now)) {
+      const head = this.#queues.get(userName)?.head
+      if (head === undefined) continue
+      const quota = this.#policy.checkQuota(head.request, now)
+      head.quotaDenied = quota.allowed ? undefined : quota
+      return quota.allowed
     }
     return false
   }
 
+  /** Whether requests are waiting for KV right now; only such time is counted into the drain rate. */
+  #setKvBound(kvBound: boolean, now: number): void {
+    if (kvBound === this.#kvBound) return
+    this.#kvBound = kvBound
+    this.#drain.setBacklogged(kvBound, now)
+  }
+
+  /** A lower bound on the smallest need in the queue (0 if some request needs under 1 token). */
+  #smallestNeedBound(): number {
+    for (let b = 0; b < this.#needBuckets.length; b++) {
+      if (this.#needBuckets[b] !== 0) return b === 0 ? 0 : 2 ** (b - 1)
+    }
+    return Number.POSITIVE_INFINITY
+  }
+
   #admit(item: QueueItem, backendId: string, now: number): void {
-    const backlog = this.#depth > 1 || now > item.enqueuedAtMs
+    // Tokens that had to wait for KV; a request admitted straight into an idle queue measures arrivals, not drain.
+    const backlog = this.#kvBound && (this.#depth > 1 || now > item.enqueuedAtMs)
     this.#unlink(item, now)
     const policy = this.#policy
     policy.onAdmit(item.request, now)
@@ -713,6 +762,12 @@ class AdmissionControllerImpl implements AdmissionController {
       this.#rejectItem(item, 'rejected_unavailable', errors.shuttingDown(), now)
     }
   }
+}
+
+/** Bit length of a need: 0 → 0, 1 → 1, 2–3 → 2, 4–7 → 3, …; needs past 2^32 share the last bucket. */
+function needBucket(needTokens: number): number {
+  if (needTokens < 1) return 0
+  return needTokens >= 2 ** 32 ? 33 : 32 - Math.clz32(needTokens)
 }
 
 function positiveWeight(weight: number): number {

@@ -51,12 +51,13 @@ const DRAIN_WINDOW_MS = 1_000 // 1 second
 const DRAIN_EMA_ALPHA = 0.3
 
 /**
- * How fast the queue drains: tokens of need admitted per millisecond *while requests were waiting*.
+ * How fast the queue drains: tokens of need admitted per millisecond *while requests were waiting for KV*.
  *
- * Only backlogged time counts. When the queue is empty, admissions are limited by arrivals, not by KV, so
- * that time says nothing about how long a queued request waits — counting it would make an idle gateway
- * look slow and early-reject the next burst (the seed prototype's "second run rejected almost entirely").
- * For the same reason an idle period leaves the estimate where the last backlog left it.
+ * Only that time counts (the controller says when it starts and stops). When the queue is empty, admissions
+ * are limited by arrivals; while requests wait only on a quota, or no backend is usable, KV is not what holds
+ * them. Counting such time would make the gateway look slow and early-reject the next burst (the seed
+ * prototype's "second run rejected almost entirely"). An idle period leaves the estimate where the last
+ * backlog left it.
  */
 export class DrainRate {
   #emaTokensPerMs: number | undefined
@@ -73,8 +74,12 @@ export class DrainRate {
     if (this.#backlogged) this.#windowMs += Math.max(0, nowMs - this.#lastMs)
     this.#lastMs = nowMs
     if (this.#windowMs >= DRAIN_WINDOW_MS) {
+      // A window seen late (no call for a while) spans several sample lengths: weigh it as that many samples
+      // of the same rate, so 5 s of nothing admitted moves the average as five empty seconds would.
       const sample = this.#windowTokens / this.#windowMs
-      this.#emaTokensPerMs = this.#emaTokensPerMs === undefined ? sample : DRAIN_EMA_ALPHA * sample + (1 - DRAIN_EMA_ALPHA) * this.#emaTokensPerMs
+      const samples = Math.floor(this.#windowMs / DRAIN_WINDOW_MS)
+      this.#emaTokensPerMs =
+        this.#emaTokensPerMs === undefined ? sample : sample + (this.#emaTokensPerMs - sample) * (1 - DRAIN_EMA_ALPHA) ** samples
       this.#windowTokens = 0
       this.#windowMs = 0
     }
