@@ -5,7 +5,8 @@
  * A decision here is what happens when a request finishes and KV room for one more appears: the dispatcher
  * admits one head (asking the policy for its order and the quota) and then fails to admit a second (the
  * room is gone), exactly as `dispatch()` runs in the gateway. The queue is kept at its size by submitting one
- * new request after each decision; that submit (enqueue + its own, failing, dispatch) is timed apart.
+ * new request after each decision; that submit (enqueue + its own, failing, dispatch) is timed apart, and so
+ * is a dispatch that finds no room at all (the failing pass alone).
  *
  *   node --expose-gc --import tsx bench/perf/admission.ts [--reps 5] [--decisions 2000] [--queued 10,1000,10000]
  *     [--users 1000] [--policies fifo,tpm,vtc,dynamic-tpm]
@@ -41,7 +42,7 @@ const users: PolicyUser[] = Array.from({ length: userCount }, (_, i) => ({
 }))
 
 /** A controller over one backend whose free room the benchmark sets, with a manual clock (no timer fires). */
-function setUp(policyName: string): {
+function setUp(policyName: string, deadlineMs = 3_600_000): {
   controller: ReturnType<typeof createAdmissionController>
   backend: { -readonly [K in keyof BackendCapacity]: BackendCapacity[K] }
   clock: ReturnType<typeof createManualClock>
@@ -75,7 +76,7 @@ function setUp(policyName: string): {
       model: 'perf-model',
       promptTokens: PROMPT_TOKENS,
       predictedOutputTokens: PREDICTED_TOKENS,
-      deadlineMs: 3_600_000,
+      deadlineMs,
     }
     controller.submit(ticket).then(
       (admission) => admitted.push(admission),
@@ -90,6 +91,8 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 interface DecisionSample {
   decisionNs: number
   submitNs: number
+  /** A dispatch when nothing fits: the pass every decision ends with, and every enqueue runs. */
+  noFitNs: number
 }
 
 async function measureDecisions(policyName: string, queued: number): Promise<DecisionSample[]> {
@@ -102,6 +105,12 @@ async function measureDecisions(policyName: string, queued: number): Promise<Dec
   for (let rep = 0; rep <= reps; rep += 1) {
     let decisionNs = 0n
     let submitNs = 0n
+    let noFitNs = 0n
+    for (let i = 0; i < decisions; i += 1) {
+      const t = process.hrtime.bigint()
+      controller.dispatch() // the backend is full: tries up to MAX_CANDIDATES_PER_DECISION heads, admits none
+      noFitNs += process.hrtime.bigint() - t
+    }
     for (let i = 0; i < decisions; i += 1) {
       backend.usedTokens -= NEED_TOKENS // a request finished: room for exactly one
       const t0 = process.hrtime.bigint()
@@ -119,7 +128,8 @@ async function measureDecisions(policyName: string, queued: number): Promise<Dec
     for (const admission of admitted.splice(0)) admission.finish(PREDICTED_TOKENS)
     backend.usedTokens = CAPACITY_TOKENS
     clock.advance(decisions) // 1 ms per decision: quota windows and counters see time pass
-    if (rep > 0) samples.push({ decisionNs: Number(decisionNs) / decisions, submitNs: Number(submitNs) / decisions }) // rep 0 warms up
+    // rep 0 warms up
+    if (rep > 0) samples.push({ decisionNs: Number(decisionNs) / decisions, submitNs: Number(submitNs) / decisions, noFitNs: Number(noFitNs) / decisions })
   }
   controller.close()
   await nextTurn()
@@ -144,8 +154,33 @@ async function measureMemory(policyName: string): Promise<number> {
   return bytes
 }
 
+/**
+ * A burst that times out together: `queued` requests over `spread` users pass their deadline in the same
+ * tick, which answers all of them 429 in one go. Returns the ms the event loop is held.
+ */
+async function measureSweep(policyName: string, queued: number, spread: number): Promise<number> {
+  const DEADLINE_MS = 1_000
+  const { controller, clock, submit } = setUp(policyName, DEADLINE_MS)
+  for (let i = 0; i < queued; i += 1) submit(i % spread)
+  await nextTurn()
+  const start = process.hrtime.bigint()
+  clock.advance(DEADLINE_MS + 100) // the deadline tick runs inside advance()
+  const ms = Number(process.hrtime.bigint() - start) / 1e6
+  if (controller.queueDepth() !== 0) throw new Error(`${controller.queueDepth()} requests survived their deadline`)
+  controller.close()
+  await nextTurn()
+  return ms
+}
+
+const sweepQueued = Math.max(...queuedSizes)
+const sweepRows: (string | number)[][] = []
 const rows: (string | number)[][] = []
 for (const policyName of policies) {
+  for (const spread of [1, Math.min(userCount, sweepQueued)]) {
+    const runs: number[] = []
+    for (let rep = 0; rep < 3; rep += 1) runs.push(await measureSweep(policyName, sweepQueued, spread))
+    sweepRows.push([policyName, sweepQueued, spread, median(runs), (median(runs) * 1000) / sweepQueued])
+  }
   const perSize = new Map<number, DecisionSample[]>()
   for (const queued of queuedSizes) {
     const samples = await measureDecisions(policyName, queued)
@@ -163,6 +198,7 @@ for (const policyName of policies) {
       Math.min(queued, userCount),
       (decision / 1000).toFixed(2),
       `${(decision / base).toFixed(2)}×`,
+      (median(samples.map((s) => s.noFitNs)) / 1000).toFixed(2),
       (median(samples.map((s) => s.submitNs)) / 1000).toFixed(2),
       queued === queuedSizes[0] ? Math.round(memory) : '',
     ])
@@ -170,6 +206,11 @@ for (const policyName of policies) {
 }
 printTable(
   `Admission path (no HTTP), median of ${reps} × ${decisions} decisions; memory over ${memoryCount.toLocaleString('en-US')} queued requests`,
-  ['policy', 'queued', 'users', 'µs / decision', `vs ${queuedSizes[0]} queued`, 'µs / submit', 'bytes / queued request'],
+  ['policy', 'queued', 'users', 'µs / decision', `vs ${queuedSizes[0]} queued`, 'µs / no-fit dispatch', 'µs / submit', 'bytes / queued request'],
   rows,
+)
+printTable(
+  `Deadline sweep: ${sweepQueued.toLocaleString('en-US')} queued requests pass their deadline in one tick (median of 3)`,
+  ['policy', 'queued', 'users', 'ms event loop held', 'µs / request'],
+  sweepRows,
 )

@@ -5,7 +5,7 @@
  * shared machine falls on all of them alike; the table gives medians over repetitions.
  *
  *   npx tsx bench/perf/passthrough.ts [--reps 3] [--duration-ms 3000] [--warmup-ms 500]
- *     [--concurrency 1,64,256] [--policies fifo,vtc] [--upstream sim|stub]
+ *     [--concurrency 1,64,256] [--policies fifo,vtc] [--upstream sim|stub] [--bare 1]
  */
 import { runClosedLoop, type ClosedLoopResult } from './lib/load.js'
 import { cpuMeter, median } from './lib/processes.js'
@@ -18,6 +18,8 @@ const warmupMs = flag('warmup-ms', 500)
 const concurrencies = flag('concurrency', '1,64,256').split(',').map(Number)
 const policies = flag('policies', 'fifo,vtc').split(',').filter(Boolean)
 const upstreamKind = flag('upstream', 'sim') as UpstreamKind
+// The bare Node proxy row (node:http + undici only) is on unless --bare 0.
+const withBareProxy = flag('bare', 1) === 1
 
 // A small completion: a few prompt tokens and 4 output tokens, so the upstream does little per request.
 const body = { model: PERF_MODEL, prompt: 'Say hello', max_tokens: 4, ignore_eos: true }
@@ -28,7 +30,7 @@ interface Sample extends ClosedLoopResult {
   readonly upstreamCpuMsPerRequest: number
 }
 
-const stack = await startPerfStack({ upstream: upstreamKind, policies })
+const stack = await startPerfStack({ upstream: upstreamKind, policies, withBareProxy })
 for (const reason of stack.skipped) console.error(`skipped ${reason}`)
 const samples = new Map<string, Sample[]>()
 try {

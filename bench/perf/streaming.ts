@@ -6,7 +6,7 @@
  * client and the upstream.
  *
  *   npx tsx bench/perf/streaming.ts [--reps 3] [--streams 1000] [--tokens 100] [--duration-ms 5000]
- *     [--warmup-ms 2000] [--policies fifo,vtc] [--upstream sim|stub]
+ *     [--warmup-ms 2000] [--policies fifo,vtc] [--upstream sim|stub] [--bare 1]
  */
 import { runStreams, type StreamLoadResult } from './lib/sse-load.js'
 import { cpuMeter, median } from './lib/processes.js'
@@ -20,6 +20,8 @@ const durationMs = flag('duration-ms', 5000)
 const warmupMs = flag('warmup-ms', 2000)
 const policies = flag('policies', 'fifo,vtc').split(',').filter(Boolean)
 const upstreamKind = flag('upstream', 'sim') as UpstreamKind
+// The bare Node proxy row (node:http + undici only) is on unless --bare 0.
+const withBareProxy = flag('bare', 1) === 1
 
 const body = { model: PERF_MODEL, prompt: 'Tell me a story', max_tokens: tokens, ignore_eos: true, stream: true }
 
@@ -31,7 +33,7 @@ interface Sample extends StreamLoadResult {
   readonly windowMs: number
 }
 
-const stack = await startPerfStack({ upstream: upstreamKind, policies })
+const stack = await startPerfStack({ upstream: upstreamKind, policies, withBareProxy })
 for (const reason of stack.skipped) console.error(`skipped ${reason}`)
 const samples = new Map<string, Sample[]>()
 try {

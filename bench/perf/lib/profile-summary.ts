@@ -62,6 +62,28 @@ printTable(
   [...byPlace.entries()].sort((a, b) => b[1] - a[1]).slice(0, top).map(([place, us]) => [place, (us / 1000).toFixed(1), `${((us / total) * 100).toFixed(1)}%`]),
 )
 
+// Each sample charged to the innermost kvgate function on its stack: that function's own code plus the
+// library and Node calls it made (a pino log line, a prom-client observe, an undici request). Samples with no
+// kvgate frame (Node's HTTP parser reading a request, timers, GC) are charged to "outside kvgate".
+const isKvgate = (url: string): boolean => /\/(src|bench)\/[a-z-]+\/[a-z-]+\.(js|ts)$/.test(url) && !/node_modules\/(?!\.cache)/.test(url)
+const byKvgateFunction = new Map<string, number>()
+profile.samples.forEach((id, i) => {
+  let owner = 'outside kvgate'
+  for (let at: number | undefined = id; at !== undefined; at = parentOf.get(at)) {
+    const node = byId.get(at)
+    if (node !== undefined && isKvgate(node.callFrame.url)) {
+      owner = frameName(node)
+      break
+    }
+  }
+  byKvgateFunction.set(owner, (byKvgateFunction.get(owner) ?? 0) + (profile.timeDeltas[i] ?? 0))
+})
+printTable(
+  'Time by innermost kvgate function (its code + what it called)',
+  ['function', 'ms', 'share'],
+  [...byKvgateFunction.entries()].sort((a, b) => b[1] - a[1]).slice(0, top).map(([name, us]) => [name, (us / 1000).toFixed(1), `${((us / total) * 100).toFixed(1)}%`]),
+)
+
 const rows = [...self.entries()]
   .sort((a, b) => b[1] - a[1])
   .slice(0, top)

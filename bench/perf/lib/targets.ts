@@ -3,7 +3,8 @@ import { forkServer, type ServerProcess } from './processes.js'
 
 /**
  * The servers a perf benchmark compares, side by side in one run: the upstream called directly, nginx in
- * front of it, and kvgate in front of it with each admission policy. All run as separate processes.
+ * front of it, optionally a bare Node proxy, and kvgate in front of it with each admission policy. All run as
+ * separate processes.
  */
 export interface Target {
   /** Row label: `direct`, `nginx`, `kvgate-fifo`, … */
@@ -32,6 +33,8 @@ export interface PerfStackOptions {
   /** Extra options for the emulator (KV size, batch size) on top of the zero latency model. */
   readonly sim?: Readonly<Record<string, unknown>>
   readonly withNginx?: boolean
+  /** Also a bare Node proxy (node:http + undici, nothing else): Node's own floor under kvgate. */
+  readonly withBareProxy?: boolean
 }
 
 export async function startPerfStack(options: PerfStackOptions): Promise<PerfStack> {
@@ -49,6 +52,11 @@ export async function startPerfStack(options: PerfStackOptions): Promise<PerfSta
         // Not installed (a CI runner): the other rows still compare with direct.
         skipped.push(`nginx: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`)
       }
+    }
+    if (options.withBareProxy === true) {
+      const bare = await forkServer('./bare-proxy-child', { upstream: upstream.url })
+      closers.push(() => bare.close())
+      targets.push({ name: 'node-bare', url: bare.url, proxyPid: bare.pid })
     }
     for (const policy of options.policies) {
       try {
