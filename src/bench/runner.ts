@@ -170,7 +170,7 @@ class RequestSender {
       rejectionsMs,
       inputNumTurns: messages.length,
       inputNumTokens: o.counter.countChat(messages),
-      requestedOutputTokens: outputTokens,
+      requestedOutputTokens: Math.max(1, outputTokens), // a trace row of 0 is sent as 1 (vLLM needs ≥ 1)
     }
     if (outcome.kind === 'rejected') record.rejectReason = outcome.reason
     if (outcome.kind === 'failed') record.error = outcome.message
