@@ -57,6 +57,7 @@ export function createBenchCommand(): Command {
         const summary = summarize(run, parseSlo(flags.slo))
         process.stdout.write(formatSummary(summary) + '\n')
         if (workload.skipped.length > 0) process.stdout.write(`malformed rows skipped = ${workload.skipped.length}\n`)
+        if (run.abandonedConversations) process.stdout.write(`abandoned_conversations = ${run.abandonedConversations}\n`)
         if (flags.outputJson !== undefined) {
           const json = benchJson(run, summary, { input_file: flags.inputFile, format: workload.format, skipped_rows: workload.skipped })
           writeFileSync(flags.outputJson, JSON.stringify(json, null, 2) + '\n')

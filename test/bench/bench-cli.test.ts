@@ -43,7 +43,7 @@ describe('kvgate bench (command line)', () => {
     const json = join(dir, 'run.json')
     const csv = join(dir, 'run.csv')
     const { stdout, exitCode } = await bench([
-      '-i', fixture('conversation.txt'), '-u', sim.url, '--speed', String(SPEED), '--output-json', json, '--output-csv', csv, '--slo', 'ttft:60000',
+      '-i', fixture('conversation.txt'), '-u', sim.url, '--speed', String(SPEED), '--output-json', json, '--output-csv', csv, '--slo', 'ttft:600000',
     ])
     expect(exitCode).toBeUndefined()
     expect(stdout).toContain('Statistics summary:')
