@@ -158,8 +158,10 @@ export const MAX_CANDIDATES_PER_DECISION = 32
  * few hundred tokens at tens of tokens/s). Used only for retry-after, never for early rejection.
  */
 const COLD_TURNOVER_MS = 10_000 // 10 seconds
-/** Smallest drain rate trusted (tokens/ms); below it the wait is treated as unbounded. */
+/** Smallest drain rate trusted (tokens/ms); below it the wait is the longest predicted. */
 const MIN_DRAIN_TOKENS_PER_MS = 1e-6
+/** Predicted waits are capped here: past it the figure means only "far beyond any deadline". */
+const MAX_PREDICTED_WAIT_MS = 3_600_000 // 1 hour
 
 interface QueueItem {
   readonly seq: number
@@ -299,8 +301,16 @@ class AdmissionControllerImpl implements AdmissionController {
     return this.#clock.now()
   }
 
+  /**
+   * Events go to metrics and logs after the state change they report. A throwing handler must not leave a
+   * request half-admitted (reserved but never resolved: a leak), so it is reported as a process warning.
+   */
   emit(event: AdmissionEvent): void {
-    this.#options.onEvent?.(event)
+    try {
+      this.#options.onEvent?.(event)
+    } catch (err) {
+      process.emitWarning(`kvgate admission onEvent handler threw: ${err instanceof Error ? err.message : String(err)}`)
+    }
   }
 
   // --- submit ---------------------------------------------------------------------------------------------
@@ -375,8 +385,22 @@ class AdmissionControllerImpl implements AdmissionController {
         item.onAbort = onAbort
         ticket.signal.addEventListener('abort', onAbort, { once: true })
       }
-      this.dispatch()
-      if (item.queued && this.#options.earlyReject) this.#maybeRejectEarly(item)
+      try {
+        this.dispatch()
+        if (item.queued && this.#options.earlyReject) this.#maybeRejectEarly(item)
+      } catch (err) {
+        // A policy bug surfaced while this request was queued: take it out again so nothing can admit a
+        // request whose promise has already rejected (its reservation would never be released).
+        if (item.queued) {
+          this.#unlink(item, now)
+          try {
+            this.#policy.onRemove(item.request, now)
+          } catch {
+            // The policy is already failing; the error that matters is rethrown below.
+          }
+        }
+        throw err
+      }
     })
   }
 
@@ -690,8 +714,8 @@ class AdmissionControllerImpl implements AdmissionController {
     if (shortfall <= 0) return 0
     let rate = this.#drain.tokensPerMs(now)
     if (rate === undefined) rate = this.#coldRate()
-    if (!(rate > MIN_DRAIN_TOKENS_PER_MS)) return Number.POSITIVE_INFINITY
-    return shortfall / rate
+    if (!(rate > MIN_DRAIN_TOKENS_PER_MS)) return MAX_PREDICTED_WAIT_MS
+    return Math.min(MAX_PREDICTED_WAIT_MS, shortfall / rate)
   }
 
   #coldRate(): number {
