@@ -93,7 +93,7 @@ function rejectionsOverTime(result: SetupResult, endSec: number): [number, numbe
 
 const STYLE = `
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
-h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 28px; }
+h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 28px; } h3 { font-size: 14px; margin: 14px 0 4px; }
 table { border-collapse: collapse; margin: 8px 0; } td, th { padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: right; }
 td:first-child, th:first-child { text-align: left; }
 .charts { display: flex; flex-wrap: wrap; gap: 12px; }
@@ -184,6 +184,28 @@ export function renderReport(results: readonly SetupResult[], context: ReportCon
     )
     .join('')
 
+  const userTables = results
+    .map((r) => {
+      const f = (v: number, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : '-')
+      const head = ['user', 'requests', 'completed', '429s', 'failed', 'prompt_tok', 'output_tok', 'ttft_p50_ms', 'ttft_p99_ms', 'service/fair']
+      const body = r.summary.users.map((u) => [
+        u.user,
+        String(u.requests),
+        String(u.completed),
+        String(u.responses429),
+        String(u.failed),
+        String(u.promptTokensServed),
+        String(u.completionTokensServed),
+        f(u.ttftP50Ms),
+        f(u.ttftP99Ms),
+        f(u.fairShare > 0 ? u.service / u.fairShare : Number.NaN, 3),
+      ])
+      return `<h3>${escapeXml(r.name)}</h3><table><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>${body
+        .map((row) => `<tr>${row.map((c) => `<td>${escapeXml(c)}</td>`).join('')}</tr>`)
+        .join('')}</tbody></table>`
+    })
+    .join('\n')
+
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeXml(context.title)}</title><style>${STYLE}</style></head>
 <body>
@@ -196,6 +218,8 @@ ${table}
 <h2>Latency</h2><div class="charts">${ttftCdf}${rejections}</div>
 <h2>Backend state</h2><div class="charts">${kv}${queue}</div>
 <h2>Per-user service</h2><div class="charts">${service}</div>
+<h2>Per user</h2>
+${userTables}
 <script>${RENDER_CHECK}</script>
 </body></html>
 `
