@@ -180,7 +180,6 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRun
       }
       policy.onTick(nowMs, { servedTokensPerMinute: (servedSum * 60_000) / Math.max(stepMs, Math.min(nowMs, 10_000)) })
       controller.dispatch()
-      if (process.env["KVGATE_DEBUG_POLICY"] && nowMs % 5_000 === 0) console.log(nowMs, [...policy.candidates(nowMs)].join(","), JSON.stringify(policy.userStates(nowMs).map((s) => [s.user, Math.round(s.quotaTokensPerMinute ?? 0), s.usedTokensLastMinute])), JSON.stringify(controller.queued().filter((q, i, all) => all.findIndex((x) => x.user === q.user) === i)))
     }
     await settle()
     if (nowMs % (options.sampleEveryMs ?? 1_000) === 0) samples.push({ atMs: nowMs, service: new Map(service) })

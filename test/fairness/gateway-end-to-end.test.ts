@@ -1,0 +1,166 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { vtcServiceBound } from '../../src/policies/index.js'
+import { E2E, FairnessClients, startE2eStack, type E2eStack } from './e2e-stack.js'
+import { jainIndex, percentile, printTable } from './harness.js'
+
+// The fairness claims again, end to end: real gateway (admission, ledger, predictor, policies, proxy) in
+// front of the real emulator over loopback, clients streaming with x-user-id. Emulated time runs at
+// `speed`; closed-loop clients stand in for request rates (a user keeping 10× more requests outstanding
+// sends 10× more as long as it is served).
+
+const SPEED = 10
+
+// Bound for this stack (see docs/policies.md): prompt 100, output 100 (ignore_eos = the prediction),
+// KV 64 × 16 = 1,024 tokens, weights 1. The client measures the prompt at the first token, not at
+// admission, so the service it sees lags by up to a KV's worth of prompts: the bound is taken without
+// the exact-prediction discount (4·w_out·M rather than 2·w_out·M).
+const KV_TOKENS = E2E.numGpuBlocks * E2E.blockSize
+const BOUND = vtcServiceBound({
+  wIn: 1,
+  wOut: 2,
+  maxPromptTokens: E2E.promptTokens,
+  maxPredictedOutputTokens: E2E.outputTokens,
+  kvCapacityTokens: KV_TOKENS,
+  minWeight: 1,
+  exactPredictions: false,
+})
+
+let stack: E2eStack | undefined
+afterEach(async () => {
+  await stack?.close()
+  stack = undefined
+})
+
+const whenAll = async (clients: FairnessClients, users: string[], minTokens: number, timeoutMs: number) => {
+  const deadline = Date.now() + timeoutMs
+  while (users.some((u) => (clients.service.get(u) ?? 0) < minTokens)) {
+    if (Date.now() > deadline) throw new Error(`users never all reached ${minTokens} weighted tokens`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+/** Run two backlogged users, 1:10 outstanding, for `runMs` real ms after both are served; service from then. */
+async function twoUsers(policy: string, runMs: number) {
+  stack = await startE2eStack({ speed: SPEED, policy, users: [{ name: 'light' }, { name: 'heavy' }] })
+  const clients = new FairnessClients(stack, { light: 1, heavy: 1 })
+  clients.closedLoop('light', 6)
+  clients.closedLoop('heavy', 60)
+  await whenAll(clients, ['light', 'heavy'], 1, 15_000)
+  const base = new Map(clients.service)
+  clients.sample(100)
+  await new Promise((resolve) => setTimeout(resolve, runMs))
+  await clients.stop()
+  const gained = (s: ReadonlyMap<string, number>, u: string) => (s.get(u) ?? 0) - (base.get(u) ?? 0)
+  const difference = Math.max(...clients.samples.map((s) => Math.abs(gained(s.service, 'light') - gained(s.service, 'heavy'))))
+  const final = ['light', 'heavy'].map((u) => gained(clients.service, u))
+  await stack.close()
+  stack = undefined
+  return { difference, jain: jainIndex(final), light: final[0] ?? 0, heavy: final[1] ?? 0 }
+}
+
+describe('fairness end to end: gateway + emulator', () => {
+  it('two backlogged users 1:10: vtc within the bound, fifo past it (service difference and Jain printed)', async () => {
+    const fifo = await twoUsers('fifo', 5_000)
+    const vtc = await twoUsers('vtc', 5_000)
+    printTable(
+      `gateway + emulator (speed ${SPEED}): 2 backlogged users, 6 vs 60 outstanding, 5 s; vtc bound ${Math.round(BOUND)}`,
+      ['policy', 'light service', 'heavy service', 'max service difference', "Jain's index"],
+      [
+        ['fifo', fifo.light, fifo.heavy, fifo.difference, fifo.jain],
+        ['vtc', vtc.light, vtc.heavy, vtc.difference, vtc.jain],
+      ],
+    )
+    expect(vtc.difference).toBeLessThanOrEqual(BOUND)
+    expect(vtc.jain).toBeGreaterThan(0.95)
+    expect(fifo.difference).toBeGreaterThan(BOUND)
+    expect(fifo.jain).toBeLessThan(0.8)
+  })
+
+  it('vtc weights 2:1 give a 2:1 service ratio within 10%', async () => {
+    stack = await startE2eStack({ speed: SPEED, policy: 'vtc', users: [{ name: 'gold', weight: 2 }, { name: 'silver', weight: 1 }] })
+    const clients = new FairnessClients(stack, { gold: 2, silver: 1 })
+    clients.closedLoop('gold', 30)
+    clients.closedLoop('silver', 30)
+    await whenAll(clients, ['gold', 'silver'], 1, 15_000)
+    const base = new Map(clients.service)
+    await new Promise((resolve) => setTimeout(resolve, 5_000))
+    await clients.stop()
+    // Weighted service is tokens / weight: raw tokens are service × weight.
+    const gold = ((clients.service.get('gold') ?? 0) - (base.get('gold') ?? 0)) * 2
+    const silver = (clients.service.get('silver') ?? 0) - (base.get('silver') ?? 0)
+    printTable(`gateway + emulator: weights 2:1 under vtc, 5 s`, ['user', 'weighted tokens served', 'ratio'], [
+      ['gold (w=2)', gold, gold / silver],
+      ['silver (w=1)', silver, 1],
+    ])
+    expect(gold / silver).toBeGreaterThan(1.8)
+    expect(gold / silver).toBeLessThan(2.2)
+  })
+
+  it('a light user next to a backlogged heavy one: vtc TTFT p90 at least 3× lower than fifo', async () => {
+    const p90 = new Map<string, number>()
+    const rows: (string | number)[][] = []
+    for (const policy of ['fifo', 'vtc']) {
+      stack = await startE2eStack({ speed: SPEED, policy, users: [{ name: 'light' }, { name: 'heavy' }] })
+      const clients = new FairnessClients(stack, { light: 1, heavy: 1 })
+      clients.closedLoop('heavy', 40)
+      await whenAll(clients, ['heavy'], 1, 15_000)
+      // One request every 0.5 real s = every 5 emulated s, each running ~4 s: about a fifth of what the KV
+      // serves, so light never has a backlog of its own.
+      clients.periodic('light', 500)
+      await new Promise((resolve) => setTimeout(resolve, 6_000))
+      await clients.stop()
+      // TTFT in emulated ms: the stack's clock is real time here, so scale by the emulator's speed. A request
+      // still waiting when the run stopped counts with the time it had waited so far: a lower bound, which
+      // can only understate the policy it happens to (fifo), never overstate it.
+      const light = clients.records.filter((r) => r.user === 'light')
+      const stoppedAtMs = clients.stoppedAtMs ?? 0
+      const ttfts = light.map((r) => ((r.firstTokenMs ?? stoppedAtMs) - r.sentMs) * SPEED)
+      const served = light.filter((r) => r.firstTokenMs !== undefined).length
+      expect(light.every((r) => r.status === 0 || r.status === 200)).toBe(true)
+      expect(light.length).toBeGreaterThan(8)
+      p90.set(policy, percentile(ttfts, 90))
+      rows.push([policy, light.length, served, percentile(ttfts, 50), percentile(ttfts, 90)])
+      await stack.close()
+      stack = undefined
+    }
+    printTable(`gateway + emulator: light user TTFT (emulated ms) next to a heavy user with 40 outstanding`, ['policy', 'sent', 'first token came', 'p50', 'p90'], rows)
+    expect((p90.get('vtc') ?? Infinity) * 3).toBeLessThanOrEqual(p90.get('fifo') ?? 0)
+    // "About the time until the next running request completes": a request runs 100 decode steps of ≥ 40 ms,
+    // so the next completion is at most ~4 emulated seconds away; allow half again for steps slowed by the
+    // batch and for the gateway's poll.
+    expect(p90.get('vtc')).toBeLessThanOrEqual(1.5 * E2E.outputTokens * E2E.latency.stepFixedMs)
+  })
+
+  it('tpm holds a backlogged user within 5% of its quota over a compressed minute', async () => {
+    const speed = 20
+    // 30 requests of 100 + 100 per minute; the KV (4 at a time, 4 emulated s each) could serve twice that.
+    const quota = 6_000
+    stack = await startE2eStack({
+      speed,
+      policy: 'tpm',
+      users: [{ name: 'alice', tokensPerMinute: quota }],
+      scaledGatewayClock: true,
+    })
+    const clients = new FairnessClients(stack, { alice: 1 })
+    const startMs = stack.clock.now()
+    clients.closedLoop('alice', 8)
+    // Two emulated minutes: 6 s of real time at speed 20.
+    const deadline = Date.now() + 30_000
+    while (stack.clock.now() < startMs + 125_000) {
+      if (Date.now() > deadline) throw new Error('two emulated minutes never passed')
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    await clients.stop()
+    const rows: (string | number)[][] = []
+    for (let minute = 0; minute < 2; minute++) {
+      const from = startMs + minute * 60_000
+      const admitted = clients.records.filter((r) => r.firstTokenMs !== undefined && r.firstTokenMs >= from && r.firstTokenMs < from + 60_000)
+      const tokens = admitted.length * (E2E.promptTokens + E2E.outputTokens)
+      rows.push([minute + 1, quota, tokens, tokens / quota])
+      // The first token comes a little after admission: allow one request of slack at the minute's edge.
+      expect(tokens, `minute ${minute + 1}`).toBeLessThanOrEqual(quota + (E2E.promptTokens + E2E.outputTokens))
+      expect(tokens, `minute ${minute + 1}`).toBeGreaterThanOrEqual(0.95 * quota)
+    }
+    printTable(`gateway + emulator (speed ${speed}, scaled gateway clock): tpm tokens admitted per minute`, ['minute', 'quota', 'tokens', 'ratio'], rows)
+  })
+})
