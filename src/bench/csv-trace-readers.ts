@@ -1,5 +1,5 @@
 import { parse as parseCsv } from 'csv-parse/sync'
-import type { TraceParseOptions, TraceParseResult, TraceReader } from './trace-reader.js'
+import type { TraceParseResult, TraceReader } from './trace-reader.js'
 import { RowCollector } from './trace-reader.js'
 
 interface CsvRow {
@@ -11,7 +11,7 @@ interface CsvRow {
  * CSV rows keyed by the header's column names (trimmed, lower-cased). csv-parse handles quoting; a row it
  * cannot parse, or with the wrong number of fields, goes to the malformed-row policy instead of stopping.
  */
-function csvRows(text: string, rows: RowCollector, options: TraceParseOptions | undefined): CsvRow[] {
+function csvRows(text: string, rows: RowCollector): CsvRow[] {
   let records: { record: string[]; info: { lines: number } }[]
   try {
     records = parseCsv(text, {
@@ -27,7 +27,6 @@ function csvRows(text: string, rows: RowCollector, options: TraceParseOptions | 
     rows.malformed(line, `CSV syntax: ${(err as Error).message}`)
     return []
   }
-  void options
   const [header, ...body] = records
   if (header === undefined) return []
   const names = header.record.map((name) => name.trim().toLowerCase())
@@ -55,7 +54,7 @@ export const burstGptTraceReader: TraceReader = {
   detect: (headerLine) => /^\s*"?timestamp"?\s*,.*request tokens.*response tokens/i.test(headerLine),
   parse(text, options): TraceParseResult {
     const rows = new RowCollector('burstgpt', options)
-    for (const { line, fields } of csvRows(text, rows, options)) {
+    for (const { line, fields } of csvRows(text, rows)) {
       const seconds = rows.number(fields['timestamp'], 'Timestamp')
       const input = rows.integer(fields['request tokens'], 'Request tokens')
       const output = rows.integer(fields['response tokens'], 'Response tokens')
@@ -95,7 +94,7 @@ export const azureTraceReader: TraceReader = {
   detect: (headerLine) => /^\s*"?timestamp"?\s*,\s*"?contexttokens"?\s*,\s*"?generatedtokens/i.test(headerLine),
   parse(text, options): TraceParseResult {
     const rows = new RowCollector('azure', options)
-    for (const { line, fields } of csvRows(text, rows, options)) {
+    for (const { line, fields } of csvRows(text, rows)) {
       const timestamp = fields['timestamp'] ?? ''
       const ms = parseDateTimeMs(timestamp)
       const input = rows.integer(fields['contexttokens'], 'ContextTokens')

@@ -320,7 +320,7 @@ export async function runConversations(
       (options.maxNumRequests !== undefined && sent >= options.maxNumRequests) ||
       (options.durationMs !== undefined && sender.elapsed() >= options.durationMs)
 
-    const client = async (clientId: number, random: Random): Promise<void> => {
+    const client = async (random: Random): Promise<void> => {
       const active: ActiveConversation[] = []
       let turnPointer = 0
       for (;;) {
@@ -361,10 +361,9 @@ export async function runConversations(
           await new Promise<void>((resolve) => options.clock.setTimeout(resolve, gapMs))
         }
       }
-      void clientId
     }
     await Promise.all(
-      Array.from({ length: options.numClients }, (_, i) => client(i, createSeededRandom(seedFor(options.seed, 'client', i)))),
+      Array.from({ length: options.numClients }, (_, i) => client(createSeededRandom(seedFor(options.seed, 'client', i)))),
     )
     return { records: sender.records, startedAtWallMs, runtimeMs: sender.elapsed(), model, abandonedConversations: abandoned }
   } finally {

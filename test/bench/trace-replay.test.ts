@@ -62,4 +62,18 @@ describe('end-to-end replay against the emulator', () => {
     expect(user1.map((r) => r.inputNumTurns)).toEqual([1, 3, 5])
     expect(user1.map((r) => r.outputNumTokens)).toEqual([12, 8, 10])
   })
+
+  it('replays Mooncake hash ids as shared prefix blocks that hit the emulator prefix cache', async () => {
+    const prefixHits = async (): Promise<number> => {
+      const metrics = await (await fetch(`${sim.url}/metrics`)).text()
+      return Number(/^vllm:prefix_cache_hits_total\{[^}]*\} (\S+)$/m.exec(metrics)?.[1])
+    }
+    const before = await prefixHits()
+    const workload = prepareWorkload(options(fixture('mooncake.jsonl')), counter)
+    const run = await runWorkload(workload, { baseUrl: sim.url, counter, clock: createScaledClock(SPEED), seed: 3 })
+    expect(run.records.every((r) => r.outcome === 'completed')).toBe(true)
+    expect([...run.records].sort((a, b) => a.scheduledMs - b.scheduledMs).map((r) => r.inputNumTokens)).toEqual([1100, 700, 1024, 300])
+    // Requests 2 and 3 start with block 0 (and 3 with block 1) of request 1: at least one 512-token block hits.
+    expect((await prefixHits()) - before).toBeGreaterThanOrEqual(496)
+  })
 })
