@@ -34,6 +34,8 @@ export interface FairnessRun {
   /** Per admitted request: its user, when it was admitted, its need, its TTFT. */
   readonly requests: readonly { user: string; enqueuedAtMs: number; admittedAtMs: number; needTokens: number; ttftMs: number }[]
   readonly rejections: readonly { user: string; atMs: number; error: KvgateError }[]
+  /** Mean share of the KV reserved by admitted requests, over the steps after the first second. */
+  readonly kvUtilization: number
 }
 
 export interface FairnessOptions {
@@ -99,6 +101,8 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRun
   let servedHead = 0
   let servedSum = 0
   let nextId = 0
+  let utilizationSum = 0
+  let utilizationSteps = 0
 
   const serve = (u: WorkloadUser, rawTokens: number, weightedTokens: number, nowMs: number): void => {
     const name = u.user.name
@@ -182,11 +186,16 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRun
       controller.dispatch()
     }
     await settle()
+    if (nowMs >= 1_000) {
+      utilizationSum += ledger.reservedTokens() / options.capacityTokens
+      utilizationSteps++
+    }
     if (nowMs % (options.sampleEveryMs ?? 1_000) === 0) samples.push({ atMs: nowMs, service: new Map(service) })
   }
   controller.close()
   await settle()
-  return { policy: options.policy, samples, service, tokens, requests, rejections }
+  const kvUtilization = utilizationSteps === 0 ? 0 : utilizationSum / utilizationSteps
+  return { policy: options.policy, samples, service, tokens, requests, rejections, kvUtilization }
 }
 
 /** Jain's fairness index: (Σx)² / (n·Σx²); 1 = even, 1/n = one user has everything. */
