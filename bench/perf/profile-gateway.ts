@@ -24,7 +24,9 @@ const top = flag('top', 30)
 
 const directory = mkdtempSync(join(tmpdir(), 'kvgate-perf-profile-'))
 const upstream = await startUpstream('sim')
-const gateway = await startGatewayProcess({ upstreams: [upstream.url], policy, execArgv: ['--cpu-prof', '--cpu-prof-dir', directory] })
+// As in streaming.ts: the zero-latency emulator answers /metrics late under 1,000 streams; relax staleness.
+const metricsPoll = load === 'streaming' ? { metricsPoll: { timeoutMs: 10_000, staleAfterMs: 10_000 } } : {}
+const gateway = await startGatewayProcess({ upstreams: [upstream.url], policy, ...metricsPoll, execArgv: ['--cpu-prof', '--cpu-prof-dir', directory] })
 try {
   if (load === 'streaming') {
     const result = await runStreams({

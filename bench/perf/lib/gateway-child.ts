@@ -7,13 +7,18 @@ import { serveUntilDisconnected } from './processes.js'
  * policy, per-request log lines at `info` (written to /dev/null by the parent, but still formatted and
  * written, as in production), and one backend per upstream URL.
  */
-const { upstreams, policy } = JSON.parse(process.argv[2] ?? '{}') as { upstreams: string[]; policy: string }
+const { upstreams, policy, metricsPoll } = JSON.parse(process.argv[2] ?? '{}') as {
+  upstreams: string[]
+  policy: string
+  metricsPoll?: Record<string, number>
+}
 
 serveUntilDisconnected(async () => {
   const config = parseConfig({
     server: { host: '127.0.0.1', port: 0 },
     backends: upstreams.map((url, i) => ({ url, name: `backend-${i}` })),
     policy: { name: policy, options: {} },
+    ...(metricsPoll === undefined ? {} : { metricsPoll }),
     telemetry: { logLevel: 'info' },
   })
   const gateway = await createGateway({ config })

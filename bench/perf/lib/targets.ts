@@ -35,6 +35,7 @@ export interface PerfStackOptions {
   readonly withNginx?: boolean
   /** Also a bare Node proxy (node:http + undici, nothing else): Node's own floor under kvgate. */
   readonly withBareProxy?: boolean
+  readonly metricsPoll?: Readonly<Record<string, number>>
 }
 
 export async function startPerfStack(options: PerfStackOptions): Promise<PerfStack> {
@@ -60,7 +61,7 @@ export async function startPerfStack(options: PerfStackOptions): Promise<PerfSta
     }
     for (const policy of options.policies) {
       try {
-        const gateway = await startGatewayProcess({ upstreams: [upstream.url], policy })
+        const gateway = await startGatewayProcess({ upstreams: [upstream.url], policy, ...(options.metricsPoll === undefined ? {} : { metricsPoll: options.metricsPoll }) })
         closers.push(() => gateway.close())
         targets.push({ name: `kvgate-${policy}`, url: gateway.url, proxyPid: gateway.pid })
       } catch (error) {
@@ -103,6 +104,13 @@ export function startUpstream(kind: UpstreamKind, sim?: Readonly<Record<string, 
 }
 
 /** kvgate with admission on and the given policy, one backend per upstream URL. */
-export function startGatewayProcess(options: { upstreams: readonly string[]; policy: string; execArgv?: readonly string[] }): Promise<ServerProcess> {
-  return forkServer('./gateway-child', { upstreams: options.upstreams, policy: options.policy }, options.execArgv)
+export function startGatewayProcess(options: {
+  upstreams: readonly string[]
+  policy: string
+  /** Overrides of kvgate's `metricsPoll` section (the streaming benchmark relaxes staleness). */
+  metricsPoll?: Readonly<Record<string, number>>
+  execArgv?: readonly string[]
+}): Promise<ServerProcess> {
+  const { execArgv, ...config } = options
+  return forkServer('./gateway-child', config, execArgv)
 }
