@@ -40,6 +40,7 @@ export interface Gateway {
 
 const BODY_LIMIT_BYTES = 32 * 1024 * 1024 // 32 MiB: long-context prompts are large JSON
 const SIM_BACKEND_NAME = 'sim'
+const SHUTDOWN_CHECK_MS = 10 // how often shutdown looks whether the last stream has ended
 const COMPLETION_PATHS = new Set(['/v1/chat/completions', '/v1/completions'])
 
 // Sections a reload cannot change in a running gateway (sockets, pollers and queues are built from them).
@@ -83,6 +84,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const predictor = createPredictor(config.predictor)
   const tokens = createWordPieceTokenCounter()
   const inFlight = new Set<AbortController>()
+  const tally = { started: 0, ended: 0 }
 
   const pool = createBackendPool({
     backends: backendConfigs,
@@ -186,6 +188,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     backendUrl: (id: string) => backendUrls.get(id),
     nextRequestId: () => `kvg-${requestPrefix}-${++requestSeq}`,
     inFlight,
+    tally,
   }
   app.post('/v1/chat/completions', createCompletionHandler(routeDeps, 'chat'))
   app.post('/v1/completions', createCompletionHandler(routeDeps, 'completion'))
@@ -209,6 +212,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       outstandingTokens: ledger.outstandingTokens(),
       reservations: ledger.liveCount(),
       queued: admission.queueDepth(),
+      forwarding: inFlight.size,
+      requestsStarted: tally.started,
+      requestsEnded: tally.ended,
     },
     reservations: ledger.list(),
     queued: admission.queued(),
@@ -233,21 +239,23 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
 
   let closing: Promise<void> | undefined
   const close = async (): Promise<void> => {
-    const grace = config.server.shutdownGraceMs
-    logger.info({ inFlight: inFlight.size, queued: admission.queueDepth(), graceMs: grace }, 'shutting down')
-    // Queued requests get 503 shutting_down now; new connections are refused by app.close().
+    const graceMs = config.server.shutdownGraceMs
+    logger.info({ forwarding: inFlight.size, queued: admission.queueDepth(), graceMs }, 'shutting down')
+    // Queued requests get 503 shutting_down now; new connections are refused, and requests arriving on open
+    // keep-alive connections get 503, from here on.
     admission.close()
-    let graceTimer: NodeJS.Timeout | undefined
-    const graceOver = new Promise<void>((resolve) => {
-      graceTimer = setTimeout(resolve, grace)
-      graceTimer.unref()
-    })
     const serverClosed = app.close()
-    await Promise.race([serverClosed, graceOver])
-    clearTimeout(graceTimer)
+    // Wait for the streams being forwarded, not for connections: a client's idle or half-sent keep-alive
+    // connection must not hold shutdown for the whole grace period.
+    const deadlineMs = Date.now() + graceMs
+    while (inFlight.size > 0 && Date.now() < deadlineMs) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(SHUTDOWN_CHECK_MS, Math.max(1, deadlineMs - Date.now()))))
+    }
     if (inFlight.size > 0) {
-      logger.warn({ inFlight: inFlight.size }, 'grace period over: aborting streams still running')
+      logger.warn({ forwarding: inFlight.size }, 'grace period over: aborting streams still running')
       for (const controller of inFlight) controller.abort(errors.shuttingDown())
+      // The aborted streams write their error event and end on the next turns of the event loop.
+      while (inFlight.size > 0) await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_CHECK_MS))
     }
     app.server.closeAllConnections()
     await serverClosed

@@ -58,6 +58,8 @@ export interface CompletionRouteDeps {
   nextRequestId(): string
   /** Requests being forwarded, so shutdown can abort them after its grace period. */
   readonly inFlight: Set<AbortController>
+  /** Handlers entered and requests ended (logged and counted); equal whenever nothing is in progress. */
+  readonly tally: { started: number; ended: number }
 }
 
 /** How one request ended: the `kvgate_requests_total` outcome and the log line's fields. */
@@ -148,6 +150,7 @@ export function createCompletionHandler(deps: CompletionRouteDeps, kind: Complet
     const { clock, metrics } = deps
     const startMs = clock.now()
     const id = deps.nextRequestId()
+    deps.tally.started++
     const { config, identity: resolver } = deps.current()
     const abort = new AbortController()
     let clientGone = false
@@ -167,6 +170,7 @@ export function createCompletionHandler(deps: CompletionRouteDeps, kind: Complet
     let promptTokensServed: number | undefined
 
     const log = (ending: Ending): void => {
+      deps.tally.ended++
       const userLabel = identity?.label ?? 'anonymous'
       const durationMs = clock.now() - startMs
       metrics.requestEnded(ending.outcome, userLabel)
