@@ -199,11 +199,16 @@ describe.skipIf(!promtool.run || !prometheusBin.run)('kvgate /metrics with promt
       interface Targets {
         data: { activeTargets: { labels: { job: string }; health: string; lastError: string }[] }
       }
-      const health = await pollUntil('both scrape targets up', async () => {
-        const { data } = await httpJson<Targets>(`${prometheusUrl}/api/v1/targets`)
-        const up = Object.fromEntries(data.activeTargets.map((t) => [t.labels.job, t.health]))
-        return up['kvgate'] === 'up' && up['vllm'] === 'up' ? up : undefined
-      })
+      // Prometheus applies new scrape targets in 5 s batches, so the first scrape takes a few seconds.
+      const health = await pollUntil(
+        'both scrape targets up',
+        async () => {
+          const { data } = await httpJson<Targets>(`${prometheusUrl}/api/v1/targets`)
+          const up = Object.fromEntries(data.activeTargets.map((t) => [t.labels.job, t.health]))
+          return up['kvgate'] === 'up' && up['vllm'] === 'up' ? up : undefined
+        },
+        { timeoutMs: 40_000, intervalMs: 250 },
+      )
       expect(health).toEqual({ kvgate: 'up', vllm: 'up' })
       interface Rules {
         data: { groups: { name: string; rules: { name: string; health: string }[] }[] }
