@@ -292,7 +292,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       }
       identity = nextIdentity
       config = next
-      logger.level = next.telemetry.logLevel
+      // Only a logger kvgate made follows telemetry.logLevel; a caller's (or a disabled one) stays as given.
+      if (options.logger === undefined) logger.level = next.telemetry.logLevel
       const needsRestart = RESTART_ONLY_SECTIONS.filter((section) => !same(previous[section], next[section]))
       const admissionTuningChanged = ['headroomRatio', 'deadlineTickMs', 'maxQueueLength', 'earlyReject', 'maxBypassMs'].some(
         (key) => !same(previous.admission[key as keyof KvgateConfig['admission']], next.admission[key as keyof KvgateConfig['admission']]),

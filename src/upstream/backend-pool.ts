@@ -133,6 +133,7 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
   }
 
   const noteUsable = (backend: Backend): void => {
+    if (closed) return // every backend turns unusable at close; that is not news
     const state = stateOf(backend)
     if (state.usable !== backend.wasUsable) {
       backend.wasUsable = state.usable
