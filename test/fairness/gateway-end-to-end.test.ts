@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { vtcServiceBound } from '../../src/policies/index.js'
 import { E2E, FairnessClients, startE2eStack, type E2eStack } from './e2e-stack.js'
-import { jainIndex, percentile, printTable } from './harness.js'
+import { compareFifoAndVtc, jainIndex, percentile, printTable } from './harness.js'
 
 // The fairness claims again, end to end: real gateway (admission, ledger, predictor, policies, proxy) in
 // front of the real emulator over loopback, clients streaming with x-user-id. Emulated time runs at
@@ -94,6 +94,8 @@ describe('fairness end to end: gateway + emulator', () => {
     ])
     expect(gold / silver).toBeGreaterThan(1.8)
     expect(gold / silver).toBeLessThan(2.2)
+    // The in-process reference comparison of fifo and vtc on the two-user workload, for the log.
+    await compareFifoAndVtc('end-to-end file')
   })
 
   it('a light user next to a backlogged heavy one: vtc TTFT p90 at least 3× lower than fifo', async () => {
@@ -129,6 +131,8 @@ describe('fairness end to end: gateway + emulator', () => {
     // so the next completion is at most ~4 emulated seconds away; allow half again for steps slowed by the
     // batch and for the gateway's poll.
     expect(p90.get('vtc')).toBeLessThanOrEqual(1.5 * E2E.outputTokens * E2E.latency.stepFixedMs)
+    // The in-process reference comparison of fifo and vtc on the two-user workload, for the log.
+    await compareFifoAndVtc('end-to-end file')
   })
 
   it('tpm holds a backlogged user within 5% of its quota over a compressed minute', async () => {
@@ -162,5 +166,7 @@ describe('fairness end to end: gateway + emulator', () => {
       expect(tokens, `minute ${minute + 1}`).toBeGreaterThanOrEqual(0.95 * quota)
     }
     printTable(`gateway + emulator (speed ${speed}, scaled gateway clock): tpm tokens admitted per minute`, ['minute', 'quota', 'tokens', 'ratio'], rows)
+    // The in-process reference comparison of fifo and vtc on the two-user workload, for the log.
+    await compareFifoAndVtc('end-to-end file')
   })
 })

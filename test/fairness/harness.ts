@@ -34,6 +34,8 @@ export interface FairnessRun {
   /** Per admitted request: its user, when it was admitted, its need, its TTFT. */
   readonly requests: readonly { user: string; enqueuedAtMs: number; admittedAtMs: number; needTokens: number; ttftMs: number }[]
   readonly rejections: readonly { user: string; atMs: number; error: KvgateError }[]
+  /** Requests that never produced a token before the run ended (still queued or just admitted). */
+  readonly unserved: readonly { user: string; enqueuedAtMs: number }[]
   /** Mean share of the KV reserved by admitted requests, over the steps after the first second. */
   readonly kvUtilization: number
 }
@@ -112,12 +114,15 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRun
     servedSum += rawTokens
   }
 
+  const outstanding = new Map<string, { user: string; enqueuedAtMs: number }>()
   const submit = (u: WorkloadUser, nowMs: number): void => {
     const name = u.user.name
+    const id = `q${nextId++}`
+    outstanding.set(id, { user: name, enqueuedAtMs: nowMs })
     waiting.set(name, (waiting.get(name) ?? 0) + 1)
     controller
       .submit({
-        id: `q${nextId++}`,
+        id,
         user: u.user,
         model: 'sim',
         promptTokens: u.promptTokens,
@@ -132,6 +137,7 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRun
           running.push({ admission, user: u, produced: 0, enqueuedAtMs: nowMs })
         },
         (error: KvgateError) => {
+          outstanding.delete(id)
           waiting.set(name, (waiting.get(name) ?? 1) - 1)
           rejections.push({ user: name, atMs: clock.now(), error })
         },
@@ -145,6 +151,7 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRun
       const r = running[i] as (typeof running)[number]
       r.produced++
       if (r.produced === 1) {
+        outstanding.delete(r.admission.id)
         r.admission.firstToken()
         requests.push({
           user: r.user.user.name,
@@ -192,10 +199,12 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRun
     }
     if (nowMs % (options.sampleEveryMs ?? 1_000) === 0) samples.push({ atMs: nowMs, service: new Map(service) })
   }
+  // Before close(): closing rejects what is still queued, which would drop it from `outstanding`.
+  const unserved = [...outstanding.values()]
   controller.close()
   await settle()
   const kvUtilization = utilizationSteps === 0 ? 0 : utilizationSum / utilizationSteps
-  return { policy: options.policy, samples, service, tokens, requests, rejections, kvUtilization }
+  return { policy: options.policy, samples, service, tokens, requests, rejections, unserved, kvUtilization }
 }
 
 /** Jain's fairness index: (Σx)² / (n·Σx²); 1 = even, 1/n = one user has everything. */
