@@ -30,7 +30,7 @@ export function createBenchCommand(): Command {
       }
       try {
         const counter = createWordPieceTokenCounter()
-        const workload = prepareWorkload(workloadOptionsFrom(flags, flags.inputFile as string, flags.numClients !== undefined), counter)
+        const workload = await prepareWorkload(workloadOptionsFrom(flags, flags.inputFile as string, flags.numClients !== undefined), counter)
         if (workload.skipped.length > 0) {
           process.stderr.write(`skipped ${workload.skipped.length} malformed rows (first: line ${workload.skipped[0]?.line}: ${workload.skipped[0]?.reason})\n`)
         }
@@ -78,10 +78,10 @@ export function createBenchCommand(): Command {
     .option('--output-json <file>', 'write the analysis as JSON')
     .option('--block-sizes <list>', 'block sizes for the prefix-sharing figures', '8,16,32')
   addWorkloadOptions(analyze, false).action(
-    (trace: string, flags: CommonFlags & { outputJson?: string; blockSizes: string }) => {
+    async (trace: string, flags: CommonFlags & { outputJson?: string; blockSizes: string }) => {
       try {
         const counter = createWordPieceTokenCounter()
-        const workload = prepareWorkload(workloadOptionsFrom(flags, trace, false), counter)
+        const workload = await prepareWorkload(workloadOptionsFrom(flags, trace, false), counter)
         const blockSizes = flags.blockSizes.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0)
         const analysis = analyzeWorkload(workload, { blockSizes })
         process.stdout.write(formatAnalysis(analysis) + '\n')

@@ -50,7 +50,7 @@ export function createCompareCommand(): Command {
       if (flags.inputFile === undefined) compare.error('error: kvgate bench compare needs -i/--input-file')
       try {
         const counter = createWordPieceTokenCounter()
-        const workload = prepareWorkload(workloadOptionsFrom(flags, flags.inputFile as string, flags.numClients !== undefined), counter)
+        const workload = await prepareWorkload(workloadOptionsFrom(flags, flags.inputFile as string, flags.numClients !== undefined), counter)
         const slo = parseSlo(flags.slo ?? DEFAULT_COMPARE_SLO)
         const gatewayConfig = flags.gatewayConfig !== undefined ? (parseYaml(readFileSync(flags.gatewayConfig, 'utf8')) as Record<string, unknown>) : undefined
         let progress: ReturnType<typeof createProgress> | undefined

@@ -1,5 +1,4 @@
-import type { TraceReader } from './trace-reader.js'
-import { numberedLines, RowCollector } from './trace-reader.js'
+import { defineTraceReader, RowCollector } from './trace-reader.js'
 
 /**
  * Seed 000's multi-turn conversation trace: `User_id, Timestamp(seconds), Query_length, Response_length,
@@ -10,51 +9,53 @@ import { numberedLines, RowCollector } from './trace-reader.js'
  */
 const HEADER = /user_id[\s,]+(time_stamp|timestamp)/i
 
-export const conversationTraceReader: TraceReader = {
+export const conversationTraceReader = defineTraceReader({
   name: 'conversation',
   description: 'multi-turn trace (seed 000): user_id time_stamp(seconds) query_length response_length round_index',
   detect: (headerLine) => HEADER.test(headerLine),
-  parse(text, options) {
+  createParser(options) {
     const rows = new RowCollector('conversation', options)
     // Per user: the last round seen and how many conversations they have started.
     const users = new Map<string, { lastRound: number; conversations: number }>()
     let sawHeader = false
-    for (const { line, content } of numberedLines(text)) {
-      if (!sawHeader && HEADER.test(content)) {
-        sawHeader = true
-        continue
-      }
-      const fields = content.trim().split(/[\s,]+/)
-      if (fields.length !== 5) {
-        rows.malformed(line, `expected 5 fields (user_id time_stamp query_length response_length round_index), got ${fields.length}`)
-        continue
-      }
-      const [user, time, query, response, round] = fields as [string, string, string, string, string]
-      const seconds = rows.number(time, 'time_stamp')
-      const inputTokens = rows.integer(query, 'query_length')
-      const outputTokens = rows.integer(response, 'response_length')
-      const roundIndex = rows.integer(round, 'round_index')
-      const bad = [seconds, inputTokens, outputTokens, roundIndex].find((v) => typeof v === 'string')
-      if (typeof bad === 'string') {
-        rows.malformed(line, bad)
-        continue
-      }
-      let state = users.get(user)
-      if (state === undefined || (roundIndex as number) <= state.lastRound) {
-        state = { lastRound: -1, conversations: (state?.conversations ?? 0) + 1 }
-        users.set(user, state)
-      }
-      state.lastRound = roundIndex as number
-      rows.add({
-        arrivalMs: (seconds as number) * 1000,
-        user,
-        inputTokens: inputTokens as number,
-        outputTokens: outputTokens as number,
-        conversationId: `${user}#${state.conversations}`,
-        round: roundIndex as number,
-        line,
-      })
+    return {
+      finish: () => rows.finish(),
+      push(content, line) {
+        if (!sawHeader && HEADER.test(content)) {
+          sawHeader = true
+          return
+        }
+        const fields = content.trim().split(/[\s,]+/)
+        if (fields.length !== 5) {
+          rows.malformed(line, `expected 5 fields (user_id time_stamp query_length response_length round_index), got ${fields.length}`)
+          return
+        }
+        const [user, time, query, response, round] = fields as [string, string, string, string, string]
+        const seconds = rows.number(time, 'time_stamp')
+        const inputTokens = rows.integer(query, 'query_length')
+        const outputTokens = rows.integer(response, 'response_length')
+        const roundIndex = rows.integer(round, 'round_index')
+        const bad = [seconds, inputTokens, outputTokens, roundIndex].find((v) => typeof v === 'string')
+        if (typeof bad === 'string') {
+          rows.malformed(line, bad)
+          return
+        }
+        let state = users.get(user)
+        if (state === undefined || (roundIndex as number) <= state.lastRound) {
+          state = { lastRound: -1, conversations: (state?.conversations ?? 0) + 1 }
+          users.set(user, state)
+        }
+        state.lastRound = roundIndex as number
+        rows.add({
+          arrivalMs: (seconds as number) * 1000,
+          user,
+          inputTokens: inputTokens as number,
+          outputTokens: outputTokens as number,
+          conversationId: `${user}#${state.conversations}`,
+          round: roundIndex as number,
+          line,
+        })
+      },
     }
-    return rows.finish()
   },
-}
+})

@@ -1,73 +1,79 @@
 import { parse as parseCsv } from 'csv-parse/sync'
-import type { TraceParseResult, TraceReader } from './trace-reader.js'
-import { RowCollector } from './trace-reader.js'
+import type { TraceParseOptions, TraceRowParser } from './trace-reader.js'
+import { defineTraceReader, RowCollector } from './trace-reader.js'
+import type { TraceRequest } from './workload.js'
 
-interface CsvRow {
-  line: number
-  fields: Record<string, string>
+/**
+ * One CSV line's fields. Trace CSVs quote rarely, so a line without quotes is split directly and only a
+ * quoted one goes through csv-parse (records spanning lines are not supported: no trace format has them).
+ */
+function csvFields(content: string): string[] | string {
+  if (!content.includes('"')) return content.split(',').map((f) => f.trim())
+  try {
+    const [record] = parseCsv(content, { relax_quotes: true, relax_column_count: true, trim: true }) as string[][]
+    return record ?? []
+  } catch (err) {
+    return `CSV syntax: ${(err as Error).message}`
+  }
 }
 
 /**
- * CSV rows keyed by the header's column names (trimmed, lower-cased). csv-parse handles quoting; a row it
- * cannot parse, or with the wrong number of fields, goes to the malformed-row policy instead of stopping.
+ * A CSV trace parser: the first line names the columns (trimmed, lower-cased); each later line is checked
+ * for its field count and handed to `read` as a column → value map, which returns a request or the reason
+ * the row is malformed.
  */
-function csvRows(text: string, rows: RowCollector): CsvRow[] {
-  let records: { record: string[]; info: { lines: number } }[]
-  try {
-    records = parseCsv(text, {
-      info: true,
-      relax_column_count: true,
-      skip_empty_lines: true,
-      trim: true,
-      // Keep parsing past a bad quote so one broken row does not lose the file: it becomes a short row.
-      relax_quotes: true,
-    }) as unknown as { record: string[]; info: { lines: number } }[]
-  } catch (err) {
-    const line = (err as { lines?: number }).lines ?? 0
-    rows.malformed(line, `CSV syntax: ${(err as Error).message}`)
-    return []
+function createCsvParser(
+  format: string,
+  options: TraceParseOptions | undefined,
+  read: (fields: Record<string, string>, rows: RowCollector) => Omit<TraceRequest, 'line'> | string,
+): TraceRowParser {
+  const rows = new RowCollector(format, options)
+  let names: string[] | undefined
+  return {
+    finish: () => rows.finish(),
+    push(content, line) {
+      const record = csvFields(content)
+      if (typeof record === 'string') return rows.malformed(line, record)
+      if (names === undefined) {
+        names = record.map((name) => name.toLowerCase())
+        return
+      }
+      if (record.length !== names.length) return rows.malformed(line, `expected ${names.length} fields, got ${record.length}`)
+      const fields: Record<string, string> = {}
+      names.forEach((name, i) => (fields[name] = record[i] ?? ''))
+      const request = read(fields, rows)
+      if (typeof request === 'string') rows.malformed(line, request)
+      else rows.add({ ...request, line })
+    },
   }
-  const [header, ...body] = records
-  if (header === undefined) return []
-  const names = header.record.map((name) => name.trim().toLowerCase())
-  const out: CsvRow[] = []
-  for (const { record, info } of body) {
-    if (record.length !== names.length) {
-      rows.malformed(info.lines, `expected ${names.length} fields, got ${record.length}`)
-      continue
-    }
-    const fields: Record<string, string> = {}
-    names.forEach((name, i) => (fields[name] = record[i] ?? ''))
-    out.push({ line: info.lines, fields })
-  }
-  return out
 }
+
+/** The first reason among parsed fields, if any field failed. */
+const firstProblem = (...values: (number | string)[]): string | undefined => values.find((v): v is string => typeof v === 'string')
 
 /**
  * BurstGPT (`Timestamp, Model, Request tokens, Response tokens, Total tokens, Log Type`), timestamps in
  * seconds from the start of the trace. Failed requests have 0 response tokens; they are kept (the bench asks
  * for at least one token) so the arrival pattern stays the trace's.
  */
-export const burstGptTraceReader: TraceReader = {
+export const burstGptTraceReader = defineTraceReader({
   name: 'burstgpt',
   description: 'BurstGPT CSV: Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type',
   detect: (headerLine) => /^\s*"?timestamp"?\s*,.*request tokens.*response tokens/i.test(headerLine),
-  parse(text, options): TraceParseResult {
-    const rows = new RowCollector('burstgpt', options)
-    for (const { line, fields } of csvRows(text, rows)) {
+  createParser: (options) =>
+    createCsvParser('burstgpt', options, (fields, rows) => {
       const seconds = rows.number(fields['timestamp'], 'Timestamp')
       const input = rows.integer(fields['request tokens'], 'Request tokens')
       const output = rows.integer(fields['response tokens'], 'Response tokens')
-      const bad = [seconds, input, output].find((v) => typeof v === 'string')
-      if (typeof bad === 'string') {
-        rows.malformed(line, bad)
-        continue
-      }
-      rows.add({ arrivalMs: (seconds as number) * 1000, inputTokens: input as number, outputTokens: output as number, line })
-    }
-    return rows.finish()
-  },
-}
+      return (
+        firstProblem(seconds, input, output) ?? {
+          arrivalMs: (seconds as number) * 1000,
+          inputTokens: input as number,
+          outputTokens: output as number,
+        }
+      )
+    }),
+})
 
 /**
  * `2023-11-16 18:15:46.6805900` (Azure writes 7 fractional digits, which `Date.parse` rejects) and ISO
@@ -88,28 +94,17 @@ export function parseDateTimeMs(value: string): number | undefined {
 }
 
 /** Azure LLM inference traces (`TIMESTAMP, ContextTokens, GeneratedTokens`), timestamps as date-times. */
-export const azureTraceReader: TraceReader = {
+export const azureTraceReader = defineTraceReader({
   name: 'azure',
   description: 'Azure LLM inference CSV: TIMESTAMP,ContextTokens,GeneratedTokens (date-time timestamps)',
   detect: (headerLine) => /^\s*"?timestamp"?\s*,\s*"?contexttokens"?\s*,\s*"?generatedtokens/i.test(headerLine),
-  parse(text, options): TraceParseResult {
-    const rows = new RowCollector('azure', options)
-    for (const { line, fields } of csvRows(text, rows)) {
+  createParser: (options) =>
+    createCsvParser('azure', options, (fields, rows) => {
       const timestamp = fields['timestamp'] ?? ''
       const ms = parseDateTimeMs(timestamp)
+      if (ms === undefined) return `TIMESTAMP is not a date-time: ${JSON.stringify(timestamp)}`
       const input = rows.integer(fields['contexttokens'], 'ContextTokens')
       const output = rows.integer(fields['generatedtokens'], 'GeneratedTokens')
-      if (ms === undefined) {
-        rows.malformed(line, `TIMESTAMP is not a date-time: ${JSON.stringify(timestamp)}`)
-        continue
-      }
-      const bad = [input, output].find((v) => typeof v === 'string')
-      if (typeof bad === 'string') {
-        rows.malformed(line, bad)
-        continue
-      }
-      rows.add({ arrivalMs: ms, inputTokens: input as number, outputTokens: output as number, line })
-    }
-    return rows.finish()
-  },
-}
+      return firstProblem(input, output) ?? { arrivalMs: ms, inputTokens: input as number, outputTokens: output as number }
+    }),
+})

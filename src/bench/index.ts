@@ -6,8 +6,9 @@
  * kvgate with each policy and writes an HTML report.
  */
 export type { TraceRequest, Conversation, ConversationTurn, Workload, MalformedRow } from './workload.js'
-export type { TraceReader, TraceParseOptions, TraceParseResult } from './trace-reader.js'
-export { traceReaders, detectTraceReader, parseTrace } from './trace-readers.js'
+export type { TraceReader, TraceRowParser, TraceParseOptions, TraceParseResult } from './trace-reader.js'
+export { defineTraceReader } from './trace-reader.js'
+export { traceReaders, detectTraceReader, parseTrace, parseTraceStream } from './trace-readers.js'
 export { loadWorkload, loadWorkloadFile, workloadFormats } from './load-workload.js'
 export { prepareWorkload } from './prepare-workload.js'
 export type { WorkloadOptions } from './prepare-workload.js'

@@ -1,11 +1,10 @@
-import { readFileSync } from 'node:fs'
+import { createReadStream, openSync, readFileSync, readSync, closeSync } from 'node:fs'
 import type { Random } from '../core/index.js'
-import { errors } from '../errors/index.js'
+import { errors, KvgateError } from '../errors/index.js'
 import type { TokenCounter } from '../tokens/index.js'
 import { generateConversations, readShareGpt } from './conversation-inputs.js'
 import { generateMultiUserTrace } from './multi-user-generator.js'
-import { traceReaders } from './trace-readers.js'
-import { parseTrace } from './trace-readers.js'
+import { parseTrace, parseTraceStream, traceReaders } from './trace-readers.js'
 import type { Workload } from './workload.js'
 
 /** Formats that are whole JSON documents rather than line-oriented traces. */
@@ -75,12 +74,39 @@ export function loadWorkload(text: string, options: LoadWorkloadOptions): Worklo
   return { kind: 'trace', format: parsed.format, requests: parsed.requests, skipped: parsed.skipped }
 }
 
-export function loadWorkloadFile(path: string, options: Omit<LoadWorkloadOptions, 'source'>): Workload {
-  let text: string
+/** The first line of a file, from its first 64 KiB (enough for any trace header or Mooncake record). */
+function peekFirstLine(path: string): string {
+  const fd = openSync(path, 'r')
   try {
-    text = readFileSync(path, 'utf8')
+    const buffer = Buffer.alloc(64 * 1024)
+    const bytes = readSync(fd, buffer, 0, buffer.length, 0)
+    const text = buffer.subarray(0, bytes).toString('utf8')
+    return text.split('\n').find((line) => line.trim() !== '')?.replace(/\r$/, '') ?? ''
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * Read a workload file. Traces (a known header, or a given trace format) are streamed line by line so a
+ * large trace never sits in memory as text; JSON documents (conversation specs, ShareGPT) are read whole.
+ */
+export async function loadWorkloadFile(path: string, options: Omit<LoadWorkloadOptions, 'source'>): Promise<Workload> {
+  const format = options.format ?? 'auto'
+  try {
+    const isTrace =
+      format in traceReaders || (format === 'auto' && Object.values(traceReaders).some((r) => r.detect(peekFirstLine(path))))
+    if (isTrace) {
+      const parsed = await parseTraceStream(createReadStream(path), format, {
+        source: path,
+        ...(options.onMalformed ? { onMalformed: options.onMalformed } : {}),
+      })
+      return { kind: 'trace', format: parsed.format, requests: parsed.requests, skipped: parsed.skipped }
+    }
+    return loadWorkload(readFileSync(path, 'utf8'), { ...options, source: path })
   } catch (err) {
+    // Parse errors already name the file and line; what is left is the file system (missing, unreadable).
+    if (err instanceof KvgateError) throw err
     throw errors.invalidWorkload([path, (err as Error).message], { cause: err })
   }
-  return loadWorkload(text, { ...options, source: path })
 }

@@ -30,9 +30,9 @@ export const DEFAULT_USER_ZIPF_ALPHA = 1.2
  * Read, re-time, cut and label a workload. Separate random streams per step keep, say, the user labels the
  * same whether or not `--request-rate` re-times the trace.
  */
-export function prepareWorkload(options: WorkloadOptions, counter: TokenCounter): Workload {
+export async function prepareWorkload(options: WorkloadOptions, counter: TokenCounter): Promise<Workload> {
   const stream = (name: string): Random => createSeededRandom(seedFor(options.seed, name))
-  const workload = loadWorkloadFile(options.inputFile, {
+  const workload = await loadWorkloadFile(options.inputFile, {
     format: options.format,
     onMalformed: options.skipMalformed ? 'skip' : 'error',
     random: stream('generate'),

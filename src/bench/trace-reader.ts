@@ -13,7 +13,28 @@ export interface TraceReader {
   readonly description: string
   /** Does this first line (a header, or the first JSON record) belong to this format? */
   detect(headerLine: string): boolean
+  /** A parser fed one line at a time, so a trace can be read from a stream without holding its text. */
+  createParser(options?: TraceParseOptions): TraceRowParser
+  /** The whole text at once: `createParser` fed every line. */
   parse(text: string, options?: TraceParseOptions): TraceParseResult
+}
+
+export interface TraceRowParser {
+  /** One line without its newline; blank lines are never pushed. `line` is 1-based in the file. */
+  push(content: string, line: number): void
+  finish(): TraceParseResult
+}
+
+/** A reader from its line parser: `parse(text)` is the same parser fed the text's lines. */
+export function defineTraceReader(reader: Omit<TraceReader, 'parse'>): TraceReader {
+  return {
+    ...reader,
+    parse(text, options) {
+      const parser = reader.createParser(options)
+      for (const { line, content } of numberedLines(text)) parser.push(content, line)
+      return parser.finish()
+    },
+  }
 }
 
 export interface TraceParseOptions {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { KvgateError } from '../../src/errors/index.js'
-import { detectTraceReader, parseTrace, traceReaders } from '../../src/bench/index.js'
+import { Readable } from 'node:stream'
+import { detectTraceReader, parseTrace, parseTraceStream, traceReaders } from '../../src/bench/index.js'
 
 /**
  * One contract suite over every registered trace reader: each case gives a header, valid rows (deliberately
@@ -86,6 +87,17 @@ for (const [name, reader] of Object.entries(traceReaders)) {
         c.expected,
       )
       for (const r of result.requests) expect(r.line).toBeGreaterThan(0)
+    })
+
+    it('reads a stream line by line to the same result as the text, chunk boundaries anywhere', async () => {
+      const whole = text(name, c, [c.malformed])
+      // Chunks of 7 bytes split lines (and CRLF pairs) at arbitrary points.
+      const crlf = whole.replace(/\n/g, '\r\n')
+      const chunks = Array.from({ length: Math.ceil(crlf.length / 7) }, (_, i) => Buffer.from(crlf.slice(i * 7, i * 7 + 7)))
+      const streamed = await parseTraceStream(Readable.from(chunks), 'auto', { onMalformed: 'skip' })
+      expect(streamed).toEqual(parseTrace(whole, 'auto', { onMalformed: 'skip' }))
+      expect(streamed.format).toBe(name)
+      await expect(parseTraceStream(Readable.from([whole]), name, { source: 's' })).rejects.toThrow(`s, line ${c.rows.length + 2}:`)
     })
 
     it('stops at a malformed row with an error naming the file and line', () => {

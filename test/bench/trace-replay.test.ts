@@ -30,7 +30,7 @@ const options = (inputFile: string): WorkloadOptions => ({
 
 describe('end-to-end replay against the emulator', () => {
   it('replays a BurstGPT file open-loop with exact prompt and output lengths', async () => {
-    const workload = prepareWorkload(options(fixture('burstgpt.csv')), counter)
+    const workload = await prepareWorkload(options(fixture('burstgpt.csv')), counter)
     expect(workload.kind).toBe('trace')
     const run = await runWorkload(workload, { baseUrl: sim.url, counter, clock: createScaledClock(SPEED), seed: 3 })
     expect(run.mode).toBe('open-loop')
@@ -52,7 +52,7 @@ describe('end-to-end replay against the emulator', () => {
   })
 
   it('replays a seed-000 conversation trace with growing history', async () => {
-    const workload = prepareWorkload(options(fixture('conversation.txt')), counter)
+    const workload = await prepareWorkload(options(fixture('conversation.txt')), counter)
     const run = await runWorkload(workload, { baseUrl: sim.url, counter, clock: createScaledClock(SPEED), seed: 3 })
     expect(run.records).toHaveLength(7)
     expect(run.records.every((r) => r.outcome === 'completed')).toBe(true)
@@ -69,7 +69,7 @@ describe('end-to-end replay against the emulator', () => {
       return Number(/^vllm:prefix_cache_hits_total\{[^}]*\} (\S+)$/m.exec(metrics)?.[1])
     }
     const before = await prefixHits()
-    const workload = prepareWorkload(options(fixture('mooncake.jsonl')), counter)
+    const workload = await prepareWorkload(options(fixture('mooncake.jsonl')), counter)
     const run = await runWorkload(workload, { baseUrl: sim.url, counter, clock: createScaledClock(SPEED), seed: 3 })
     expect(run.records.every((r) => r.outcome === 'completed')).toBe(true)
     expect([...run.records].sort((a, b) => a.scheduledMs - b.scheduledMs).map((r) => r.inputNumTokens)).toEqual([1100, 700, 1024, 300])
