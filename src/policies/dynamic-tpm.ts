@@ -164,6 +164,7 @@ export function createDynamicTpmPolicy(context: PolicyContext): Policy {
       if (user !== undefined) active.push(user)
     }
     activeWeight = active.reduce((sum, u) => sum + weightOf(u), 0)
+    ledger.prune(nowMs)
     const total = distributable()
     if (total === undefined) {
       quotas = new Map()

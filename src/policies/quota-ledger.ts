@@ -59,16 +59,17 @@ export class QuotaLedger {
     return window.tokens
   }
 
-  /** Users with any charge in the last minute (their windows are dropped once empty, to bound memory). */
-  *recentUsers(nowMs: number): Generator<string> {
+  /**
+   * Drop the windows of users with nothing charged in the last minute and nothing in flight, so state is
+   * bounded by recently active users however many names come and go. O(users); call it now and then.
+   */
+  prune(nowMs: number): void {
     for (const [user, window] of this.#windows) {
       window.expire(nowMs)
       if (window.empty && !this.#hasInFlight(user)) {
         this.#windows.delete(user)
         this.#blocked.delete(user)
-        continue
       }
-      yield user
     }
   }
 

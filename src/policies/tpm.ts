@@ -11,6 +11,9 @@ const parseOptions = createOptionsParser<Record<string, never>>('tpm', {
   required: [],
 } as never)
 
+/** How often windows of users idle for a minute are dropped (ms). */
+const PRUNE_EVERY_MS = 10_000 // 10 seconds
+
 /** A user's static quota; a missing, null or non-positive-infinite value means unlimited. */
 export function staticLimits(user: PolicyUser): QuotaLimits {
   const finite = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined)
@@ -30,6 +33,7 @@ export function createTpmPolicy(context: PolicyContext): Policy {
   // The latest settings seen per user, for userStates (requests carry their user's settings).
   const known = new Map<string, PolicyUser>(context.users.map((u) => [u.name, u]))
   const configured = new Set(known.keys())
+  let lastPruneMs = Number.NEGATIVE_INFINITY
 
   return {
     name: 'tpm',
@@ -58,7 +62,11 @@ export function createTpmPolicy(context: PolicyContext): Policy {
       // A refund of an over-prediction may let a parked head through before its computed time.
       order.unpark(request.user.name)
     },
-    onTick() {},
+    onTick(nowMs) {
+      if (nowMs - lastPruneMs < PRUNE_EVERY_MS) return
+      lastPruneMs = nowMs
+      ledger.prune(nowMs)
+    },
     rateLimits: (user, nowMs) => ledger.rateLimits(user.name, nowMs, staticLimits(user)),
     userStates(nowMs) {
       const states: PolicyUserState[] = []
