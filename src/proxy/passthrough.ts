@@ -24,6 +24,8 @@ export async function registerPassthrough(app: FastifyInstance, options: Passthr
     upstream: '',
     prefix: '/',
     undici: { keepAliveTimeout: KEEP_ALIVE_MS },
+    // reply-from would log two lines per proxied call at info; pass-through is not what the logs are for.
+    disableRequestLogging: true,
     preHandler(request, reply, done) {
       const upstream = options.pickUpstream()
       if (upstream === undefined) {

@@ -94,3 +94,19 @@ describe('config validation', () => {
     expect(problemOf(() => loadConfig(undefined, {}, { KVGATE_PORT: 'abc' }))).toContain('KVGATE_PORT')
   })
 })
+
+describe('policy options', () => {
+  it('are checked by the chosen policy, which names the field', () => {
+    const message = problemOf(() => parseConfig({ policy: { name: 'vtc', options: { nonsense: 1 } } }))
+    expect(message).toContain('policy.options')
+    expect(message).toContain('nonsense')
+    expect(parseConfig({ policy: { name: 'vtc' } }).policy.name).toBe('vtc')
+  })
+})
+
+describe('the documented example config', () => {
+  it('loads and equals the built-in defaults', () => {
+    const path = new URL('../../config/kvgate.yaml', import.meta.url).pathname
+    expect(loadConfig(path, {}, {})).toEqual(parseConfig({}))
+  })
+})
