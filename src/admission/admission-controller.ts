@@ -539,6 +539,7 @@ class AdmissionControllerImpl implements AdmissionController {
     }
     this.#dispatching = true
     try {
+      if (!this.#closed) this.#expireDue(this.#clock.now())
       do {
         this.#dispatchAgain = false
         while (this.#admitOne()) {
@@ -647,8 +648,16 @@ class AdmissionControllerImpl implements AdmissionController {
 
   // --- deadlines ------------------------------------------------------------------------------------------
 
+  /** The tick: answer what is past its deadline, then let the others use what the expired ones held back. */
   #expire(): void {
-    const now = this.#clock.now()
+    if (this.#expireDue(this.#clock.now())) this.dispatch()
+  }
+
+  /**
+   * Reject every request past its deadline. The dispatcher calls it too before deciding, so a request is never
+   * admitted after its deadline just because the tick had not come round yet (up to `deadlineTickMs` late).
+   */
+  #expireDue(now: number): boolean {
     let expired = false
     for (let top = this.#heap.peek(); top !== undefined && top.deadlineAtMs <= now; top = this.#heap.peek()) {
       expired = true
@@ -657,7 +666,7 @@ class AdmissionControllerImpl implements AdmissionController {
       this.#remove(top, now)
       this.#rejectExpired(top, denied, now)
     }
-    if (expired) this.dispatch()
+    return expired
   }
 
   #rejectExpired(item: QueueItem, denied: QueueItem['quotaDenied'], now: number): void {

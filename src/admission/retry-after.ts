@@ -45,10 +45,10 @@ export function rejectionHeaders(reason: string, retryAfterMs: number, limits: R
   return headers
 }
 
-/** Length of one drain-rate sample, in backlogged milliseconds. */
-const DRAIN_WINDOW_MS = 1_000 // 1 second
-/** Weight of the newest sample in the moving average (≈ the last 3 s of backlog dominate). */
-const DRAIN_EMA_ALPHA = 0.3
+/** Memory of the drain rate, in KV-bound time: the last ~10 s of waiting weigh most. */
+const DRAIN_TIME_CONSTANT_MS = 10_000 // 10 seconds
+/** KV-bound time to observe before the rate counts as measured. */
+const DRAIN_MIN_OBSERVED_MS = 1_000 // 1 second
 
 /**
  * How fast the queue drains: tokens of need admitted per millisecond *while requests were waiting for KV*.
@@ -58,11 +58,15 @@ const DRAIN_EMA_ALPHA = 0.3
  * them. Counting such time would make the gateway look slow and early-reject the next burst (the seed
  * prototype's "second run rejected almost entirely"). An idle period leaves the estimate where the last
  * backlog left it.
+ *
+ * The estimate is a ratio of exponentially decayed sums, tokens over time, rather than an average of
+ * per-second samples: admissions come in bursts (a batch of requests ends, a batch starts), and averaging
+ * fixed windows makes the figure depend on where the bursts fall and starts biased towards the first window.
  */
 export class DrainRate {
-  #emaTokensPerMs: number | undefined
-  #windowTokens = 0
-  #windowMs = 0
+  #tokens = 0
+  #timeMs = 0
+  #observedMs = 0
   #lastMs: number
   #backlogged = false
 
@@ -71,18 +75,14 @@ export class DrainRate {
   }
 
   #advance(nowMs: number): void {
-    if (this.#backlogged) this.#windowMs += Math.max(0, nowMs - this.#lastMs)
+    const dt = Math.max(0, nowMs - this.#lastMs)
     this.#lastMs = nowMs
-    if (this.#windowMs >= DRAIN_WINDOW_MS) {
-      // A window seen late (no call for a while) spans several sample lengths: weigh it as that many samples
-      // of the same rate, so 5 s of nothing admitted moves the average as five empty seconds would.
-      const sample = this.#windowTokens / this.#windowMs
-      const samples = Math.floor(this.#windowMs / DRAIN_WINDOW_MS)
-      this.#emaTokensPerMs =
-        this.#emaTokensPerMs === undefined ? sample : sample + (this.#emaTokensPerMs - sample) * (1 - DRAIN_EMA_ALPHA) ** samples
-      this.#windowTokens = 0
-      this.#windowMs = 0
-    }
+    if (!this.#backlogged || dt === 0) return
+    const decay = Math.exp(-dt / DRAIN_TIME_CONSTANT_MS)
+    this.#tokens *= decay
+    // ∫ e^(−(t_now − t)/τ) dt over the new stretch, added to the decayed old time.
+    this.#timeMs = this.#timeMs * decay + DRAIN_TIME_CONSTANT_MS * (1 - decay)
+    this.#observedMs += dt
   }
 
   setBacklogged(backlogged: boolean, nowMs: number): void {
@@ -90,15 +90,15 @@ export class DrainRate {
     this.#backlogged = backlogged
   }
 
-  /** Tokens of need admitted from a backlog (not a request admitted straight into an empty queue). */
+  /** Tokens of need admitted while requests waited for KV. */
   noteAdmitted(tokens: number, nowMs: number): void {
     this.#advance(nowMs)
-    this.#windowTokens += tokens
+    this.#tokens += tokens
   }
 
-  /** The measured rate, or undefined until one window of backlog has been seen. */
+  /** The measured rate, or undefined until a second of KV-bound waiting has been seen. */
   tokensPerMs(nowMs: number): number | undefined {
     this.#advance(nowMs)
-    return this.#emaTokensPerMs
+    return this.#observedMs < DRAIN_MIN_OBSERVED_MS ? undefined : this.#tokens / this.#timeMs
   }
 }

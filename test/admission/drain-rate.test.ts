@@ -21,9 +21,9 @@ describe('admission: the drain rate counts only time spent waiting for KV', () =
     const h = createHarness({ capacities: [1_000] })
     expect(h.controller.stats().drainTokensPerSecond).toBeUndefined()
     await measure(h)
-    const rate = h.controller.stats().drainTokensPerSecond!
-    expect(rate).toBeGreaterThan(500)
-    expect(rate).toBeLessThanOrEqual(1_000)
+    // 500 tokens every 500 ms while waiting: 1,000 tokens/s.
+    expect(h.controller.stats().drainTokensPerSecond).toBeGreaterThan(900)
+    expect(h.controller.stats().drainTokensPerSecond).toBeLessThan(1_100)
   })
 
   it('keeps the estimate through idle time, an outage and a quota-only backlog', async () => {
@@ -64,11 +64,11 @@ describe('admission: the drain rate counts only time spent waiting for KV', () =
     const h = createHarness({ capacities: [1_000] })
     await measure(h)
     const rate = h.controller.stats().drainTokensPerSecond!
-    // Nothing finishes for 6 s while the queue waits on KV: the average loses 0.7 per empty second.
+    // Nothing finishes for 6 s while the queue waits on KV: with a 10 s memory the rate drops by more than half.
     for (let i = 0; i < 60; i++) {
       h.clock.advance(100)
       h.controller.dispatch()
     }
-    expect(h.controller.stats().drainTokensPerSecond!).toBeLessThan(rate * 0.25)
+    expect(h.controller.stats().drainTokensPerSecond!).toBeLessThan(rate * 0.5)
   })
 })
