@@ -6,7 +6,7 @@ export type CompletionKind = 'chat' | 'completion'
 /** A validated `/v1/chat/completions` or `/v1/completions` body, with what admission needs of it. */
 export interface CompletionRequest {
   readonly kind: CompletionKind
-  /** The model the client named; `''` when it left it to the server. */
+  /** The model the client named; `DEFAULT_MODEL_KEY` when it left the choice to the server. */
   readonly model: string
   readonly stream: boolean
   /** The client asked for the streamed usage chunk (`stream_options` present, `include_usage` not false). */
@@ -19,6 +19,9 @@ export interface CompletionRequest {
   readonly promptTokens: number
   readonly body: Readonly<Record<string, unknown>>
 }
+
+/** The predictor's key for requests that name no model (vLLM then serves its only model). */
+export const DEFAULT_MODEL_KEY = 'default'
 
 // vLLM's default for /v1/completions when `max_tokens` is absent.
 const COMPLETIONS_DEFAULT_MAX_TOKENS = 16
@@ -106,7 +109,7 @@ export function parseCompletionRequest(kind: CompletionKind, body: unknown, toke
   // or preemption may copy them): reserve for n copies so the ledger errs on the safe side.
   return {
     kind,
-    model: typeof model === 'string' ? model : '',
+    model: typeof model === 'string' && model.length > 0 ? model : DEFAULT_MODEL_KEY,
     stream: stream === true,
     clientWantsUsage:
       stream === true && isObject(streamOptions) && streamOptions['include_usage'] !== false,

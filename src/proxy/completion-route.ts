@@ -202,7 +202,7 @@ export function createCompletionHandler(deps: CompletionRouteDeps, kind: Complet
 
     const sendError = (err: KvgateError): void => {
       if (clientGone || reply.sent) return
-      void reply.code(err.statusCode).headers(err.headers).send(err.toBody())
+      void reply.code(err.statusCode).headers({ ...err.headers, 'x-kvgate-request-id': id }).send(err.toBody())
     }
 
     try {

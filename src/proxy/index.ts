@@ -1,5 +1,5 @@
 export type { CompletionKind, CompletionRequest } from './completion-request.js'
-export { parseCompletionRequest, upstreamBody } from './completion-request.js'
+export { DEFAULT_MODEL_KEY, parseCompletionRequest, upstreamBody } from './completion-request.js'
 export type { SseRelay, SseRelayOptions, SseUsage } from './sse-relay.js'
 export { createSseRelay } from './sse-relay.js'
 export type {
