@@ -147,10 +147,16 @@ export function compareGatewayConfig(
   users: readonly string[],
   deadlineMs: number,
   extra: Record<string, unknown> = {},
+  speed = 1,
 ): ReturnType<typeof parseConfig> {
+  // The emulator, gateway and clients share one event loop here, and at speed S a real stall of t ms reads
+  // as S·t emulated ms: keep a second of real time before a poll is late or the backend's metrics stale, or a
+  // busy machine turns into 503s that say nothing about admission.
+  const pollSlackMs = Math.max(1_000, Math.round(1_000 * speed))
   const base: Record<string, unknown> = {
     server: { host: '127.0.0.1', port: 0 },
     backends: [{ url: backendUrl, name: 'backend' }],
+    metricsPoll: { timeoutMs: pollSlackMs, staleAfterMs: pollSlackMs },
     admission: { defaultDeadlineMs: deadlineMs, maxDeadlineMs: Math.max(deadlineMs, 120_000) },
     policy: { name: policy, options: {} },
     // Configured users get their own metric labels and weights (1 each: the fairness figures assume equal shares).
@@ -193,6 +199,7 @@ export async function runCompare(options: CompareOptions): Promise<SetupResult[]
           users,
           options.deadlineMs ?? DEFAULT_COMPARE_DEADLINE_MS,
           options.gatewayConfig,
+          speed,
         )
         gateway = await createGateway({ config, clock, logger: false })
         targetUrl = await gateway.listen({ port: 0, host: '127.0.0.1' })
