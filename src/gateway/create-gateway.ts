@@ -92,9 +92,14 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     clock,
     reconciler: ledger,
     onPollRound() {
-      // New usage figures may have made room, and adaptive policies re-divide what was served.
-      policy.onTick(clock.now(), { servedTokensPerMinute: pool.servedTokensPerMinute() })
-      admission.dispatch()
+      // New usage figures may have made room, and adaptive policies re-divide what was served. A policy bug
+      // must not stop the poller: log it and keep polling.
+      try {
+        policy.onTick(clock.now(), { servedTokensPerMinute: pool.servedTokensPerMinute() })
+        admission.dispatch()
+      } catch (err) {
+        logger.error({ err }, 'dispatch after a metrics poll failed')
+      }
     },
     onUsableChange(state) {
       const fields = { backend: state.id, url: state.url, capacityTokens: state.capacityTokens, error: state.lastError }
@@ -151,8 +156,17 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     // One line per request is written by the completion handler; Fastify's own pair per request would double it.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
-    return503OnClosing: true,
+    // Shutdown's 503 is sent by the onRequest hook below, in OpenAI's error shape.
+    return503OnClosing: false,
   }) as unknown as FastifyInstance
+
+  let shuttingDown = false
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!shuttingDown) return
+    const error = errors.shuttingDown()
+    // `connection: close` so a keep-alive client moves to another instance instead of reusing this socket.
+    return reply.code(error.statusCode).header('connection', 'close').send(error.toBody())
+  })
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     // Fastify's own refusals (bad JSON, wrong content type, body too large) in OpenAI's error shape. On the
@@ -243,6 +257,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     logger.info({ forwarding: inFlight.size, queued: admission.queueDepth(), graceMs }, 'shutting down')
     // Queued requests get 503 shutting_down now; new connections are refused, and requests arriving on open
     // keep-alive connections get 503, from here on.
+    shuttingDown = true
     admission.close()
     const serverClosed = app.close()
     // Wait for the streams being forwarded, not for connections: a client's idle or half-sent keep-alive
