@@ -109,55 +109,104 @@ interface BackendBook {
 /** Marks a poller never completes (failed polls) are dropped after this many newer marks. */
 const MAX_PENDING_POLLS = 8
 
+/**
+ * One reservation. It keeps its backend's totals in step itself on every change, so the totals can never
+ * drift from the sum over live reservations (`audit()` checks exactly that).
+ */
 class ReservationImpl implements Reservation {
   readonly requestId: string
   readonly backendId: string
   readonly promptTokens: number
-  reservedTokens: number
-  generatedTokens = 0
-  released = false
-  started = false
-  visibleTokens = 0
-  readonly #ledger: LedgerImpl
+  readonly #book: BackendBook
+  readonly #options: LedgerOptions
+  #reserved: number
+  #generated = 0
+  #visible = 0
+  #started = false
+  #released = false
 
-  constructor(ledger: LedgerImpl, requestId: string, backendId: string, promptTokens: number, reservedTokens: number) {
-    this.#ledger = ledger
+  constructor(book: BackendBook, options: LedgerOptions, requestId: string, backendId: string, promptTokens: number, reservedTokens: number) {
+    this.#book = book
+    this.#options = options
     this.requestId = requestId
     this.backendId = backendId
     this.promptTokens = promptTokens
-    this.reservedTokens = reservedTokens
+    this.#reserved = reservedTokens
+    book.live.add(this)
+    book.reserved += reservedTokens
+    book.outstanding += reservedTokens
   }
 
+  get reservedTokens(): number {
+    return this.#reserved
+  }
+  get generatedTokens(): number {
+    return this.#generated
+  }
+  get visibleTokens(): number {
+    return this.#visible
+  }
   get outstandingTokens(): number {
-    return Math.max(0, this.reservedTokens - this.visibleTokens)
+    return Math.max(0, this.#reserved - this.#visible)
+  }
+  get started(): boolean {
+    return this.#started
+  }
+  get released(): boolean {
+    return this.#released
   }
 
   markStarted(): void {
-    this.started = true
+    if (!this.#released) this.#started = true
   }
 
   addGenerated(n: number): void {
-    if (this.released || !(n > 0)) return
-    this.generatedTokens += n
-    const held = this.promptTokens + this.generatedTokens
-    if (held > this.reservedTokens) this.#ledger.update(this, () => (this.reservedTokens = held))
+    if (this.#released || !(n > 0)) return
+    this.#generated += n
+    const held = this.promptTokens + this.#generated
+    if (held <= this.#reserved) return
+    // Outgrew the prediction: grow so the ledger never counts less than the request holds.
+    const outstandingBefore = this.outstandingTokens
+    this.#book.reserved += held - this.#reserved
+    this.#reserved = held
+    this.#book.outstanding += this.outstandingTokens - outstandingBefore
+    this.#options.onChange?.()
   }
 
   release(reason: string): boolean {
-    if (this.released) return false
-    this.#ledger.remove(this, reason)
+    if (this.#released) return false
+    this.#released = true
+    const book = this.#book
+    book.reserved -= this.#reserved
+    book.outstanding -= this.outstandingTokens
+    book.live.delete(this)
+    // vLLM frees a finished request's blocks; the next poll shows that, so it leaves the pending marks.
+    for (const snapshot of book.pending.values()) snapshot.delete(this)
+    this.#options.onRelease?.(this, reason)
+    this.#options.onChange?.()
     return true
+  }
+
+  /** What the backend must hold for this request now, if it is known to hold anything (see beginPoll). */
+  heldNow(): number | undefined {
+    return this.#started ? this.promptTokens + this.#generated : undefined
+  }
+
+  /** A completed poll saw `visible` tokens of it; visibility only moves forward. */
+  reconcile(visible: number): void {
+    if (this.#released || visible <= this.#visible) return
+    const outstandingBefore = this.outstandingTokens
+    this.#visible = visible
+    this.#book.outstanding += this.outstandingTokens - outstandingBefore
   }
 }
 
 class LedgerImpl implements Ledger {
   readonly #books = new Map<string, BackendBook>()
-  readonly #onChange: (() => void) | undefined
-  readonly #onRelease: ((reservation: Reservation, reason: string) => void) | undefined
+  readonly #options: LedgerOptions
 
   constructor(options: LedgerOptions) {
-    this.#onChange = options.onChange
-    this.#onRelease = options.onRelease
+    this.#options = options
   }
 
   #book(backendId: string): BackendBook {
@@ -172,36 +221,9 @@ class LedgerImpl implements Ledger {
   reserve(input: { backendId: string; requestId: string; promptTokens: number; predictedOutputTokens: number }): Reservation {
     const prompt = Math.max(0, Math.ceil(input.promptTokens))
     const predicted = Math.max(0, Math.ceil(input.predictedOutputTokens))
-    const reservation = new ReservationImpl(this, input.requestId, input.backendId, prompt, prompt + predicted)
-    const book = this.#book(input.backendId)
-    book.live.add(reservation)
-    book.reserved += reservation.reservedTokens
-    book.outstanding += reservation.outstandingTokens
-    this.#onChange?.()
+    const reservation = new ReservationImpl(this.#book(input.backendId), this.#options, input.requestId, input.backendId, prompt, prompt + predicted)
+    this.#options.onChange?.()
     return reservation
-  }
-
-  /** Apply a change to one reservation and carry its effect into the backend's totals. */
-  update(reservation: ReservationImpl, change: () => void): void {
-    const book = this.#book(reservation.backendId)
-    const reservedBefore = reservation.reservedTokens
-    const outstandingBefore = reservation.outstandingTokens
-    change()
-    book.reserved += reservation.reservedTokens - reservedBefore
-    book.outstanding += reservation.outstandingTokens - outstandingBefore
-    this.#onChange?.()
-  }
-
-  remove(reservation: ReservationImpl, reason: string): void {
-    const book = this.#book(reservation.backendId)
-    book.reserved -= reservation.reservedTokens
-    book.outstanding -= reservation.outstandingTokens
-    reservation.released = true
-    book.live.delete(reservation)
-    // A released request's blocks are freed by vLLM; the next poll shows it, so it drops out of pending marks.
-    for (const snapshot of book.pending.values()) snapshot.delete(reservation)
-    this.#onRelease?.(reservation, reason)
-    this.#onChange?.()
   }
 
   #sum(pick: (book: BackendBook) => number, backendId?: string): number {
@@ -255,7 +277,8 @@ class LedgerImpl implements Ledger {
     const snapshot = new Map<ReservationImpl, number>()
     for (const r of book.live) {
       // Only a started request is known to hold blocks; a not-yet-started one may still be queued in vLLM.
-      if (r.started) snapshot.set(r, r.promptTokens + r.generatedTokens)
+      const held = r.heldNow()
+      if (held !== undefined) snapshot.set(r, held)
     }
     book.pending.set(seq, snapshot)
     // Failed polls never complete; forget their marks so a flapping backend cannot grow this map.
@@ -279,16 +302,9 @@ class LedgerImpl implements Ledger {
     }
     if (mark.seq <= book.completedSeq) return
     book.completedSeq = mark.seq
-    let outstandingDelta = 0
-    for (const [r, visible] of snapshot) {
-      // Reservations absent from the snapshot keep their earlier visible part; it only grows for live ones.
-      if (r.released || visible <= r.visibleTokens) continue
-      const before = r.outstandingTokens
-      r.visibleTokens = visible
-      outstandingDelta += r.outstandingTokens - before
-    }
-    book.outstanding += outstandingDelta
-    this.#onChange?.()
+    // Reservations absent from the snapshot (not started then) keep their earlier visible part.
+    for (const [r, visible] of snapshot) r.reconcile(visible)
+    this.#options.onChange?.()
   }
 
   audit(): { reservedTokens: number; outstandingTokens: number; liveCount: number } {
