@@ -93,8 +93,9 @@ export function waterFill(total: number, users: readonly WaterFillUser[]): Map<s
  * it can burst back without waiting for a recompute) while the heavy users get what it leaves.
  * A user's static `tokensPerMinute`, if configured, caps its dynamic quota; `requestsPerMinute` holds too.
  *
- * The capacity estimate only moves down while someone is waiting: when nobody waits, the served rate
- * measures demand, not capacity, and an idle night must not shrink tomorrow's quotas.
+ * The capacity estimate only moves down while a head waits for KV (then the served rate is the capacity);
+ * while heads wait only for their quotas it probes up each interval, and while nothing waits it only rises
+ * (see onTick).
  */
 export function createDynamicTpmPolicy(context: PolicyContext): Policy {
   const options = parseDynamicTpmOptions(context.options)
@@ -239,17 +240,30 @@ export function createDynamicTpmPolicy(context: PolicyContext): Policy {
     onTick(atMs, sample) {
       latestMs = Math.max(latestMs, atMs)
       const served = sample.servedTokensPerMinute
+      const due = atMs - lastRecomputeMs >= options.intervalMs
+      // Which regime the backends are in decides what the served rate says about capacity:
+      // - a head waits for KV (a ready user is backlogged): the KV is the bottleneck, the served rate *is* the
+      //   capacity, and the average follows it both ways;
+      // - heads wait, but only for their quotas (every backlogged user is parked): the quotas are the
+      //   bottleneck and the served rate understates the capacity. It may only raise the estimate, and each
+      //   interval the estimate probes up by the margin (multiplicative increase) until a head waits for KV.
+      //   Letting it fall here would spiral: lower quotas, less served, lower quotas;
+      // - nothing waits: the served rate measures demand, not capacity; it may only raise the estimate, so a
+      //   quiet night does not shrink the morning's quotas.
+      const kvBound = order.readyUsers > 0
+      const quotaBound = order.backlog.users > 0 && !kvBound
       if (Number.isFinite(served) && served >= 0) {
         if (capacityTokensPerMinute === undefined) {
           if (served > 0) capacityTokensPerMinute = served
-        } else if (order.backlog.users > 0 || served > capacityTokensPerMinute) {
+        } else if (kvBound || served > capacityTokensPerMinute) {
           const dtMs = lastTickMs === undefined ? options.intervalMs : Math.max(0, atMs - lastTickMs)
           const alpha = options.halfLifeMs === 0 ? 1 : 1 - Math.pow(2, -dtMs / options.halfLifeMs)
           capacityTokensPerMinute += alpha * (served - capacityTokensPerMinute)
         }
       }
+      if (due && quotaBound && capacityTokensPerMinute !== undefined) capacityTokensPerMinute *= 1 + options.probeRatio
       lastTickMs = atMs
-      if (dirty || atMs - lastRecomputeMs >= options.intervalMs) recompute(atMs)
+      if (dirty || due) recompute(atMs)
     },
     rateLimits(user, nowMs) {
       return ledger.rateLimits(user.name, nowMs, {

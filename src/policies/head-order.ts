@@ -61,6 +61,11 @@ export class HeadOrder {
     return change
   }
 
+  /** Backlogged users not parked: their heads wait for KV, not for a quota. */
+  get readyUsers(): number {
+    return this.#ready.size
+  }
+
   /** Hold `user` back (after every ready user) until `untilMs`. */
   park(user: string, untilMs: number): void {
     const head = this.backlog.head(user)

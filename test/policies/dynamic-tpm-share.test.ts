@@ -122,4 +122,35 @@ describe('dynamic-tpm: measured capacity divided among active users', () => {
       expect(() => createDynamicTpmPolicy({ users: [], options })).toThrow(`policy.options.${field}`)
     }
   })
+
+  it('probes its capacity estimate up while heads wait only for their quotas, and follows the served rate once they wait for KV', () => {
+    const policy = createDynamicTpmPolicy({ users: [a], options: { probeRatio: 0.1, intervalMs: 1_000, halfLifeMs: 1_000 } })
+    const makeRequest = createRequestFactory()
+    const first = makeRequest(a, 0, 500, 500)
+    policy.onEnqueue(first, 0)
+    policy.onTick(0, { servedTokensPerMinute: 1_000 })
+    expect(quotas(policy, 0).a).toBeCloseTo(1_100)
+    policy.onAdmit(first, 0)
+    const held = makeRequest(a, 1, 500, 500)
+    policy.onEnqueue(held, 1)
+    // The quota holds the head (parked): the quotas, not the KV, are the bottleneck.
+    expect(policy.checkQuota(held, 1).allowed).toBe(false)
+    let t = 0
+    for (let i = 0; i < 5; i++) {
+      t += 1_000
+      policy.onTick(t, { servedTokensPerMinute: 1_000 })
+      for (const _ of policy.candidates(t)) policy.checkQuota(held, t) // the dispatcher re-checks and re-parks
+    }
+    // 1.1^5 ≈ 1.61: the estimate grew by the margin every interval instead of following the held-down rate.
+    expect(quotas(policy, t).a).toBeGreaterThan(1_100 * 1.6)
+    // Once the head fits its quota it waits for KV (ready): the served rate is the capacity again.
+    policy.onRemove(held, t)
+    const kvBound = makeRequest(a, t, 1, 1)
+    policy.onEnqueue(kvBound, t)
+    for (let i = 0; i < 10; i++) {
+      t += 1_000
+      policy.onTick(t, { servedTokensPerMinute: 1_000 })
+    }
+    expect(quotas(policy, t).a).toBeLessThan(1_200)
+  })
 })
