@@ -16,7 +16,7 @@ export const MAX_RETRY_AFTER_MS = 60_000 // 60 seconds
 /** Go-style duration as OpenAI's `x-ratelimit-reset-*` headers and messages use it: `20ms`, `9.8s`, `6m0s`, `1h2m3s`. */
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms) || ms <= 0) return '0s'
-  if (ms < 1_000) return `${Math.ceil(ms)}ms`
+  if (Math.ceil(ms) < 1_000) return `${Math.ceil(ms)}ms`
   const totalSeconds = Math.round(ms / 100) / 10 // one decimal, like "9.8s"
   const hours = Math.floor(totalSeconds / 3600)
   const minutes = Math.floor((totalSeconds - hours * 3600) / 60)

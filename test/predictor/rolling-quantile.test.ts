@@ -56,3 +56,16 @@ describe('predictor: rolling quantile of completion lengths', () => {
     expect(() => createPredictor({ ...options, minSamples: 11 })).toThrow(RangeError)
   })
 })
+
+describe('predictor: bounded memory', () => {
+  it('forgets the least recently observed model past maxModels (names come from clients)', () => {
+    const p = createPredictor({ ...options, minSamples: 1, maxModels: 2 })
+    p.observe('a', 0, 11)
+    p.observe('b', 0, 22)
+    p.observe('a', 0, 11) // a is the most recent now
+    p.observe('c', 0, 33) // evicts b
+    expect(p.stats().map((s) => s.model).sort()).toEqual(['a', 'c'])
+    expect(p.predict('b', undefined)).toBe(256)
+    expect(p.predict('a', undefined)).toBe(11)
+  })
+})
