@@ -140,8 +140,9 @@ function policyProblems(config: KvgateConfig): string[] {
     factory({ users: config.users.map((u) => toPolicyUser(u.name, u)), options: config.policy.options })
     return []
   } catch (err) {
-    const reason = err instanceof KvgateError || err instanceof Error ? err.message : String(err)
-    return [`policy.options: ${reason}`]
+    // Policies name the field themselves (`policy.options.wOut: …`); anything else gets the section's name.
+    if (err instanceof KvgateError && err.code === errors.invalidPolicyOptions.code) return [err.message]
+    return [`policy.options: ${err instanceof Error ? err.message : String(err)}`]
   }
 }
 

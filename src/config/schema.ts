@@ -98,6 +98,7 @@ export const configSchema = {
         maxQueueLength: { type: 'integer', minimum: 0, default: DEFAULT_MAX_QUEUE_LENGTH },
         earlyReject: { type: 'boolean', default: true },
         maxBypassMs: { type: 'integer', minimum: 0, default: DEFAULT_MAX_BYPASS_MS },
+        exactPromptTokens: { type: 'boolean', default: false },
       },
     },
     predictor: {
@@ -217,6 +218,8 @@ export interface KvgateConfig {
     readonly maxQueueLength: number
     readonly earlyReject: boolean
     readonly maxBypassMs: number
+    /** Count prompts with a backend's `/tokenize` (exact for its tokenizer) instead of the local estimate. */
+    readonly exactPromptTokens: boolean
   }
   readonly predictor: {
     readonly quantile: number

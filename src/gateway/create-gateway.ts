@@ -200,6 +200,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
     current: () => ({ config, identity }),
     backendUrl: (id: string) => backendUrls.get(id),
+    tokenizeBaseUrl: () => pool.pickForPassthrough()?.url,
     nextRequestId: () => `kvg-${requestPrefix}-${++requestSeq}`,
     inFlight,
     tally,

@@ -9,7 +9,13 @@ import type { Identity, IdentityResolver } from '../identity/index.js'
 import type { PolicyUser } from '../policies/index.js'
 import type { GatewayMetrics, RequestOutcome } from '../telemetry/index.js'
 import type { TokenCounter } from '../tokens/index.js'
-import { parseCompletionRequest, upstreamBody, type CompletionKind, type CompletionRequest } from './completion-request.js'
+import {
+  DEFAULT_MODEL_KEY,
+  parseCompletionRequest,
+  upstreamBody,
+  type CompletionKind,
+  type CompletionRequest,
+} from './completion-request.js'
 import { createSseRelay } from './sse-relay.js'
 
 /** What the route hands admission (src/admission's ticket). */
@@ -55,6 +61,8 @@ export interface CompletionRouteDeps {
   /** The config and identity in force now (a reload swaps them between requests). */
   current(): { readonly config: KvgateConfig; readonly identity: IdentityResolver }
   backendUrl(backendId: string): string | undefined
+  /** A usable backend to count a prompt with (`admission.exactPromptTokens`); undefined when none is. */
+  tokenizeBaseUrl(): string | undefined
   nextRequestId(): string
   /** Requests being forwarded, so shutdown can abort them after its grace period. */
   readonly inFlight: Set<AbortController>
@@ -220,6 +228,7 @@ export function createCompletionHandler(deps: CompletionRouteDeps, kind: Complet
         log({ outcome: 'invalid_request', status: error.statusCode, errorCode: error.code })
         return
       }
+      if (config.admission.exactPromptTokens) parsed = await withExactPromptTokens(parsed)
       const request = parsed
       const user = identity
       predictedPerSequence = deps.predictor.predict(request.model, request.maxTokens)
@@ -288,6 +297,38 @@ export function createCompletionHandler(deps: CompletionRouteDeps, kind: Complet
       log({ outcome: 'upstream_error', status: error.statusCode, errorCode: error.code })
     } finally {
       reply.raw.off('close', onClose)
+    }
+
+    /**
+     * The backend's own tokenizer, when configured: the local counter is a stand-in that can be far from a
+     * model's BPE. One extra round trip on loopback or the same network; any failure keeps the estimate,
+     * since a slightly wrong need is better than a refused request.
+     */
+    async function withExactPromptTokens(request: CompletionRequest): Promise<CompletionRequest> {
+      const baseUrl = deps.tokenizeBaseUrl()
+      const prompt = request.body['prompt']
+      const body =
+        request.kind === 'chat'
+          ? { messages: request.body['messages'], add_generation_prompt: true }
+          : typeof prompt === 'string'
+            ? { prompt }
+            : undefined // token ids count themselves; batched prompts would need one call each
+      if (baseUrl === undefined || body === undefined) return request
+      try {
+        const response = await undiciRequest(`${baseUrl}/tokenize`, {
+          method: 'POST',
+          dispatcher: deps.dispatcher,
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(request.model === DEFAULT_MODEL_KEY ? body : { model: request.model, ...body }),
+          signal: AbortSignal.any([abort.signal, AbortSignal.timeout(config.metricsPoll.timeoutMs)]),
+        })
+        const answer = (await response.body.json()) as { count?: unknown }
+        if (response.statusCode !== 200 || typeof answer.count !== 'number') return request
+        // One prompt here, so its n sequences are all the sequences (reserved n times, as the estimate is).
+        return { ...request, promptTokens: answer.count * request.sequences }
+      } catch {
+        return request
+      }
     }
 
     async function forward(request: CompletionRequest, admission: AdmittedRequest): Promise<Ending> {

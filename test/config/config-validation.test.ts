@@ -30,6 +30,7 @@ describe('config validation', () => {
       maxQueueLength: 10000,
       earlyReject: true,
       maxBypassMs: 2000,
+      exactPromptTokens: false,
     })
     expect(config.predictor).toEqual({ quantile: 0.9, windowSize: 1000, coldStartOutputTokens: 256, minSamples: 20 })
     expect(config.identity.order).toEqual(['apiKey', 'header', 'body'])

@@ -190,6 +190,37 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
     await models.body.dump()
   })
 
+  it('counts the prompt with the backend tokenizer when exactPromptTokens is set, and falls back when it fails', async () => {
+    await start({ admission: { exactPromptTokens: true } })
+    let held: import('node:http').ServerResponse | undefined
+    let tokenizeStatus = 200
+    fake.handler = (req, res) => {
+      if (req.url === '/tokenize') {
+        res.writeHead(tokenizeStatus, { 'content-type': 'application/json' })
+        res.end(JSON.stringify({ count: 1234, max_model_len: 8192, tokens: [] }))
+        return
+      }
+      held = res // keep the request in flight so its reservation can be read
+    }
+    const reservedPrompt = async (): Promise<number> => {
+      const pending = postJson(`${url}/v1/chat/completions`, chat({ model: 'fake', n: 2 }))
+      await until(() => held)
+      const debug = (await (await request(`${url}/debug/reservations`)).body.json()) as { reservations: { promptTokens: number }[] }
+      held?.writeHead(200, { 'content-type': 'application/json' })
+      held?.end('{"object":"chat.completion","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}')
+      held = undefined
+      expect((await pending).status).toBe(200)
+      return debug.reservations[0]?.promptTokens ?? -1
+    }
+    expect(await reservedPrompt()).toBe(1234 * 2)
+    const tokenizeCall = fake.received.find((r) => r.url === '/tokenize')
+    expect(JSON.parse(tokenizeCall?.body ?? '{}')).toMatchObject({ model: 'fake', add_generation_prompt: true })
+
+    tokenizeStatus = 500
+    // "hello there" as the local counter sees it: 1 role marker + 2 words + the generation prompt, twice.
+    expect(await reservedPrompt()).toBe(4 * 2)
+  })
+
   it('passes other vLLM routes through without the client key or identity header', async () => {
     await start()
     fake.handler = (req, res) => {
