@@ -100,22 +100,6 @@ export function waterFill(total: number, users: readonly WaterFillUser[]): Map<s
 export function createDynamicTpmPolicy(context: PolicyContext): Policy {
   const options = parseDynamicTpmOptions(context.options)
   const ledger = new QuotaLedger()
-  // The clock's latest reading, for ranking between events (the rank reads the sliding window).
-  let latestMs = 0
-  /**
-   * Users are tried in order of how much of their quota the last minute used (least first), not in FIFO
-   * order: quotas add up to more than the capacity (the probe margin, and the guaranteed share a light
-   * user keeps), so under KV contention it is the order that decides who gets the shortfall, and it
-   * should go to whoever is furthest below their share. Ranks refresh on the user's own events and at
-   * every recompute, so the sliding window's expiry is reflected within `intervalMs`.
-   */
-  const order = new HeadOrder((name) => {
-    const user = users.get(name)
-    const quota = user === undefined ? undefined : quotaFor(user)
-    const used = ledger.usedTokens(name, latestMs)
-    const weight = user === undefined ? 1 : weightOf(user)
-    return quota === undefined || quota <= 0 ? used / weight : used / quota
-  })
   const users = new Map<string, PolicyUser>(context.users.map((u) => [u.name, u]))
   const configured = new Set(users.keys())
   const lastSeenMs = new Map<string, number>()
@@ -148,6 +132,23 @@ export function createDynamicTpmPolicy(context: PolicyContext): Policy {
     const w = weightOf(user)
     return capByStatic(user, Math.max(options.minTokensPerMinute, (total * w) / (activeWeight + w)))
   }
+
+  // The clock's latest reading, for ranking between events (the rank reads the sliding window).
+  let latestMs = 0
+  /**
+   * Users are tried in order of how much of their quota the last minute used (least first), not in FIFO
+   * order: quotas add up to more than the capacity (the probe margin, and the guaranteed share a light
+   * user keeps), so under KV contention it is the order that decides who gets the shortfall, and it
+   * should go to whoever is furthest below their share. Ranks refresh on the user's own events and at
+   * every recompute, so the sliding window's expiry is reflected within `intervalMs`.
+   */
+  const order = new HeadOrder((name) => {
+    const user = users.get(name)
+    const quota = user === undefined ? undefined : quotaFor(user)
+    const used = ledger.usedTokens(name, latestMs)
+    const weight = user === undefined ? 1 : weightOf(user)
+    return quota === undefined || quota <= 0 ? used / weight : used / quota
+  })
 
   const recompute = (nowMs: number): void => {
     lastRecomputeMs = nowMs
