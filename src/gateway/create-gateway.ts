@@ -45,6 +45,8 @@ const COMPLETION_PATHS = new Set(['/v1/chat/completions', '/v1/completions'])
 
 // Sections a reload cannot change in a running gateway (sockets, pollers and queues are built from them).
 const RESTART_ONLY_SECTIONS = ['server', 'backends', 'metricsPoll', 'predictor'] as const
+// The admission queue's own tuning, fixed when it is built; the deadline fields are read per request.
+const RESTART_ONLY_ADMISSION_FIELDS = ['headroomRatio', 'deadlineTickMs', 'maxQueueLength', 'earlyReject', 'maxBypassMs'] as const
 
 function buildPolicy(config: KvgateConfig, identity: IdentityResolver): Policy {
   const factory = policyFactories[config.policy.name]
@@ -299,8 +301,13 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     reload(next) {
       const previous = config
       const nextIdentity = createIdentityResolver(next)
+      // A new policy starts with fresh state (VTC counters, TPM windows): only rebuild it when what it was
+      // built from changed, so adding an API key does not reset everyone's fairness history.
       const policyChanged =
-        !same(previous.policy, next.policy) || !same(previous.users, next.users) || !same(previous.defaultUser, next.defaultUser) || !same(previous.identity, next.identity)
+        !same(previous.policy, next.policy) ||
+        !same(previous.users, next.users) ||
+        !same(previous.defaultUser, next.defaultUser) ||
+        previous.identity.anonymousUser !== next.identity.anonymousUser
       if (policyChanged) {
         const nextPolicy = buildPolicy(next, nextIdentity)
         admission.setPolicy(nextPolicy)
@@ -310,11 +317,10 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       config = next
       // Only a logger kvgate made follows telemetry.logLevel; a caller's (or a disabled one) stays as given.
       if (options.logger === undefined) logger.level = next.telemetry.logLevel
-      const needsRestart = RESTART_ONLY_SECTIONS.filter((section) => !same(previous[section], next[section]))
-      const admissionTuningChanged = ['headroomRatio', 'deadlineTickMs', 'maxQueueLength', 'earlyReject', 'maxBypassMs'].some(
-        (key) => !same(previous.admission[key as keyof KvgateConfig['admission']], next.admission[key as keyof KvgateConfig['admission']]),
-      )
-      if (admissionTuningChanged) needsRestart.push('admission' as never)
+      const needsRestart: string[] = RESTART_ONLY_SECTIONS.filter((section) => !same(previous[section], next[section]))
+      for (const field of RESTART_ONLY_ADMISSION_FIELDS) {
+        if (previous.admission[field] !== next.admission[field]) needsRestart.push(`admission.${field}`)
+      }
       logger.info(
         { policy: next.policy.name, policyRebuilt: policyChanged, users: next.users.length, queued: admission.queueDepth() },
         'config reloaded',
