@@ -125,6 +125,12 @@ export interface AdmissionController {
   dispatch(): void
   /** Reload: queued requests move to the new policy in arrival order; admitted ones settle with the old. */
   setPolicy(policy: Policy): void
+  /**
+   * Reload admission tuning in place: queued requests keep their place and their deadlines (a new default
+   * deadline applies to new requests, which the caller sets per ticket). A shorter queue bound rejects no one
+   * already queued; it refuses new requests until the queue is below it.
+   */
+  configure(tuning: Partial<AdmissionTuning>): void
   queueDepth(): number
   queued(): QueuedInfo[]
   stats(): AdmissionStats
@@ -133,6 +139,9 @@ export interface AdmissionController {
   /** Reject everything queued with shutting_down and stop the tick; later submits are refused the same way. */
   close(): void
 }
+
+/** The options a reload may change in place (`configure`). */
+export type AdmissionTuning = Pick<AdmissionControllerOptions, 'headroomRatio' | 'deadlineTickMs' | 'maxQueueLength' | 'earlyReject' | 'maxBypassMs'>
 
 export interface AdmissionControllerOptions {
   clock: Clock
@@ -260,14 +269,14 @@ interface BestBackend {
 }
 
 class AdmissionControllerImpl implements AdmissionController {
-  readonly #options: AdmissionControllerOptions
+  #options: AdmissionControllerOptions
   readonly #clock: Clock
   readonly #ledger: Ledger
   #policy: Policy
   readonly #queues = new Map<string, UserQueue>()
   readonly #heap = new DeadlineHeap<QueueItem>()
   readonly #drain: DrainRate
-  readonly #tick: TimerHandle
+  #tick: TimerHandle
   #seq = 0
   #depth = 0
   #queuedNeedTokens = 0
@@ -284,10 +293,7 @@ class AdmissionControllerImpl implements AdmissionController {
   #dispatchAgain = false
 
   constructor(options: AdmissionControllerOptions) {
-    if (!(options.headroomRatio >= 0 && options.headroomRatio < 1)) throw new RangeError('headroomRatio must be in [0, 1)')
-    if (!(options.deadlineTickMs > 0)) throw new RangeError('deadlineTickMs must be > 0')
-    if (!(options.maxQueueLength >= 0)) throw new RangeError('maxQueueLength must be ≥ 0')
-    if (!(options.maxBypassMs >= 0)) throw new RangeError('maxBypassMs must be ≥ 0')
+    validateTuning(options)
     this.#options = options
     this.#clock = options.clock
     this.#ledger = options.ledger
@@ -745,6 +751,20 @@ class AdmissionControllerImpl implements AdmissionController {
     return items.sort((a, b) => a.seq - b.seq)
   }
 
+  configure(tuning: Partial<AdmissionTuning>): void {
+    const next = { ...this.#options, ...tuning }
+    validateTuning(next)
+    const tickChanged = next.deadlineTickMs !== this.#options.deadlineTickMs
+    this.#options = next
+    if (tickChanged && !this.#closed) {
+      this.#clock.clearInterval(this.#tick)
+      this.#tick = this.#clock.setInterval(() => this.#expire(), next.deadlineTickMs)
+      this.#tick.unref?.()
+    }
+    // More headroom or a shorter bypass may change what fits or who goes first; less room admits nothing.
+    this.dispatch()
+  }
+
   setPolicy(policy: Policy): void {
     const now = this.#clock.now()
     for (const item of this.#itemsInArrivalOrder()) {
@@ -801,6 +821,13 @@ class AdmissionControllerImpl implements AdmissionController {
 function needBucket(needTokens: number): number {
   if (needTokens < 1) return 0
   return needTokens >= 2 ** 32 ? 33 : 32 - Math.clz32(needTokens)
+}
+
+function validateTuning(tuning: AdmissionTuning): void {
+  if (!(tuning.headroomRatio >= 0 && tuning.headroomRatio < 1)) throw new RangeError('headroomRatio must be in [0, 1)')
+  if (!(tuning.deadlineTickMs > 0)) throw new RangeError('deadlineTickMs must be > 0')
+  if (!(tuning.maxQueueLength >= 0)) throw new RangeError('maxQueueLength must be ≥ 0')
+  if (!(tuning.maxBypassMs >= 0)) throw new RangeError('maxBypassMs must be ≥ 0')
 }
 
 function positiveWeight(weight: number): number {

@@ -6,6 +6,7 @@ export type {
   AdmissionOutcome,
   AdmissionStats,
   AdmissionTicket,
+  AdmissionTuning,
   BackendCapacity,
   QueuedInfo,
 } from './admission-controller.js'

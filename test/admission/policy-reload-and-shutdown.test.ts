@@ -70,3 +70,34 @@ describe('admission: policy reload and shutdown', () => {
     expect(h.ledger.liveCount()).toBe(0)
   })
 })
+
+describe('admission: tuning reloaded in place', () => {
+  it('configure() changes headroom, bypass, queue bound and the tick without touching queued requests', async () => {
+    const h = createHarness({ capacities: [1_000], headroomRatio: 0.5, maxQueueLength: 10, deadlineTickMs: 50 })
+    const a = h.submit({ id: 'a', promptTokens: 300, predictedOutputTokens: 0, deadlineMs: 60_000 })
+    const b = h.submit({ id: 'b', promptTokens: 300, predictedOutputTokens: 0, deadlineMs: 60_000 })
+    await settle()
+    expect([a.status, b.status]).toEqual(['admitted', 'pending']) // room 1000 − 500 − 300 = 200
+    h.controller.configure({ headroomRatio: 0.1 }) // room 1000 − 100 − 300 = 600: b fits now
+    await settle()
+    expect(b.status).toBe('admitted')
+
+    h.controller.configure({ maxQueueLength: 1 })
+    h.submit({ id: 'c', promptTokens: 400, predictedOutputTokens: 0, deadlineMs: 60_000 })
+    const d = h.submit({ id: 'd', promptTokens: 400, predictedOutputTokens: 0, deadlineMs: 60_000 })
+    await settle()
+    expect(d.error?.code).toBe('queue_full')
+
+    h.controller.configure({ deadlineTickMs: 1_000, maxQueueLength: 10 })
+    expect(h.clock.pendingTimers()).toBe(1) // the old tick is gone
+    const e = h.submit({ id: 'e', user: user('eve'), promptTokens: 400, predictedOutputTokens: 0, deadlineMs: 100 })
+    h.clock.advance(999)
+    await settle()
+    expect(e.status).toBe('pending') // past its deadline, but nothing rang the dispatcher and the tick is slow
+    h.clock.advance(1)
+    await settle()
+    expect(e.error?.code).toBe('queue_deadline_exceeded')
+
+    expect(() => h.controller.configure({ headroomRatio: 1 })).toThrow(RangeError)
+  })
+})
