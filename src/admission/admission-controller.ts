@@ -25,9 +25,12 @@ import { DrainRate, formatDuration, rejectionHeaders } from './retry-after.js'
  * so a large request is delayed by small ones at most `maxBypassMs` (0 = strict head-of-line, as in the VTC
  * artifact). A head that cannot fit on any usable backend even when empty never blocks others.
  *
- * Cost per decision: the dispatcher tries at most `MAX_CANDIDATES_PER_DECISION` users; every structure it
- * touches (per-user deque, deadline heap, running totals) is O(1) or O(log n), so a decision with 10,000
- * queued requests costs about what it costs with 10.
+ * Cost per decision: the dispatcher tries at most `MAX_CANDIDATES_PER_DECISION` users (so policies should
+ * yield quota-blocked users after ready ones, as the built-in ones do), skips the scan altogether when the room
+ * is below the smallest queued need (an O(1) bound kept per power of two), and every structure it touches
+ * (per-user intrusive lists, the deadline heap, running totals) is O(1) or O(log n): a decision with 10,000
+ * queued requests costs about what it costs with 10, and nothing ever walks the whole queue except the debug
+ * listing `queued()`, a reload and shutdown.
  */
 
 export interface BackendCapacity {
