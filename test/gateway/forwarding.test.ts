@@ -72,6 +72,35 @@ describe('forwarding through kvgate to the emulator', () => {
     expect(((await debug.body.json()) as { reservations: unknown[] }).reservations).toEqual([])
   })
 
+  it('exports every metric of the contract, with units in the names', async () => {
+    const text = await scrape(stack.url)
+    const names = [
+      'kvgate_requests_total',
+      'kvgate_admissions_total',
+      'kvgate_queue_depth',
+      'kvgate_queue_wait_seconds',
+      'kvgate_ledger_reserved_tokens',
+      'kvgate_ledger_reservations',
+      'kvgate_backend_capacity_tokens',
+      'kvgate_backend_used_tokens',
+      'kvgate_backend_kv_usage_ratio',
+      'kvgate_backend_metrics_age_seconds',
+      'kvgate_backend_up',
+      'kvgate_backend_poll_errors_total',
+      'kvgate_predictor_output_tokens',
+      'kvgate_predictor_coverage_ratio',
+      'kvgate_predictor_over_reservation_ratio',
+      'kvgate_ttft_seconds',
+      'kvgate_request_duration_seconds',
+      'kvgate_tokens_served_total',
+      // kvgate_policy_virtual_tokens and kvgate_policy_quota_tokens_per_minute have series only under vtc / tpm.
+    ]
+    for (const name of names) expect(text, name).toContain(`# TYPE ${name} `)
+    expect(metricValue(text, 'kvgate_predictor_output_tokens{model="kvgate-sim"}')).toBeGreaterThan(0)
+    expect(text).toMatch(/kvgate_ttft_seconds_count\{user="anonymous"\} 2/)
+    expect(text).toMatch(/kvgate_queue_wait_seconds_count\{result="admitted"\} 3/)
+  })
+
   it('answers /health 200 while a backend is usable', async () => {
     const response = await request(`${stack.url}/health`)
     expect(response.statusCode).toBe(200)

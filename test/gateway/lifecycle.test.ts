@@ -88,6 +88,8 @@ describe('gateway lifecycle', () => {
     const text = await scrape(url)
     expect(metricValue(text, 'kvgate_requests_total{outcome="completed",user="alice"}')).toBe(3)
     expect(metricValue(text, 'kvgate_requests_total{outcome="completed",user="carol"}')).toBe(1)
+    // The new policy's state is what the policy gauges show.
+    expect(metricValue(text, 'kvgate_policy_virtual_tokens{user="alice"}')).toBeGreaterThan(0)
     expect(gateway!.ledgerReservedTokens()).toBe(0)
   })
 
