@@ -290,6 +290,8 @@ class AdmissionControllerImpl implements AdmissionController {
    * common case right after the one request that fitted took the room.
    */
   readonly #needBuckets = new Uint32Array(34)
+  /** Lowest non-empty bucket (34 = none); raised lazily when that bucket empties. */
+  #minNeedBucket = 34
   #kvBound = false
   #closed = false
   #dispatching = false
@@ -450,7 +452,9 @@ class AdmissionControllerImpl implements AdmissionController {
     queue.tail = item
     queue.size++
     queue.needTokens += item.needTokens
-    this.#needBuckets[needBucket(item.needTokens)]!++
+    const bucket = needBucket(item.needTokens)
+    this.#needBuckets[bucket]!++
+    if (bucket < this.#minNeedBucket) this.#minNeedBucket = bucket
     this.#heap.push(item)
     this.#depth++
     this.#queuedNeedTokens += item.needTokens
@@ -469,7 +473,10 @@ class AdmissionControllerImpl implements AdmissionController {
     item.next = undefined
     queue.size--
     queue.needTokens -= item.needTokens
-    this.#needBuckets[needBucket(item.needTokens)]!--
+    const bucket = needBucket(item.needTokens)
+    if (--this.#needBuckets[bucket]! === 0 && bucket === this.#minNeedBucket) {
+      while (this.#minNeedBucket < 34 && this.#needBuckets[this.#minNeedBucket] === 0) this.#minNeedBucket++
+    }
     if (queue.size === 0) {
       this.#activeWeight -= queue.weight
       // Forget idle users so the map is bounded by users with waiting requests.
@@ -622,10 +629,8 @@ class AdmissionControllerImpl implements AdmissionController {
 
   /** A lower bound on the smallest need in the queue (0 if some request needs under 1 token). */
   #smallestNeedBound(): number {
-    for (let b = 0; b < this.#needBuckets.length; b++) {
-      if (this.#needBuckets[b] !== 0) return b === 0 ? 0 : 2 ** (b - 1)
-    }
-    return Number.POSITIVE_INFINITY
+    const b = this.#minNeedBucket
+    return b >= 34 ? Number.POSITIVE_INFINITY : b === 0 ? 0 : 2 ** (b - 1)
   }
 
   #admit(item: QueueItem, backendId: string, now: number): void {
