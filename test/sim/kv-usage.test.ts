@@ -6,7 +6,7 @@ import { promptOf, scrape, stream, valueOf, waitFor } from './support.js'
 describe('KV cache usage', () => {
   let sim: SimHandle
   beforeAll(async () => {
-    sim = await startSim({ numGpuBlocks: 1001, blockSize: 16, speed: 50, enablePrefixCaching: false })
+    sim = await startSim({ numGpuBlocks: 1001, blockSize: 16, speed: 5, enablePrefixCaching: false })
   })
   afterAll(async () => {
     await sim.close()
