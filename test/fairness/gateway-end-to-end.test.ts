@@ -40,23 +40,48 @@ const whenAll = async (clients: FairnessClients, users: string[], minTokens: num
   }
 }
 
-/** Run two backlogged users, 1:10 outstanding, for `runMs` real ms after both are served; service from then. */
-async function twoUsers(policy: string, runMs: number) {
-  stack = await startE2eStack({ speed: SPEED, policy, users: [{ name: 'light' }, { name: 'heavy' }] })
-  const clients = new FairnessClients(stack, { light: 1, heavy: 1 })
-  clients.closedLoop('light', 6)
-  clients.closedLoop('heavy', 60)
-  await whenAll(clients, ['light', 'heavy'], 1, 15_000)
+const whenAny = async (clients: FairnessClients, users: string[], timeoutMs: number) => {
+  const deadline = Date.now() + timeoutMs
+  while (users.every((u) => (clients.service.get(u) ?? 0) === 0)) {
+    if (Date.now() > deadline) throw new Error('nobody was served')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+/**
+ * Run backlogged users with the given numbers of requests outstanding for `runMs` real ms after all are
+ * served; service is counted from then. Returns the largest max−min spread over samples and Jain's index.
+ */
+async function backlogged(policy: string, outstanding: Readonly<Record<string, number>>, runMs: number) {
+  const names = Object.keys(outstanding)
+  stack = await startE2eStack({ speed: SPEED, policy, users: names.map((name) => ({ name })) })
+  const clients = new FairnessClients(stack, Object.fromEntries(names.map((n) => [n, 1])))
+  for (const name of names) clients.closedLoop(name, outstanding[name] ?? 1)
+  // Measure from once the KV is full (someone has been served for a moment), not from when everyone has:
+  // under fifo the users with few requests outstanding may wait a long time for their first token.
+  await whenAny(clients, names, 15_000)
+  await new Promise((resolve) => setTimeout(resolve, 500))
   const base = new Map(clients.service)
   clients.sample(100)
   await new Promise((resolve) => setTimeout(resolve, runMs))
   await clients.stop()
   const gained = (s: ReadonlyMap<string, number>, u: string) => (s.get(u) ?? 0) - (base.get(u) ?? 0)
-  const difference = Math.max(...clients.samples.map((s) => Math.abs(gained(s.service, 'light') - gained(s.service, 'heavy'))))
-  const final = ['light', 'heavy'].map((u) => gained(clients.service, u))
+  const difference = Math.max(
+    ...clients.samples.map((s) => {
+      const values = names.map((u) => gained(s.service, u))
+      return Math.max(...values) - Math.min(...values)
+    }),
+  )
+  const final = names.map((u) => gained(clients.service, u))
   await stack.close()
   stack = undefined
-  return { difference, jain: jainIndex(final), light: final[0] ?? 0, heavy: final[1] ?? 0 }
+  return { difference, jain: jainIndex(final), final }
+}
+
+/** Two backlogged users, 6 and 60 requests outstanding (1:10). */
+async function twoUsers(policy: string, runMs: number) {
+  const { difference, jain, final } = await backlogged(policy, { light: 6, heavy: 60 }, runMs)
+  return { difference, jain, light: final[0] ?? 0, heavy: final[1] ?? 0 }
 }
 
 describe('fairness end to end: gateway + emulator', () => {
@@ -75,6 +100,26 @@ describe('fairness end to end: gateway + emulator', () => {
     expect(vtc.jain).toBeGreaterThan(0.95)
     expect(fifo.difference).toBeGreaterThan(BOUND)
     expect(fifo.jain).toBeLessThan(0.8)
+  })
+
+  it('ten backlogged users, 2 to 20 requests outstanding: vtc keeps every pair within the bound', async () => {
+    const outstanding = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`u${i + 1}`, 2 * (i + 1)]))
+    const fifo = await backlogged('fifo', outstanding, 3_000)
+    const vtc = await backlogged('vtc', outstanding, 3_000)
+    printTable(
+      `gateway + emulator (speed ${SPEED}): 10 backlogged users, 2..20 outstanding, 3 s; vtc bound ${Math.round(BOUND)}`,
+      ['policy', 'least served', 'most served', 'max service difference (max−min)', "Jain's index"],
+      [
+        ['fifo', Math.min(...fifo.final), Math.max(...fifo.final), fifo.difference, fifo.jain],
+        ['vtc', Math.min(...vtc.final), Math.max(...vtc.final), vtc.difference, vtc.jain],
+      ],
+    )
+    expect(vtc.difference).toBeLessThanOrEqual(BOUND)
+    // 3 s is ~2–3 requests per user under vtc: Jain's index moves by a request's worth.
+    expect(vtc.jain).toBeGreaterThan(0.9)
+    expect(fifo.jain).toBeLessThan(0.7)
+    expect(fifo.difference).toBeGreaterThan(2 * vtc.difference)
+    await compareFifoAndVtc('end-to-end file')
   })
 
   it('vtc weights 2:1 give a 2:1 service ratio within 10%', async () => {
