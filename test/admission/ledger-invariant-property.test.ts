@@ -42,6 +42,7 @@ async function run(seed: number, overshoot: boolean, policyName = 'fifo'): Promi
     deadlineTickMs: 50,
   })
   const clients: Client[] = []
+  const deadlines = new Map<string, number>()
   const pick = <T>(items: T[]): T | undefined => (items.length === 0 ? undefined : items[randomInt(random, 0, items.length - 1)])
   const streaming = (): Client[] => clients.filter((c) => c.tracked.status === 'admitted' && c.tracked.admission?.finished === false)
 
@@ -53,12 +54,14 @@ async function run(seed: number, overshoot: boolean, policyName = 'fifo'): Promi
       const abort = new AbortController()
       const promptTokens = randomInt(random, 1, 800)
       const id = `r${step}`
+      const deadlineMs = randomInt(random, 50, 3_000)
+      deadlines.set(id, deadlineMs)
       const tracked = h.submit({
         id,
         user: users[randomInt(random, 0, 7)]!,
         promptTokens,
         predictedOutputTokens: predicted,
-        deadlineMs: randomInt(random, 50, 3_000),
+        deadlineMs,
         signal: abort.signal,
       })
       clients.push({ id, tracked, abort, promptTokens, outputTokens, generated: 0, started: false })
@@ -124,6 +127,16 @@ async function run(seed: number, overshoot: boolean, policyName = 'fifo'): Promi
   expect(h.ledger.reservedTokens()).toBe(0)
   expect(h.ledger.liveCount()).toBe(0)
   expect(h.ledger.list()).toEqual([])
+
+  // Deadlines hold: nothing admitted after its deadline, and every deadline rejection within one tick of it.
+  for (const e of h.events) {
+    const deadlineMs = deadlines.get(e.id)!
+    if (e.kind === 'admitted') expect(e.waitedMs, e.id).toBeLessThan(deadlineMs)
+    if (e.outcome === 'rejected_deadline') {
+      expect(e.waitedMs, e.id).toBeGreaterThanOrEqual(deadlineMs)
+      expect(e.waitedMs, e.id).toBeLessThanOrEqual(deadlineMs + 50)
+    }
+  }
 
   // Every request ended exactly once: admitted then finished, or rejected, or cancelled.
   const byId = new Map<string, string[]>()
