@@ -50,7 +50,7 @@ const parseOptions = createOptionsParser<DynamicTpmOptions>('dynamic-tpm', {
     },
     minTokensPerMinute: { type: 'number', minimum: 0, default: DYNAMIC_TPM_DEFAULTS.minTokensPerMinute },
   },
-} as never)
+})
 
 export function parseDynamicTpmOptions(raw: unknown): DynamicTpmOptions {
   return parseOptions(raw)

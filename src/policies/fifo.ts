@@ -7,7 +7,7 @@ const parseOptions = createOptionsParser<Record<string, never>>('fifo', {
   type: 'object',
   additionalProperties: false,
   required: [],
-} as never)
+})
 
 /**
  * First come, first served across all users: the user whose head arrived first goes first. No quotas and

@@ -1,4 +1,4 @@
-import { Ajv, type ErrorObject, type JSONSchemaType } from 'ajv'
+import { Ajv, type ErrorObject, type SchemaObject } from 'ajv'
 import { errors } from '../errors/index.js'
 
 // One validator instance for all policies; it holds compiled schemas only, no per-call state.
@@ -19,8 +19,10 @@ function describe(policy: string, error: ErrorObject): string {
  * in, or throws `errors.invalidPolicyOptions` naming every bad field as `policy.options.FIELD`. The input is
  * cloned first because config hands policies deep-frozen objects and ajv writes defaults in place.
  */
-export function createOptionsParser<T>(policy: string, schema: JSONSchemaType<T>): (raw: unknown) => T {
-  const validate = ajv.compile(schema)
+// The schema is a plain JSON Schema object rather than ajv's JSONSchemaType<T>: that type cannot express
+// readonly fields or `number | null` without casts at every call site, and the tests pin the parsed shapes.
+export function createOptionsParser<T>(policy: string, schema: SchemaObject): (raw: unknown) => T {
+  const validate = ajv.compile<T>(schema)
   return (raw) => {
     const data = structuredClone(raw ?? {}) as unknown
     if (!validate(data)) {

@@ -9,7 +9,7 @@ const parseOptions = createOptionsParser<Record<string, never>>('tpm', {
   type: 'object',
   additionalProperties: false,
   required: [],
-} as never)
+})
 
 /** How often windows of users idle for a minute are dropped (ms). */
 const PRUNE_EVERY_MS = 10_000 // 10 seconds

@@ -31,7 +31,7 @@ const parseOptions = createOptionsParser<VtcOptions>('vtc', {
     wOut: { type: 'number', minimum: 0, default: VTC_DEFAULTS.wOut },
     predictive: { type: 'boolean', default: VTC_DEFAULTS.predictive },
   },
-} as never)
+})
 
 export function parseVtcOptions(raw: unknown): VtcOptions {
   const options = parseOptions(raw)
