@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { Command, InvalidArgumentError } from 'commander'
 import { createConfigWatcher, loadConfig, type ConfigOverrides } from '../config/index.js'
 import { KvgateError } from '../errors/index.js'
-import { createGateway } from './create-gateway.js'
+import { createGateway, type Gateway } from './create-gateway.js'
 
 const DEFAULT_CONFIG_PATH = 'config/kvgate.yaml'
 
@@ -64,9 +64,18 @@ export function createServeCommand(): Command {
         return
       }
 
-      const gateway = await createGateway({ config })
+      let gateway: Gateway | undefined
+      try {
+        gateway = await createGateway({ config })
+        await gateway.listen()
+      } catch (err) {
+        // A taken port or an emulator that cannot start: say so plainly and leave nothing running.
+        process.stderr.write(`kvgate serve: cannot start: ${err instanceof Error ? err.message : String(err)}\n`)
+        await gateway?.close().catch(() => undefined)
+        process.exitCode = 1
+        return
+      }
       const { logger } = gateway
-      await gateway.listen()
       logger.info({ config: path ?? '(defaults)', policy: config.policy.name }, 'config loaded')
 
       const watcher =
