@@ -163,7 +163,9 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
       backend.metrics = metrics
       backend.lastSuccessMs = clock.now()
       backend.failing = false
-      backend.lastError = undefined
+      // Up but unusable without a capacity: say why, so the operator knows which setting is missing.
+      backend.lastError =
+        capacityOf(backend) > 0 ? undefined : 'KV capacity unknown: no vllm:cache_config_info; set backends[].capacityTokens'
       const total = metrics.promptTokensTotal + metrics.generationTokensTotal
       const last = backend.counters.at(-1)
       // A counter that went down means vLLM restarted: the old samples describe another process.

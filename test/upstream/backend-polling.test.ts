@@ -116,6 +116,16 @@ describe('backend polling', () => {
     expect(pool.capacities()).toEqual([{ id: 'vllm-0', capacityTokens: 1000, usedTokens: 500, usable: true }])
   })
 
+  it('stays out of admission, saying why, when vLLM exports no capacity and none is configured', async () => {
+    const page = vllmPage({ usage: 0.1 }).replace(/^vllm:cache_config_info.*$/m, '')
+    const url = await startMetricsServer({ body: page, status: 200 })
+    const config = parseConfig({ backends: [{ url }] })
+    pool = createBackendPool({ backends: config.backends, poll: config.metricsPoll, clock: createManualClock() })
+    await pool.pollOnce()
+    expect(pool.states()[0]).toMatchObject({ up: true, usable: false, capacityTokens: 0 })
+    expect(pool.states()[0]?.lastError).toContain('capacityTokens')
+  })
+
   it('marks an unreachable backend down', async () => {
     const config = parseConfig({ backends: [{ url: 'http://127.0.0.1:9' }], metricsPoll: { timeoutMs: 200 } })
     pool = createBackendPool({ backends: config.backends, poll: config.metricsPoll, clock: createManualClock() })
