@@ -269,6 +269,8 @@ interface BestBackend {
   maxUsableTokens: number
   /** The same among all backends with a known capacity, usable or not: the most a request can ever need. */
   maxKnownTokens: number
+  /** Room summed over usable backends (negative rooms count as 0): what the queue can take now, anywhere. */
+  totalRoomTokens: number
 }
 
 class AdmissionControllerImpl implements AdmissionController {
@@ -531,6 +533,7 @@ class AdmissionControllerImpl implements AdmissionController {
     let best: BestBackend | undefined
     let maxUsableTokens = 0
     let maxKnownTokens = 0
+    let totalRoomTokens = 0
     for (const backend of this.#options.backends()) {
       if (!(backend.capacityTokens > 0)) continue
       const headroom = this.#options.headroomRatio * backend.capacityTokens
@@ -538,11 +541,15 @@ class AdmissionControllerImpl implements AdmissionController {
       if (!backend.usable) continue
       maxUsableTokens = Math.max(maxUsableTokens, backend.capacityTokens - headroom)
       const room = backend.capacityTokens - backend.usedTokens - headroom - this.#ledger.outstandingTokens(backend.id)
-      if (best === undefined || room > best.roomTokens) best = { id: backend.id, roomTokens: room, maxUsableTokens: 0, maxKnownTokens: 0 }
+      totalRoomTokens += Math.max(0, room)
+      if (best === undefined || room > best.roomTokens) {
+        best = { id: backend.id, roomTokens: room, maxUsableTokens: 0, maxKnownTokens: 0, totalRoomTokens: 0 }
+      }
     }
     if (best !== undefined) {
       best.maxUsableTokens = maxUsableTokens
       best.maxKnownTokens = maxKnownTokens
+      best.totalRoomTokens = totalRoomTokens
     }
     return best
   }
@@ -717,7 +724,7 @@ class AdmissionControllerImpl implements AdmissionController {
 
   /**
    * Predicted wait for `needTokens` at the back of `queue`'s user: the tokens that will be admitted before it,
-   * minus the room there is now, divided by the measured drain rate.
+   * minus the room there is now on all usable backends, divided by the measured drain rate.
    *
    * Tokens ahead are the smaller of two views: FIFO's (everything queued) and a weighted fair share's (the
    * user's own queue scaled by the active weight over the user's weight — under VTC or fair TPM the others
@@ -731,8 +738,8 @@ class AdmissionControllerImpl implements AdmissionController {
     const activeWeight = this.#activeWeight + (queue.size === 0 && !alreadyQueued ? queue.weight : 0)
     const fairAhead = ((queue.needTokens + extra) * activeWeight) / queue.weight
     const ahead = Math.min(fifoAhead, fairAhead)
-    const best = this.#bestBackend()
-    const room = best === undefined ? 0 : Math.max(0, best.roomTokens)
+    // The tokens ahead can go to any usable backend, so all their room counts.
+    const room = this.#bestBackend()?.totalRoomTokens ?? 0
     const shortfall = ahead - room
     if (shortfall <= 0) return 0
     let rate = this.#drain.tokensPerMs(now)

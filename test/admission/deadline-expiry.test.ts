@@ -115,6 +115,19 @@ describe('admission: the deadline tick answers 429 with an honest retry-after (f
     expect(waiting.error?.headers['retry-after']).toBe('5')
   })
 
+  it('counts the room on every usable backend in the predicted wait', async () => {
+    const h = createHarness({ capacities: [1_000, 1_000] })
+    h.submit({ id: 'r0', promptTokens: 700, predictedOutputTokens: 0 })
+    h.submit({ id: 'r1', promptTokens: 700, predictedOutputTokens: 0 })
+    await settle()
+    // 300 free on each: 500 tokens fit nowhere at once, but the queue ahead of a retry can use both.
+    expect(h.controller.predictWaitMs(user('x'), 500)).toBe(0)
+    // 800 ahead − 600 room = 200 tokens at the cold rate (2 × 1,000 tokens per 10 s): 1 s.
+    expect(h.controller.predictWaitMs(user('x'), 800)).toBe(1_000)
+    h.backends[1]!.usable = false
+    expect(h.controller.predictWaitMs(user('x'), 500)).toBe(2_000) // 200 tokens at 1,000 per 10 s
+  })
+
   it('answers quota_exceeded when the policy still holds the user back at the deadline, with x-ratelimit-*', async () => {
     const limits = { limitTokens: 1_000, remainingTokens: 0, resetTokensMs: 360_000, limitRequests: 10, remainingRequests: 3, resetRequestsMs: 1_500 }
     const base = fifo()
