@@ -101,6 +101,19 @@ describe('forwarding through kvgate to the emulator', () => {
     expect(text).toMatch(/kvgate_queue_wait_seconds_count\{result="admitted"\} 3/)
   })
 
+  it('passes vLLM routes that need no admission through to the emulator', async () => {
+    const version = await request(`${stack.url}/version`)
+    expect(await version.body.json()).toHaveProperty('version')
+    const models = (await (await request(`${stack.url}/v1/models`)).body.json()) as { object: string; data: { id: string }[] }
+    expect(models.object).toBe('list')
+    expect(models.data[0]?.id).toBe('kvgate-sim')
+    const tokenized = await postJson(`${stack.url}/tokenize`, { prompt: promptOf(7) })
+    const { count, tokens } = JSON.parse(tokenized.text) as { count: number; tokens: number[] }
+    expect(count).toBe(7)
+    const detokenized = await postJson(`${stack.url}/detokenize`, { tokens })
+    expect(JSON.parse(detokenized.text)).toEqual({ prompt: promptOf(7) })
+  })
+
   it('answers /health 200 while a backend is usable', async () => {
     const response = await request(`${stack.url}/health`)
     expect(response.statusCode).toBe(200)
