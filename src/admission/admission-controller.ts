@@ -1,7 +1,7 @@
 import type { Clock, TimerHandle } from '../core/index.js'
 import { errors, type KvgateError } from '../errors/index.js'
 import type { Ledger, Reservation } from '../ledger/index.js'
-import type { Policy, PolicyRequest, PolicyUser, QuotaDecision, RateLimitState } from '../policies/index.js'
+import type { Policy, PolicyRequest, PolicyUser, QuotaDecision } from '../policies/index.js'
 import { DeadlineHeap } from './deadline-heap.js'
 import { DrainRate, formatDuration, rejectionHeaders } from './retry-after.js'
 
