@@ -89,6 +89,7 @@ export interface ClientRecord {
   readonly sentMs: number
   /** On the stack's clock; undefined if no token came (429, abort). */
   firstTokenMs: number | undefined
+  lastTokenMs: number | undefined
   tokens: number
   status: number
 }
@@ -174,7 +175,7 @@ export class FairnessClients {
   async #one(user: string): Promise<void> {
     const clock = this.#stack.clock
     const weight = this.#weights.get(user) ?? 1
-    const record: ClientRecord = { user, sentMs: clock.now(), firstTokenMs: undefined, tokens: 0, status: 0 }
+    const record: ClientRecord = { user, sentMs: clock.now(), firstTokenMs: undefined, lastTokenMs: undefined, tokens: 0, status: 0 }
     this.records.push(record)
     try {
       const response = await request(`${this.#stack.url}/v1/chat/completions`, {
@@ -209,6 +210,7 @@ export class FairnessClients {
             this.#add(user, (this.#wIn * E2E.promptTokens) / weight)
           }
           record.tokens++
+          record.lastTokenMs = clock.now()
           this.#add(user, this.#wOut / weight)
         }
       }
