@@ -2,11 +2,11 @@
  * How much one emulator process sustains at --speed 1: streamed tokens per second, concurrent streams, CPU
  * and memory per running request. Prints figures for docs/benchmarks.md ("## Emulator").
  *
- *   npx tsx bench/sim-throughput.ts [--streams 1000] [--duration-s 20] [--warmup-s 8] [--clients 2]
+ *   npm run build && npx tsx bench/sim-throughput.ts [--streams 1000] [--duration-s 20] [--warmup-s 8] [--clients 2]
  *                                   [--prompt-tokens 100] [--output-tokens 1000] [--step-fixed-ms 5]
- *                                   [--running-seq-ms 0.02]
+ *                                   [--running-seq-ms 0.02] [--sim-entry auto|dist|tsx]
  *
- * The emulator runs as `kvgate sim` in its own process (`node --import tsx src/cli.ts sim`), so its CPU and
+ * The emulator runs as `kvgate sim` in its own process (`node dist/cli.js sim`), so its CPU and
  * RSS are read from /proc alone; the load comes from `--clients` child processes, each holding its share of
  * the streams open in a closed loop (a finished stream is replaced at once). Tokens/s is read from the
  * emulator's own `vllm:generation_tokens_total` over the measured window and cross-checked against the SSE
@@ -17,7 +17,7 @@
  * keep up, steps run late and the measured rate falls below the modelled one; both are printed.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -37,6 +37,8 @@ const { values: args } = parseArgs({
     'output-tokens': { type: 'string', default: '1000' },
     'step-fixed-ms': { type: 'string', default: '5' },
     'running-seq-ms': { type: 'string', default: '0.02' },
+    // auto: dist/cli.js when built, else src/cli.ts under tsx.
+    'sim-entry': { type: 'string', default: 'auto' },
     // Internal: this script re-runs itself as a load client.
     role: { type: 'string', default: 'main' },
     url: { type: 'string', default: '' },
@@ -76,6 +78,13 @@ async function scrapeValues(url: string): Promise<Record<string, number>> {
     if (match && !line.includes('_bucket')) out[match[1]!] = (out[match[1]!] ?? 0) + Number(match[2])
   }
   return out
+}
+
+/** The emulator's heap in use after a full collection (it runs with --expose-gc). */
+async function heapUsed(url: string): Promise<number> {
+  const res = await request(`${url}/sim/state?gc=1`)
+  const state = (await res.body.json()) as { memory: { heapUsed: number; external: number } }
+  return state.memory.heapUsed + state.memory.external
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -145,8 +154,13 @@ async function main(): Promise<void> {
   )
   const port = await freePort()
   const url = `http://127.0.0.1:${port}`
-  const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
-  const sim = spawn(process.execPath, ['--import', 'tsx', cli, 'sim', '--port', String(port), '--config', config, '--log-level', 'warn'], {
+  // The emulator runs compiled (`npm run build` → dist/): under tsx, esbuild's keepNames wraps every closure
+  // created at run time in a `__name()` call, which costs CPU per request that a real deployment never pays.
+  const compiled = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
+  const useCompiled = args['sim-entry'] === 'dist' || (args['sim-entry'] === 'auto' && existsSync(compiled))
+  const entry = useCompiled ? [compiled] : ['--import', 'tsx', fileURLToPath(new URL('../src/cli.ts', import.meta.url))]
+  if (!useCompiled) console.warn('dist/cli.js not found: running the emulator under tsx (run `npm run build` first for real figures)')
+  const sim = spawn(process.execPath, ['--expose-gc', ...entry, 'sim', '--port', String(port), '--config', config, '--log-level', 'warn'], {
     stdio: ['ignore', 'inherit', 'inherit'],
   })
   const children: ChildProcess[] = [sim]
@@ -166,6 +180,7 @@ async function main(): Promise<void> {
       }
     }
     const idleRss = rssBytes(sim.pid!)
+    const idleHeap = await heapUsed(url)
 
     const received: Array<{ events: number; errors: number }> = []
     for (let c = 0; c < clients; c++) {
@@ -202,6 +217,8 @@ async function main(): Promise<void> {
       await sleep(1000)
       samples.push(await sample())
     }
+    const loadedHeap = await heapUsed(url)
+    const runningAtHeap = (await scrapeValues(url))['vllm:num_requests_running'] ?? 0
     const first = samples[0]!
     const last = samples.at(-1)!
     const elapsedS = (last.atMs - first.atMs) / 1000
@@ -222,7 +239,8 @@ async function main(): Promise<void> {
       ['modelled tokens/s (streams / step time)', ((streams / modelledStepMs) * 1000).toFixed(0)],
       ['emulator CPU (cores)', cpu.toFixed(2)],
       ['emulator RSS idle / loaded (MiB)', `${(idleRss / 2 ** 20).toFixed(0)} / ${(peakRss / 2 ** 20).toFixed(0)}`],
-      ['memory per running request (KiB)', (((peakRss - idleRss) / Math.max(1, meanRunning)) / 1024).toFixed(1)],
+      ['memory per running request, RSS (KiB)', (((peakRss - idleRss) / Math.max(1, meanRunning)) / 1024).toFixed(1)],
+      ['memory per running request, heap after GC (KiB)', (((loadedHeap - idleHeap) / Math.max(1, runningAtHeap)) / 1024).toFixed(1)],
       ['client errors', String(errors)],
       ['window (s)', elapsedS.toFixed(1)],
     ]

@@ -41,6 +41,8 @@ interface SimFlags {
   faultLatencySpikeMs?: number
   faultErrorRate?: number
   faultStreamCutRate?: number
+  faultStreamErrorRate?: number
+  faultEngineDead?: boolean
   faultMetricsUnavailable?: boolean
   faultMetricsDelayMs?: number
   dieAfterMs?: number
@@ -55,6 +57,8 @@ export function simOptionsFromFlags(flags: SimFlags): SimOptions {
   if (flags.faultLatencySpikeMs !== undefined) faults.latencySpikeMs = flags.faultLatencySpikeMs
   if (flags.faultErrorRate !== undefined) faults.errorRate = flags.faultErrorRate
   if (flags.faultStreamCutRate !== undefined) faults.streamCutRate = flags.faultStreamCutRate
+  if (flags.faultStreamErrorRate !== undefined) faults.streamErrorRate = flags.faultStreamErrorRate
+  if (flags.faultEngineDead !== undefined) faults.engineDead = flags.faultEngineDead
   if (flags.faultMetricsUnavailable !== undefined) faults.metricsUnavailable = flags.faultMetricsUnavailable
   if (flags.faultMetricsDelayMs !== undefined) faults.metricsDelayMs = flags.faultMetricsDelayMs
   if (flags.dieAfterMs !== undefined) faults.dieAfterMs = flags.dieAfterMs
@@ -90,6 +94,8 @@ export function createSimCommand(): Command {
     .option('--fault-latency-spike-ms <ms>', 'how long a stalled step stalls', number('--fault-latency-spike-ms'))
     .option('--fault-error-rate <p>', 'share of requests answered 500', number('--fault-error-rate'))
     .option('--fault-stream-cut-rate <p>', 'share of streams cut mid-way', number('--fault-stream-cut-rate'))
+    .option('--fault-stream-error-rate <p>', 'share of streams ending mid-way with an SSE error event', number('--fault-stream-error-rate'))
+    .option('--fault-engine-dead', '/health answers 503 and generation 500')
     .option('--fault-metrics-unavailable', '/metrics answers 500')
     .option('--fault-metrics-delay-ms <ms>', '/metrics answers this late', number('--fault-metrics-delay-ms'))
     .option('--die-after-ms <ms>', 'exit with status 1 this long after start', number('--die-after-ms'))

@@ -14,6 +14,8 @@ export const faultConfigSchema = {
     latencySpikeMs: { type: 'number', minimum: 0 },
     errorRate: { type: 'number', minimum: 0, maximum: 1 },
     streamCutRate: { type: 'number', minimum: 0, maximum: 1 },
+    streamErrorRate: { type: 'number', minimum: 0, maximum: 1 },
+    engineDead: { type: 'boolean' },
     metricsUnavailable: { type: 'boolean' },
     metricsDelayMs: { type: 'number', minimum: 0 },
     dieAfterMs: { type: ['number', 'null'], minimum: 0 },

@@ -49,6 +49,13 @@ export interface FaultConfig {
   errorRate: number
   /** Share of streams whose connection is cut mid-way (after half their tokens), without `[DONE]`. */
   streamCutRate: number
+  /**
+   * Share of streams that fail mid-way (after half their tokens) the way vLLM reports an error once the
+   * stream has started: on the HTTP 200, `data: {"error": {…}}` then `data: [DONE]`.
+   */
+  streamErrorRate: number
+  /** The engine is dead: `GET /health` answers 503 and generation requests 500, as vLLM after an engine crash. */
+  engineDead: boolean
   /** `/metrics` answers `500`. */
   metricsUnavailable: boolean
   /** `/metrics` answers after this many emulated ms (real ms at speed 1), to trip a poller's timeout. */
@@ -62,6 +69,8 @@ export const DEFAULT_FAULTS: Readonly<FaultConfig> = Object.freeze({
   latencySpikeMs: 0,
   errorRate: 0,
   streamCutRate: 0,
+  streamErrorRate: 0,
+  engineDead: false,
   metricsUnavailable: false,
   metricsDelayMs: 0,
   dieAfterMs: null,

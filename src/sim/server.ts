@@ -242,6 +242,7 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
       })
     }
     const targetTokens = body.ignore_eos === true ? maxTokens : Math.min(maxTokens, Math.max(minTokens, sampleLength()))
+    if (faults.engineDead) throw errors.internal(['injected fault: the engine is dead (EngineDeadError)'])
     if (faults.errorRate > 0 && faultRandom.next() < faults.errorRate) {
       throw errors.internal(['injected fault: the engine failed this request'])
     }
@@ -250,13 +251,15 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
     const request = { kind, id, created, promptIds: ids, promptTokens, maxTokens, targetTokens }
     if (body.stream === true) {
       const streamOptions = body.stream_options ?? null
-      const cutAfter =
-        faults.streamCutRate > 0 && faultRandom.next() < faults.streamCutRate ? Math.max(1, Math.floor(targetTokens / 2)) : 0
+      const halfway = Math.max(1, Math.floor(targetTokens / 2))
+      const cutAfter = faults.streamCutRate > 0 && faultRandom.next() < faults.streamCutRate ? halfway : 0
+      const errorAfter = faults.streamErrorRate > 0 && faultRandom.next() < faults.streamErrorRate ? halfway : 0
       reply.hijack()
       streamGeneration(reply.raw, request, {
         includeUsage: streamOptions !== null && streamOptions.include_usage !== false,
         continuousUsage: streamOptions !== null && streamOptions.continuous_usage_stats === true,
         cutAfter,
+        errorAfter,
       })
       return reply
     }
@@ -279,7 +282,7 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
   const streamGeneration = (
     res: ServerResponse,
     req: GenerationRequest,
-    stream: { includeUsage: boolean; continuousUsage: boolean; cutAfter: number },
+    stream: { includeUsage: boolean; continuousUsage: boolean; cutAfter: number; errorAfter: number },
   ): void => {
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
@@ -313,6 +316,15 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
             chunk += `${head}"delta":{"content":${JSON.stringify(text)}},"logprobs":null,"finish_reason":${finish}${last ? ',"stop_reason":null' : ''}}]${usageTail(n)}`
           } else {
             chunk = `${head}{"index":0,"text":${JSON.stringify(text)},"logprobs":null,"finish_reason":${finish},"stop_reason":null}]${usageTail(n)}`
+          }
+          if (stream.errorAfter > 0 && n >= stream.errorAfter && !last) {
+            // Injected fault: the engine fails after the stream started; vLLM can no longer change the
+            // status, so it sends an error event and ends the stream properly.
+            done = true
+            engineRequest?.abort('error')
+            const error = errors.internal(['injected fault: the engine failed mid-stream'])
+            res.end(`${chunk}data: ${JSON.stringify(vllmErrorBody(error))}\n\ndata: [DONE]\n\n`)
+            return
           }
           if (stream.cutAfter > 0 && n >= stream.cutAfter && !last) {
             // Injected fault: the connection drops mid-stream, as when a server process dies. The chunk is
@@ -409,7 +421,8 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
     handleGeneration('completion', request.body as CompletionBody, reply),
   )
 
-  app.get('/health', async (_request, reply) => reply.status(200).send())
+  // vLLM answers 200 with an empty body, or 503 once its engine has died.
+  app.get('/health', async (_request, reply) => reply.status(faults.engineDead ? 503 : 200).send())
   app.get('/version', async () => ({ version: EMULATED_VLLM_VERSION }))
   app.get('/v1/models', async () => ({
     object: 'list',
@@ -504,7 +517,14 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
     faults = { ...faults, ...parseFaults(request.body ?? {}) }
     return faults
   })
-  app.get('/sim/state', async () => engine.state())
+  // Engine state plus the process's memory, for benchmarks and debugging; `?gc=1` collects garbage first
+  // when the process runs with --expose-gc, so heap figures compare across samples.
+  app.get('/sim/state', async (request) => {
+    const gc = (globalThis as { gc?: () => void }).gc
+    if ((request.query as { gc?: string }).gc === '1' && gc !== undefined) gc()
+    const { rss, heapUsed, external, arrayBuffers } = process.memoryUsage()
+    return { ...engine.state(), memory: { rss, heapUsed, external, arrayBuffers } }
+  })
 
   const address = await app.listen({ port: config.port, host: config.host })
   const port = new URL(address).port ? Number(new URL(address).port) : config.port

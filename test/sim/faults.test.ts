@@ -38,6 +38,33 @@ describe('fault injection', () => {
     await waitFor(() => sim!.engineState().usedBlocks === 0 && sim!.engineState().running === 0, 5_000, 'blocks to be freed')
   })
 
+  it('streamErrorRate 1 ends streams mid-way with vLLM\'s error event and [DONE] on the 200', async () => {
+    sim = await startSim({ speed: 100, faults: { streamErrorRate: 1 } })
+    const result = await stream(`${sim.url}/v1/chat/completions`, {
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 20,
+      ignore_eos: true,
+      stream: true,
+    })
+    expect(result.status).toBe(200)
+    expect(result.done).toBe(true)
+    const last = result.events.at(-1)!
+    expect(last).toEqual({ error: { message: expect.any(String), type: 'InternalServerError', param: null, code: 500 } })
+    const contentChunks = result.events.filter((e) => (e.choices as Array<{ delta: { content?: string } }> | undefined)?.[0]?.delta.content)
+    expect(contentChunks).toHaveLength(10)
+    await waitFor(() => sim!.engineState().usedBlocks === 0, 5_000, 'blocks to be freed')
+  })
+
+  it('engineDead makes /health 503 and generation 500 until cleared', async () => {
+    sim = await startSim({ speed: 100 })
+    sim.setFaults({ engineDead: true })
+    expect((await request(`${sim.url}/health`)).statusCode).toBe(503)
+    expect((await postJson(`${sim.url}/v1/completions`, { prompt: 'hi' })).status).toBe(500)
+    sim.setFaults({ engineDead: false })
+    expect((await request(`${sim.url}/health`)).statusCode).toBe(200)
+    expect((await postJson(`${sim.url}/v1/completions`, { prompt: 'hi' })).status).toBe(200)
+  })
+
   it('switches /metrics to 500 and back at run time through POST /sim/faults', async () => {
     sim = await startSim({ speed: 100 })
     const on = await postJson(`${sim.url}/sim/faults`, { metricsUnavailable: true })
