@@ -97,6 +97,26 @@ describe('fairness: service difference of continuously backlogged users', () => 
     expect(differences.get('fifo')).toBeGreaterThan(20 * (differences.get('vtc') ?? 0))
   })
 
+  it("vtc without prediction (the paper's base VTC) also stays within the paper's bound", async () => {
+    const names = ['light', 'heavy']
+    const run = await runFairness({
+      policy: 'vtc',
+      policyOptions: { predictive: false },
+      users: workload(names, [REFERENCE.lightRatePerSecond, REFERENCE.heavyRatePerSecond]),
+      capacityTokens: REFERENCE.capacityTokens,
+      durationMs: 60_000,
+      seed: 11,
+    })
+    // 2·max(w_in·L_in, w_out·M) = 2·max(200, 2·3,000) = 12,000 (docs/policies.md; not checked against the paper).
+    const paperBound = 2 * Math.max(1 * REFERENCE.promptTokens, 2 * REFERENCE.capacityTokens)
+    const difference = maxServiceDifference(run, names, 2_000)
+    printTable('vtc, predictive: false, reference workload', ['max service difference', "Jain's index", 'bound'], [
+      [difference, jainIndex(serviceSince(run, names, 2_000)), paperBound],
+    ])
+    expect(difference).toBeLessThanOrEqual(paperBound)
+    await compareFifoAndVtc('predictive: false test')
+  })
+
   it('weights 2:1 give a 2:1 service ratio within 10%', async () => {
     const gold: PolicyUser = { name: 'gold', weight: 2 }
     const silver: PolicyUser = { name: 'silver', weight: 1 }
