@@ -84,7 +84,8 @@ const SOURCE_EXTENSION = import.meta.url.endsWith('.ts') ? '.ts' : '.js'
  * it listens and shuts down when the IPC channel closes.
  */
 export async function forkServer(entry: string, options: unknown, execArgv: readonly string[] = []): Promise<ServerProcess> {
-  const path = fileURLToPath(new URL(`${entry}${SOURCE_EXTENSION}`, import.meta.url))
+  // An absolute path runs an entry from another build (the candidate-relay tree, see lib/candidate-build.ts).
+  const path = entry.startsWith('/') ? `${entry}${SOURCE_EXTENSION}` : fileURLToPath(new URL(`${entry}${SOURCE_EXTENSION}`, import.meta.url))
   const child = fork(path, [JSON.stringify(options)], {
     execArgv: [...(SOURCE_EXTENSION === '.ts' ? ['--import', 'tsx'] : []), ...execArgv],
     // The servers' own logs would cost the load client CPU to read; they go to /dev/null, stderr stays visible.

@@ -36,6 +36,8 @@ export interface PerfStackOptions {
   /** Also a bare Node proxy (node:http + undici, nothing else): Node's own floor under kvgate. */
   readonly withBareProxy?: boolean
   readonly metricsPoll?: Readonly<Record<string, number>>
+  /** Root of a build whose src/proxy/sse-relay.js is the candidate relay: adds a `kvgate-fifo+relay` row. */
+  readonly candidateRelayBuild?: string
 }
 
 export async function startPerfStack(options: PerfStackOptions): Promise<PerfStack> {
@@ -67,6 +69,15 @@ export async function startPerfStack(options: PerfStackOptions): Promise<PerfSta
       } catch (error) {
         skipped.push(`kvgate-${policy}: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`)
       }
+    }
+    if (options.candidateRelayBuild !== undefined) {
+      const gateway = await forkServer(`${options.candidateRelayBuild}/bench/perf/lib/gateway-child`, {
+        upstreams: [upstream.url],
+        policy: 'fifo',
+        ...(options.metricsPoll === undefined ? {} : { metricsPoll: options.metricsPoll }),
+      })
+      closers.push(() => gateway.close())
+      targets.push({ name: 'kvgate-fifo+relay', url: gateway.url, proxyPid: gateway.pid })
     }
   } catch (error) {
     await Promise.allSettled(closers.map((close) => close()))
