@@ -289,6 +289,8 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
       'cache-control': 'no-cache',
       connection: 'keep-alive',
     })
+    // Headers go out at once, as from vLLM: a queued request already has its 200 while it waits for a seat.
+    res.flushHeaders()
     const chat = req.kind === 'chat'
     // Every chunk shares this head; building it once keeps a token's cost to one small string concat.
     const head = chat

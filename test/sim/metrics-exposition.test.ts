@@ -1,5 +1,6 @@
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createManualClock } from '../../src/core/index.js'
 import { startSim, type SimHandle } from '../../src/sim/index.js'
 import { promptOf, scrape, stream, valueOf, waitFor } from './support.js'
 
@@ -57,42 +58,49 @@ describe('/metrics exposition', () => {
     expect(info?.labels).toMatchObject({ block_size: '16', num_gpu_blocks: '300', engine: '0', enable_prefix_caching: 'True' })
   })
 
-  it('agrees with engineState() under load and after it', async () => {
-    const requests = Array.from({ length: 24 }, (_, i) =>
-      stream(`${sim.url}/v1/completions`, { prompt: promptOf(400, i), max_tokens: 200, ignore_eos: true, stream: true }),
-    )
-    await waitFor(() => sim.engineState().waiting > 0 && sim.engineState().usedBlocks > 200, 10_000, 'a queue to form')
-    // The scrape happens between these two reads and engine steps may run meanwhile, so the scraped usage
-    // must lie in the band the two reads span, with one step's slack.
-    const before = sim.engineState()
-    const families = await scrape(sim.url)
-    const after = sim.engineState()
-    const running = valueOf(families, 'vllm:num_requests_running')
-    const waiting = valueOf(families, 'vllm:num_requests_waiting')
-    const usage = valueOf(families, 'vllm:kv_cache_usage_perc')
-    expect(running + waiting).toBeLessThanOrEqual(24)
-    expect(running).toBeGreaterThan(0)
-    expect(waiting).toBeGreaterThan(0)
-    const usages = [before, after].map((s) => 1 - s.freeBlocks / (s.numGpuBlocks - 1))
-    expect(usage).toBeGreaterThanOrEqual(Math.min(...usages) - 0.1)
-    expect(usage).toBeLessThanOrEqual(Math.max(...usages) + 0.1)
+  it('agrees exactly with engineState() while a queue forms, preempts and drains (engine on a manual clock)', async () => {
+    // The engine moves only when the test advances its clock, so a scrape and engineState() see the same
+    // instant and must agree exactly.
+    const clock = createManualClock()
+    const frozen = await startSim({ model: 'llama-8b', numGpuBlocks: 300, blockSize: 16 }, { clock })
+    try {
+      const requests = Array.from({ length: 24 }, (_, i) =>
+        stream(`${frozen.url}/v1/completions`, { prompt: promptOf(400, i), max_tokens: 200, ignore_eos: true, stream: true }),
+      )
+      await waitFor(() => frozen.engineState().waiting === 24, 10_000, 'all requests to arrive')
+      const checks: Array<{ waiting: number; running: number; preemptions: number }> = []
+      let done = false
+      void Promise.all(requests).then(() => {
+        done = true
+      })
+      while (!done) {
+        clock.advance(250)
+        const state = frozen.engineState()
+        const families = await scrape(frozen.url)
+        expect(valueOf(families, 'vllm:num_requests_running')).toBe(state.running)
+        expect(valueOf(families, 'vllm:num_requests_waiting')).toBe(state.waiting)
+        expect(valueOf(families, 'vllm:kv_cache_usage_perc')).toBe(1 - state.freeBlocks / (state.numGpuBlocks - 1))
+        expect(valueOf(families, 'vllm:num_preemptions_total')).toBe(state.preemptions)
+        checks.push(state)
+        if (checks.length > 1000) throw new Error('the burst did not finish')
+      }
+      expect(checks.some((c) => c.running > 0 && c.waiting > 0)).toBe(true)
+      expect(checks.at(-1)?.preemptions).toBeGreaterThan(0)
 
-    await Promise.all(requests)
-    await waitFor(() => sim.engineState().running === 0, 5_000, 'the batch to empty')
-    const end = await scrape(sim.url)
-    const state = sim.engineState()
-    expect(valueOf(end, 'vllm:num_requests_running')).toBe(state.running)
-    expect(valueOf(end, 'vllm:num_requests_waiting')).toBe(state.waiting)
-    expect(valueOf(end, 'vllm:kv_cache_usage_perc')).toBe(1 - state.freeBlocks / (state.numGpuBlocks - 1))
-    expect(valueOf(end, 'vllm:num_preemptions_total')).toBe(state.preemptions)
-    expect(valueOf(end, 'vllm:generation_tokens_total')).toBe(24 * 200)
-    expect(valueOf(end, 'vllm:prompt_tokens_total')).toBe(24 * 400)
-    const success = end.get('vllm:request_success_total')?.metrics.find((m) => m.labels?.finished_reason === 'length')
-    expect(Number(success?.value)).toBe(24)
-    const ttft = end.get('vllm:time_to_first_token_seconds')?.metrics[0]?.buckets ?? {}
-    expect(Number(ttft['+Inf'])).toBe(24)
-    const itl = end.get('vllm:inter_token_latency_seconds')?.metrics[0]?.buckets ?? {}
-    expect(Number(itl['+Inf'])).toBe(24 * 199)
+      const end = await scrape(frozen.url)
+      expect(frozen.engineState()).toMatchObject({ running: 0, waiting: 0, usedBlocks: 0 })
+      expect(valueOf(end, 'vllm:kv_cache_usage_perc')).toBe(0)
+      expect(valueOf(end, 'vllm:generation_tokens_total')).toBe(24 * 200)
+      expect(valueOf(end, 'vllm:prompt_tokens_total')).toBe(24 * 400)
+      const success = end.get('vllm:request_success_total')?.metrics.find((m) => m.labels?.finished_reason === 'length')
+      expect(Number(success?.value)).toBe(24)
+      const ttft = end.get('vllm:time_to_first_token_seconds')?.metrics[0]?.buckets ?? {}
+      expect(Number(ttft['+Inf'])).toBe(24)
+      const itl = end.get('vllm:inter_token_latency_seconds')?.metrics[0]?.buckets ?? {}
+      expect(Number(itl['+Inf'])).toBe(24 * 199)
+    } finally {
+      await frozen.close()
+    }
   })
 
   it('--metrics-compat v0 emits vllm:gpu_cache_usage_perc instead', async () => {

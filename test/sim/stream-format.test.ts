@@ -1,4 +1,6 @@
+import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createManualClock } from '../../src/core/index.js'
 import { startSim, type SimHandle } from '../../src/sim/index.js'
 import { promptOf, stream } from './support.js'
 
@@ -117,6 +119,25 @@ describe('streaming format', () => {
       choices: [],
       usage: { prompt_tokens: 10, total_tokens: 13, completion_tokens: 3 },
     })
+  })
+
+  it('sends the 200 and headers before the first token, while the request still waits', async () => {
+    const clock = createManualClock()
+    const frozen = await startSim({}, { clock })
+    try {
+      // The engine never steps (the clock is not advanced), yet the headers arrive.
+      const res = await request(`${frozen.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: 'hi', max_tokens: 2, stream: true }),
+      })
+      expect(res.statusCode).toBe(200)
+      expect(frozen.engineState().waiting).toBe(1)
+      clock.advance(1000)
+      expect(await res.body.text()).toContain('data: [DONE]')
+    } finally {
+      await frozen.close()
+    }
   })
 
   it('answers with text/event-stream', async () => {
