@@ -261,6 +261,9 @@ export function createEngine(options: EngineOptions): Engine {
   const completeStep = (): void => {
     const now = clock.now()
     let anyFinished = false
+    let stepTokens = 0
+    for (const r of inFlight) stepTokens += r.numScheduled
+    if (stepTokens > 0) metrics.iterationTokens.observe(stepTokens)
     for (const r of inFlight) {
       if (r.status !== Status.Running || r.numScheduled === 0) continue // aborted or preempted meanwhile
       r.numComputed += r.numScheduled
@@ -297,6 +300,11 @@ export function createEngine(options: EngineOptions): Engine {
         finish(r, reason)
         anyFinished = true
         metrics.e2eLatency.observe((now - r.arrivalMs) / 1000)
+        metrics.inferenceTime.observe((now - r.firstScheduledMs) / 1000)
+        metrics.requestPromptTokens.observe(r.promptTokens)
+        metrics.requestGenerationTokens.observe(r.output)
+        metrics.requestParamsMaxTokens.observe(r.maxTokens)
+        metrics.requestParamsN.observe(1)
         metrics.decodeTime.observe((now - r.firstTokenMs) / 1000)
         if (r.output > 1) metrics.timePerOutputToken.observe((now - r.firstTokenMs) / 1000 / (r.output - 1))
         r.sink.onFinish(reason)

@@ -120,7 +120,6 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
   const config = resolveSimOptions(validateSimOptions(options))
   const clock = hooks.clock ?? createScaledClock(config.speed)
   const tokenCounter = createWordPieceTokenCounter()
-  const metrics = createSimMetrics()
   let faults: FaultConfig = { ...config.faults }
   // Separate streams so that turning a fault on does not change the output lengths a seed gives.
   const lengthRandom = createSeededRandom(config.seed)
@@ -132,6 +131,7 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
   // context to what fits instead, so a small `--num-gpu-blocks` still serves.
   const kvCapacityTokens = (config.numGpuBlocks - 1) * config.blockSize
   const maxModelLen = Math.min(config.maxModelLen, kvCapacityTokens)
+  const metrics = createSimMetrics(maxModelLen)
 
   const engine = createEngine({
     clock,
@@ -150,7 +150,8 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
     // Arrivals in the same poll phase join one first step; an injected clock keeps its own ordering.
     ...(hooks.clock === undefined ? { defer: (fn: () => void) => setImmediate(fn) } : {}),
   })
-  const startedWall = Math.floor(clock.wallNow() / 1000)
+  const startedWallSeconds = clock.wallNow() / 1000
+  const startedWall = Math.floor(startedWallSeconds)
   const cacheConfig: Record<string, string> = {
     block_size: String(config.blockSize),
     cache_dtype: 'auto',
@@ -509,7 +510,7 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
     const text = renderMetrics(
       metrics,
       { running: state.running, waiting: state.waiting, kvCacheUsage: engine.usage() },
-      { model: config.model, compat: config.metricsCompat, cacheConfig },
+      { model: config.model, compat: config.metricsCompat, cacheConfig, createdSeconds: startedWallSeconds },
     )
     return reply.type('text/plain; version=0.0.4; charset=utf-8').send(text)
   })

@@ -41,6 +41,11 @@ describe('/metrics exposition', () => {
       'vllm:request_queue_time_seconds': 'HISTOGRAM',
       'vllm:request_prefill_time_seconds': 'HISTOGRAM',
       'vllm:request_decode_time_seconds': 'HISTOGRAM',
+      'vllm:request_inference_time_seconds': 'HISTOGRAM',
+      'vllm:request_prompt_tokens': 'HISTOGRAM',
+      'vllm:request_generation_tokens': 'HISTOGRAM',
+      'vllm:request_params_max_tokens': 'HISTOGRAM',
+      'vllm:request_params_n': 'HISTOGRAM',
     }
     for (const [name, type] of Object.entries(types)) expect(families.get(name)?.type, name).toBe(type)
     expect(families.has('vllm:gpu_cache_usage_perc')).toBe(false)
@@ -53,6 +58,15 @@ describe('/metrics exposition', () => {
     for (const name of ['e2e_request_latency', 'request_queue_time', 'request_prefill_time', 'request_decode_time']) {
       expect(Object.keys(families.get(`vllm:${name}_seconds`)?.metrics[0]?.buckets ?? {})).toEqual(LATENCY)
     }
+    expect(families.get('vllm:iteration_tokens_total')?.type).toBe('HISTOGRAM')
+    expect(Object.keys(families.get('vllm:request_prompt_tokens')?.metrics[0]?.buckets ?? {})).toEqual(
+      // 1-2-5 up to max_model_len, here capped to the KV cache: 299 blocks × 16 = 4,784 tokens.
+      ['1.0', '2.0', '5.0', '10.0', '20.0', '50.0', '100.0', '200.0', '500.0', '1000.0', '2000.0', '+Inf'],
+    )
+    // prometheus_client adds a `_created` gauge for every counter and histogram series.
+    expect(families.get('vllm:generation_tokens_created')?.type).toBe('GAUGE')
+    expect(families.get('vllm:request_success_created')?.metrics).toHaveLength(4)
+    expect(Number(families.get('vllm:time_to_first_token_seconds_created')?.metrics[0]?.value)).toBeGreaterThan(1.7e9)
     const info = families.get('vllm:cache_config_info')?.metrics[0]
     expect(info?.value).toBe('1.0')
     expect(info?.labels).toMatchObject({ block_size: '16', num_gpu_blocks: '300', engine: '0', enable_prefix_caching: 'True' })
@@ -101,6 +115,16 @@ describe('/metrics exposition', () => {
     } finally {
       await frozen.close()
     }
+  })
+
+  it('writes labels in alphabetical order and numbers as prometheus_client does', async () => {
+    const text = await (await request(`${sim.url}/metrics`)).body.text()
+    expect(text).toContain('vllm:request_success_total{engine="0",finished_reason="stop",model_name="llama-8b"} ')
+    expect(text).toContain('vllm:time_to_first_token_seconds_bucket{engine="0",le="0.001",model_name="llama-8b"} ')
+    expect(text).toContain('vllm:time_to_first_token_seconds_bucket{engine="0",le="+Inf",model_name="llama-8b"} ')
+    expect(text).toMatch(/^vllm:num_requests_running\{engine="0",model_name="llama-8b"\} 0\.0$/m)
+    // Created timestamps are over a million, so Go's exponent form: 1.7…e+09.
+    expect(text).toMatch(/^vllm:prompt_tokens_created\{engine="0",model_name="llama-8b"\} \d\.\d+e\+09$/m)
   })
 
   it('--metrics-compat v0 emits vllm:gpu_cache_usage_perc instead', async () => {
