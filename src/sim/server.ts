@@ -61,7 +61,9 @@ const samplingProperties = {
   max_tokens: nullableInteger,
   min_tokens: { type: 'integer', minimum: 0 },
   ignore_eos: { type: 'boolean' },
+  // One choice per request: the emulator does not fork sequences.
   n: { type: ['integer', 'null'], minimum: 1, maximum: 1 },
+  priority: { type: ['integer', 'null'] },
 } as const
 
 const chatSchema = {
@@ -104,6 +106,7 @@ interface SamplingBody {
   max_completion_tokens?: number | null
   min_tokens?: number
   ignore_eos?: boolean
+  priority?: number | null
 }
 interface ChatBody extends SamplingBody {
   messages: ChatMessage[]
@@ -211,6 +214,13 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
 
   const handleGeneration = async (kind: Kind, body: ChatBody | CompletionBody, reply: FastifyReply): Promise<unknown> => {
     checkModel(body.model)
+    // vLLM's request validators, in the same words.
+    if (body.stream_options != null && body.stream !== true) {
+      throw errors.invalidRequest(['Stream options can only be defined when `stream=True`.'], { param: 'stream_options' })
+    }
+    if (body.priority != null && body.priority !== 0) {
+      throw errors.invalidRequest([`Got priority ${body.priority} but Priority scheduling is not enabled.`], { param: 'priority' })
+    }
     const ids = promptIds(kind, body)
     const promptTokens = ids.length
     if (promptTokens >= maxModelLen) {

@@ -56,6 +56,17 @@ describe('request errors', () => {
     expect(wrongType.json.error.type).toBe('BadRequestError')
   })
 
+  it('stream_options without stream, and a priority under FCFS scheduling, are 400s as in vLLM', async () => {
+    const options = await postJson(`${sim.url}/v1/completions`, { prompt: 'hi', stream_options: { include_usage: true } })
+    expect(options.status).toBe(400)
+    expect(options.json.error.message).toBe('Stream options can only be defined when `stream=True`.')
+    const priority = await postJson(`${sim.url}/v1/chat/completions`, { messages: [{ role: 'user', content: 'hi' }], priority: 5 })
+    expect(priority.status).toBe(400)
+    expect(priority.json.error.param).toBe('priority')
+    const zero = await postJson(`${sim.url}/v1/completions`, { prompt: 'hi', max_tokens: 1, priority: 0 })
+    expect(zero.status).toBe(200)
+  })
+
   it('an unknown model is a 404', async () => {
     const { status, json } = await postJson(`${sim.url}/v1/completions`, { model: 'gpt-9', prompt: 'hi' })
     expect(status).toBe(404)
