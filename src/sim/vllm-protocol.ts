@@ -1,0 +1,263 @@
+import type { KvgateError } from '../errors/index.js'
+import type { ChatMessage } from '../tokens/index.js'
+
+/**
+ * vLLM's OpenAI-compatible wire format, as `vllm/entrypoints/openai/*` writes it: request schemas, error
+ * bodies, SSE chunks and whole responses. Only the shape lives here; `generation.ts` decides what to send.
+ */
+
+/** The vLLM release whose API and metrics the emulator follows; `GET /version` reports it. */
+export const EMULATED_VLLM_VERSION = '0.11.0'
+
+// vLLM names an error's `type` after the HTTP status's exception class and puts the status in `code`.
+const ERROR_TYPES: Readonly<Record<number, string>> = {
+  400: 'BadRequestError',
+  404: 'NotFoundError',
+  500: 'InternalServerError',
+  503: 'ServiceUnavailableError',
+}
+
+export interface VllmErrorBody {
+  error: { message: string; type: string; param: string | null; code: number }
+}
+
+/** vLLM ≥ 0.10.1's `ErrorResponse`: `{"error": {message, type, param, code}}` with the status as `code`. */
+export function vllmErrorBody(err: KvgateError): VllmErrorBody {
+  return {
+    error: { message: err.message, type: ERROR_TYPES[err.statusCode] ?? 'InternalServerError', param: err.param, code: err.statusCode },
+  }
+}
+
+const nullableInteger = { type: ['integer', 'null'] } as const
+const nullableBoolean = { type: ['boolean', 'null'] } as const
+const nullableString = { type: ['string', 'null'] } as const
+
+const samplingProperties = {
+  model: nullableString,
+  stream: nullableBoolean,
+  stream_options: {
+    type: ['object', 'null'],
+    properties: { include_usage: nullableBoolean, continuous_usage_stats: nullableBoolean },
+  },
+  max_tokens: nullableInteger,
+  min_tokens: { type: 'integer', minimum: 0 },
+  ignore_eos: { type: 'boolean' },
+  // One choice per request: the emulator does not fork sequences.
+  n: { type: ['integer', 'null'], minimum: 1, maximum: 1 },
+  priority: nullableInteger,
+} as const
+
+/** Fastify body schemas: type errors become vLLM's 400 through the error handler. */
+export const chatRequestSchema = {
+  type: 'object',
+  required: ['messages'],
+  properties: {
+    ...samplingProperties,
+    max_completion_tokens: nullableInteger,
+    add_generation_prompt: { type: 'boolean' },
+    messages: {
+      type: 'array',
+      minItems: 1,
+      items: { type: 'object', required: ['role'], properties: { role: { type: 'string' } } },
+    },
+  },
+} as const
+
+export const completionRequestSchema = {
+  type: 'object',
+  required: ['prompt'],
+  properties: {
+    ...samplingProperties,
+    // A string, a list of one string, a list of token ids, or a list of one list of token ids.
+    prompt: {
+      anyOf: [
+        { type: 'string' },
+        { type: 'array', minItems: 1, maxItems: 1, items: { type: 'string' } },
+        { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0 } },
+        { type: 'array', minItems: 1, maxItems: 1, items: { type: 'array', items: { type: 'integer', minimum: 0 } } },
+      ],
+    },
+  },
+} as const
+
+export const tokenizeRequestSchema = {
+  type: 'object',
+  properties: {
+    model: nullableString,
+    prompt: { type: 'string' },
+    messages: { type: 'array', items: { type: 'object', required: ['role'] } },
+    add_generation_prompt: { type: 'boolean' },
+  },
+  anyOf: [{ required: ['prompt'] }, { required: ['messages'] }],
+} as const
+
+export const detokenizeRequestSchema = {
+  type: 'object',
+  required: ['tokens'],
+  properties: { model: nullableString, tokens: { type: 'array', items: { type: 'integer', minimum: 0 } } },
+} as const
+
+export interface SamplingBody {
+  model?: string | null
+  stream?: boolean | null
+  stream_options?: { include_usage?: boolean | null; continuous_usage_stats?: boolean | null } | null
+  max_tokens?: number | null
+  max_completion_tokens?: number | null
+  min_tokens?: number
+  ignore_eos?: boolean
+  priority?: number | null
+}
+
+export interface ChatBody extends SamplingBody {
+  messages: ChatMessage[]
+  add_generation_prompt?: boolean
+}
+
+export interface CompletionBody extends SamplingBody {
+  prompt: string | string[] | number[] | number[][]
+}
+
+export interface TokenizeBody {
+  model?: string | null
+  prompt?: string
+  messages?: ChatMessage[]
+  add_generation_prompt?: boolean
+}
+
+export interface DetokenizeBody {
+  model?: string | null
+  tokens: number[]
+}
+
+export type Kind = 'chat' | 'completion'
+export type FinishReason = 'stop' | 'length'
+
+/** What every chunk and body of one response shares. */
+export interface ResponseIdentity {
+  kind: Kind
+  id: string
+  created: number
+  model: string
+  promptTokens: number
+}
+
+export function usageJson(prompt: number, completion: number): string {
+  return `{"prompt_tokens":${prompt},"total_tokens":${prompt + completion},"completion_tokens":${completion}}`
+}
+
+/** Builds the `data: …\n\n` events of one stream. */
+export interface StreamEncoder {
+  /**
+   * The event(s) for output token `n`: for chat the first also brings the role chunk (vLLM sends it with the
+   * first output), and the last carries `finish_reason` and `stop_reason` with its text.
+   */
+  token(text: string, n: number, finish: FinishReason | null): string
+  /** The final usage chunk (`choices: []`). */
+  usage(completionTokens: number): string
+  /** An error after the stream started: vLLM can no longer change the status, so it sends this, then [DONE]. */
+  error(body: VllmErrorBody): string
+}
+
+export const DONE_EVENT = 'data: [DONE]\n\n'
+
+export function createStreamEncoder(response: ResponseIdentity, continuousUsage: boolean): StreamEncoder {
+  const chat = response.kind === 'chat'
+  const object = chat ? 'chat.completion.chunk' : 'text_completion'
+  const prefix = `data: {"id":"${response.id}","object":"${object}","created":${response.created},"model":${JSON.stringify(response.model)},"choices":[`
+  // Every chunk shares the prefix; building it once keeps a token's cost to a few small string concats.
+  const tail = (completion: number): string =>
+    continuousUsage ? `],"usage":${usageJson(response.promptTokens, completion)}}\n\n` : ']}\n\n'
+  const finishJson = (finish: FinishReason | null): string => (finish === null ? 'null' : `"${finish}"`)
+  return {
+    token(text, n, finish) {
+      if (!chat) {
+        return `${prefix}{"index":0,"text":${JSON.stringify(text)},"logprobs":null,"finish_reason":${finishJson(finish)},"stop_reason":null}${tail(n)}`
+      }
+      const role = n === 1 ? `${prefix}{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}${tail(0)}` : ''
+      const stop = finish === null ? '' : ',"stop_reason":null'
+      return `${role}${prefix}{"index":0,"delta":{"content":${JSON.stringify(text)}},"logprobs":null,"finish_reason":${finishJson(finish)}${stop}}${tail(n)}`
+    },
+    usage(completionTokens) {
+      return `${prefix}],"usage":${usageJson(response.promptTokens, completionTokens)}}\n\n`
+    },
+    error(body) {
+      return `data: ${JSON.stringify(body)}\n\n`
+    },
+  }
+}
+
+/** The non-streaming body: `chat.completion` or `text_completion`, with every field vLLM sets. */
+export function completionResponseBody(response: ResponseIdentity, text: string, completionTokens: number, finish: FinishReason): object {
+  const usage = {
+    prompt_tokens: response.promptTokens,
+    total_tokens: response.promptTokens + completionTokens,
+    completion_tokens: completionTokens,
+    prompt_tokens_details: null,
+  }
+  const common = { id: response.id, created: response.created, model: response.model }
+  if (response.kind === 'chat') {
+    const message = {
+      role: 'assistant',
+      content: text,
+      refusal: null,
+      annotations: null,
+      audio: null,
+      function_call: null,
+      tool_calls: [],
+      reasoning_content: null,
+    }
+    return {
+      ...common,
+      object: 'chat.completion',
+      choices: [{ index: 0, message, logprobs: null, finish_reason: finish, stop_reason: null }],
+      service_tier: null,
+      system_fingerprint: null,
+      usage,
+      prompt_logprobs: null,
+      kv_transfer_params: null,
+    }
+  }
+  return {
+    ...common,
+    object: 'text_completion',
+    choices: [{ index: 0, text, logprobs: null, finish_reason: finish, stop_reason: null, prompt_logprobs: null }],
+    service_tier: null,
+    system_fingerprint: null,
+    usage,
+    kv_transfer_params: null,
+  }
+}
+
+/** `GET /v1/models`: one model card as vLLM's `ModelCard`. */
+export function modelList(model: string, maxModelLen: number, created: number, permissionId: string): object {
+  return {
+    object: 'list',
+    data: [
+      {
+        id: model,
+        object: 'model',
+        created,
+        owned_by: 'vllm',
+        root: model,
+        parent: null,
+        max_model_len: maxModelLen,
+        permission: [
+          {
+            id: permissionId,
+            object: 'model_permission',
+            created,
+            allow_create_engine: false,
+            allow_sampling: true,
+            allow_logprobs: true,
+            allow_search_indices: false,
+            allow_view: true,
+            allow_fine_tuning: false,
+            organization: '*',
+            group: null,
+            is_blocking: false,
+          },
+        ],
+      },
+    ],
+  }
+}
