@@ -49,6 +49,16 @@ describe('utility endpoints', () => {
     expect(chatGenerated.json.usage.prompt_tokens).toBe(chat.json.count)
   })
 
+  it('takes a completion prompt as text, a one-element list, or token ids', async () => {
+    const ids = (await postJson(`${sim.url}/tokenize`, { prompt: promptOf(40) })).json.tokens as number[]
+    for (const prompt of [promptOf(40), [promptOf(40)], ids, [ids]]) {
+      const { status, json } = await postJson(`${sim.url}/v1/completions`, { prompt, max_tokens: 1 })
+      expect(status).toBe(200)
+      expect(json.usage.prompt_tokens).toBe(40)
+    }
+    expect((await postJson(`${sim.url}/v1/completions`, { prompt: ['a', 'b'] })).status).toBe(400)
+  })
+
   it('/detokenize inverts /tokenize', async () => {
     const prompt = ' the cache is full, try again'
     const { json } = await postJson(`${sim.url}/tokenize`, { prompt })
