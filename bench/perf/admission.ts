@@ -16,7 +16,7 @@ import { createManualClock } from '../../src/core/index.js'
 import { createLedger } from '../../src/ledger/index.js'
 import { policyFactories, type PolicyUser } from '../../src/policies/index.js'
 import { median } from './lib/processes.js'
-import { flag, printTable } from './lib/table.js'
+import { flag, loadNote, printTable } from './lib/table.js'
 
 const reps = flag('reps', 15)
 const decisions = flag('decisions', 500)
@@ -230,7 +230,7 @@ for (const policyName of policies) {
   }
 }
 printTable(
-  `Admission path (no HTTP), median of ${reps} interleaved batches of ${decisions} decisions; memory over ${memoryCount.toLocaleString('en-US')} queued requests`,
+  `Admission path (no HTTP), median of ${reps} interleaved batches of ${decisions} decisions; memory over ${memoryCount.toLocaleString('en-US')} queued requests, ${loadNote()} at the end`,
   ['policy', 'queued', 'users', 'µs / decision (median)', 'µs (best batch)', `best vs ${queuedSizes[0]} queued`, 'µs / no-fit dispatch', 'µs / submit', 'bytes / queued request'],
   rows,
 )

@@ -9,7 +9,7 @@
  */
 import { runClosedLoop, type ClosedLoopResult } from './lib/load.js'
 import { cpuMeter, median } from './lib/processes.js'
-import { flag, printTable } from './lib/table.js'
+import { flag, loadNote, printTable } from './lib/table.js'
 import { PERF_MODEL, startPerfStack, type UpstreamKind } from './lib/targets.js'
 
 const reps = flag('reps', 3)
@@ -95,7 +95,7 @@ for (const concurrency of concurrencies) {
   }
 }
 printTable(
-  `Pass-through, /v1/completions (4 output tokens), ${upstreamKind} upstream, median of ${reps} × ${durationMs} ms`,
+  `Pass-through, /v1/completions (4 output tokens), ${upstreamKind} upstream, median of ${reps} × ${durationMs} ms, ${loadNote()} at the end`,
   ['target', 'conc.', 'req/s', 'vs nginx', 'p50 ms', 'p99 ms', '+p50 ms', '+p99 ms', 'proxy CPU µs/req', 'errors'],
   rows,
 )

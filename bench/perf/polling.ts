@@ -8,7 +8,7 @@
  *     [--upstream sim|stub]
  */
 import { cpuTimeMs, forkServer, median, type ServerProcess } from './lib/processes.js'
-import { flag, printTable } from './lib/table.js'
+import { flag, loadNote, printTable } from './lib/table.js'
 import { startGatewayProcess, startUpstream, type UpstreamKind } from './lib/targets.js'
 
 const reps = flag('reps', 3)
@@ -72,7 +72,7 @@ for (const what of ['poller', 'kvgate-fifo']) {
   }
 }
 printTable(
-  `Polling /metrics every ${intervalMs} ms, median of ${reps} × ${windowMs} ms`,
+  `Polling /metrics every ${intervalMs} ms, median of ${reps} × ${windowMs} ms, ${loadNote()} at the end`,
   ['process', 'backends', 'CPU % of one core', 'CPU µs per poll', 'emulator CPU %'],
   rows,
 )

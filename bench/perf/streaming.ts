@@ -11,7 +11,7 @@
  */
 import { runStreams, type StreamLoadResult } from './lib/sse-load.js'
 import { cpuMeter, median } from './lib/processes.js'
-import { flag, printTable } from './lib/table.js'
+import { flag, loadNote, printTable } from './lib/table.js'
 import { PERF_MODEL, startPerfStack, type UpstreamKind } from './lib/targets.js'
 import { prepareCandidateRelayBuild } from './lib/candidate-build.js'
 
@@ -115,7 +115,7 @@ const rows = stack.targets.map((target) => {
   ]
 })
 printTable(
-  `Streaming, ${streams} concurrent streams of ${tokens} tokens, ${upstreamKind} upstream, median of ${reps} × ${durationMs} ms`,
+  `Streaming, ${streams} concurrent streams of ${tokens} tokens, ${upstreamKind} upstream, median of ${reps} × ${durationMs} ms, ${loadNote()} at the end`,
   ['target', 'events/s', 'vs direct', 'proxy CPU %', 'proxy CPU ms / 1k events', 'events/s per proxy core', 'upstream CPU ms / 1k events', 'upstream CPU %', 'client CPU %', 'errors'],
   rows,
 )

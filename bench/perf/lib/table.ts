@@ -1,3 +1,10 @@
+import { loadavg } from 'node:os'
+
+/** The machine's 1-minute load average now: printed with every table, since the machine is shared. */
+export function loadNote(): string {
+  return `load average ${loadavg()[0]?.toFixed(1) ?? '?'}`
+}
+
 /** Prints rows as a Markdown table, so the output can be pasted into docs/benchmarks.md as it is. */
 export function printTable(title: string, columns: readonly string[], rows: readonly (readonly (string | number)[])[]): void {
   const cells = rows.map((row) => row.map((cell) => (typeof cell === 'number' ? formatNumber(cell) : cell)))
