@@ -212,10 +212,11 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
     if (body.stream !== true) return complete(reply, generation)
     const streamOptions = body.stream_options ?? null
     const halfway = Math.max(1, Math.floor(generation.targetTokens / 2))
+    // `include_usage` defaults to true once `stream_options` is present at all; per-chunk usage needs it.
+    const includeUsage = streamOptions !== null && streamOptions.include_usage !== false
     const streamPlan: StreamPlan = {
-      // `include_usage` defaults to true once `stream_options` is present at all.
-      includeUsage: streamOptions !== null && streamOptions.include_usage !== false,
-      continuousUsage: streamOptions !== null && streamOptions.continuous_usage_stats === true,
+      includeUsage,
+      continuousUsage: includeUsage && streamOptions.continuous_usage_stats === true,
       cutAfter: faults.streamCutRate > 0 && deps.faultRandom.next() < faults.streamCutRate ? halfway : 0,
       errorAfter: faults.streamErrorRate > 0 && deps.faultRandom.next() < faults.streamErrorRate ? halfway : 0,
     }

@@ -85,6 +85,15 @@ describe('streaming format', () => {
       expect(usage.prompt_tokens).toBe(3)
       expect(usage.total_tokens).toBe(usage.prompt_tokens + usage.completion_tokens)
     }
+    // As in vLLM, continuous usage only applies when usage is included at all.
+    const off = await stream(`${sim.url}/v1/chat/completions`, {
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 3,
+      ignore_eos: true,
+      stream: true,
+      stream_options: { include_usage: false, continuous_usage_stats: true },
+    })
+    expect(off.events.some((e) => 'usage' in e)).toBe(false)
   })
 
   it('completions: cmpl- id, text_completion chunks with text and stop_reason, no role chunk', async () => {
