@@ -81,6 +81,8 @@ export interface Engine {
   add(spec: EngineRequestSpec, sink: EngineSink): EngineRequest
   state(): EngineState
   usage(): number
+  /** The running batch as the scheduler sees it, for invariant checks in tests and debugging. */
+  inspect(): Array<{ id: number; blocks: number; computedTokens: number; tokens: number }>
   readonly pool: BlockPool
   /** Stops the step loop; pending requests are left as they are. */
   close(): void
@@ -418,6 +420,7 @@ export function createEngine(options: EngineOptions): Engine {
       }
     },
     usage: () => pool.usage(),
+    inspect: () => running.map((r) => ({ id: r.id, blocks: r.blocks.length, computedTokens: r.numComputed, tokens: r.tokenIds.length })),
     close() {
       closed = true
       if (stepTimer !== null) clock.clearTimeout(stepTimer)
