@@ -23,6 +23,8 @@ export interface EngineRequestSpec {
   maxTokens: number
   /** Output tokens after which it stops with `stop` (the emulated EOS); ≥ 1, ≤ maxTokens. */
   targetTokens: number
+  /** Draws this request's output words (a request's `seed`); the engine's own stream otherwise. */
+  random?: Random
 }
 
 /** Callbacks from the engine to whoever streams the request. */
@@ -96,6 +98,7 @@ const enum Status {
 
 interface Request extends EngineRequest {
   sink: EngineSink
+  random: Random
   status: Status
   /** Prompt ids followed by output ids: what the KV cache holds (or will). */
   tokenIds: number[]
@@ -281,7 +284,7 @@ export function createEngine(options: EngineOptions): Engine {
       }
       if (r.numComputed < numTokens(r)) continue // chunked prefill still in progress
 
-      const word = randomWord(random)
+      const word = randomWord(r.random)
       r.tokenIds.push(wordId(word))
       r.output++
       metrics.generationTokens++
@@ -306,7 +309,6 @@ export function createEngine(options: EngineOptions): Engine {
         metrics.requestPromptTokens.observe(r.promptTokens)
         metrics.requestGenerationTokens.observe(r.output)
         metrics.requestParamsMaxTokens.observe(r.maxTokens)
-        metrics.requestParamsN.observe(1)
         metrics.decodeTime.observe((now - r.firstTokenMs) / 1000)
         if (r.output > 1) metrics.timePerOutputToken.observe((now - r.firstTokenMs) / 1000 / (r.output - 1))
         r.sink.onFinish(reason)
@@ -391,6 +393,7 @@ export function createEngine(options: EngineOptions): Engine {
           wake()
         },
         sink,
+        random: spec.random ?? random,
         status: Status.Waiting,
         tokenIds: spec.promptTokenIds.slice(),
         blocks: [],

@@ -1,15 +1,17 @@
 import { randomUUID } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import type { FastifyReply } from 'fastify'
-import type { Clock, Random } from '../core/index.js'
+import { createSeededRandom, type Clock, type Random } from '../core/index.js'
 import { errors } from '../errors/index.js'
 import type { TokenCounter } from '../tokens/index.js'
-import type { Engine, EngineRequest } from './engine.js'
-import type { FaultConfig } from './options.js'
-import type { OutputLengthSampler } from './output-length.js'
+import type { Engine, EngineRequest, EngineSink } from './engine.js'
+import type { SimMetrics } from './metrics.js'
+import type { FaultConfig, OutputLengthDistribution } from './options.js'
+import { createOutputLengthSampler, type OutputLengthSampler } from './output-length.js'
 import {
   type ChatBody,
   type CompletionBody,
+  type ChoiceResult,
   completionResponseBody,
   createStreamEncoder,
   DONE_EVENT,
@@ -30,19 +32,25 @@ export interface GenerationDeps {
   engine: Engine
   tokenCounter: TokenCounter
   clock: Clock
+  /** Output lengths of requests without a `seed`, from the emulator's seeded stream. */
   sampleLength: OutputLengthSampler
+  /** The distribution, for requests that bring their own `seed`. */
+  outputLength: OutputLengthDistribution
   faultRandom: Random
   faults: () => FaultConfig
+  metrics: SimMetrics
 }
 
 export type GenerationHandler = (kind: Kind, body: ChatBody | CompletionBody, reply: FastifyReply) => Promise<unknown>
 
-/** A request accepted for generation: its prompt and how many tokens it will produce. */
+/** A request accepted for generation: its prompt and how many tokens each of its `n` choices produces. */
 interface Generation extends ResponseIdentity {
   promptIds: number[]
   maxTokens: number
-  /** Tokens until the emulated EOS (`stop`), or `maxTokens` (`length`). */
-  targetTokens: number
+  /** Per choice: tokens until the emulated EOS (`stop`), or `maxTokens` (`length`). */
+  targetTokens: number[]
+  /** Per choice, when the request has a `seed`: the stream its words are drawn from. */
+  randoms: Array<Random | undefined>
 }
 
 interface StreamPlan {
@@ -77,7 +85,7 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
   }
 
   /** vLLM's checks and defaults, with its messages; throws a 400 naming the parameter. */
-  const plan = (kind: Kind, body: ChatBody | CompletionBody): Generation => {
+  const plan = (kind: Kind, body: ChatBody | CompletionBody, headerRequestId: string | undefined): Generation => {
     checkModel(body.model, deps.model)
     if (body.stream_options != null && body.stream !== true) {
       throw errors.invalidRequest(['Stream options can only be defined when `stream=True`.'], { param: 'stream_options' })
@@ -116,23 +124,43 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
         param: 'min_tokens',
       })
     }
+    // A request with a `seed` gets the same lengths and text every time, whatever else the server serves.
+    const seed = body.seed ?? null
+    const sample = seed === null ? deps.sampleLength : createOutputLengthSampler(deps.outputLength, createSeededRandom(seed))
+    const n = body.n ?? 1
     // `ignore_eos` runs to max_tokens; otherwise the emulated EOS comes after a drawn length, never
     // before min_tokens.
-    const targetTokens = body.ignore_eos === true ? maxTokens : Math.min(maxTokens, Math.max(minTokens, deps.sampleLength()))
+    const targetTokens = Array.from({ length: n }, () =>
+      body.ignore_eos === true ? maxTokens : Math.min(maxTokens, Math.max(minTokens, sample())),
+    )
+    const randoms = Array.from({ length: n }, (_, i) => (seed === null ? undefined : createSeededRandom(seed + 1 + i)))
+    // As vLLM: the X-Request-Id header, else the body's request_id, else a random id.
+    const baseId = headerRequestId ?? body.request_id ?? randomUUID().replace(/-/g, '')
     return {
       kind,
-      id: (kind === 'chat' ? 'chatcmpl-' : 'cmpl-') + randomUUID().replace(/-/g, ''),
+      id: (kind === 'chat' ? 'chatcmpl-' : 'cmpl-') + baseId,
       created: Math.floor(deps.clock.wallNow() / 1000),
       model: deps.model,
       promptTokens,
       promptIds: ids,
       maxTokens,
       targetTokens,
+      randoms,
     }
   }
 
-  const finishOf = (generation: Generation, n: number): FinishReason | null =>
-    n < generation.targetTokens ? null : n >= generation.maxTokens ? 'length' : 'stop'
+  const finishOf = (generation: Generation, choice: number, n: number): FinishReason | null =>
+    n < generation.targetTokens[choice]! ? null : n >= generation.maxTokens ? 'length' : 'stop'
+
+  /** One engine sequence per choice, as vLLM fans `n` out into child requests sharing the prompt. */
+  const addChoices = (generation: Generation, sink: (choice: number) => EngineSink): EngineRequest[] =>
+    generation.targetTokens.map((targetTokens, choice) => {
+      const random = generation.randoms[choice]
+      return engine.add(
+        { promptTokenIds: generation.promptIds, maxTokens: generation.maxTokens, targetTokens, ...(random === undefined ? {} : { random }) },
+        sink(choice),
+      )
+    })
 
   const stream = (res: ServerResponse, generation: Generation, streamPlan: StreamPlan): void => {
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' })
@@ -140,78 +168,83 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
     res.flushHeaders()
     const encoder = createStreamEncoder(generation, streamPlan.continuousUsage)
     let done = false
-    let engineRequest: EngineRequest | undefined
+    let unfinished = generation.targetTokens.length
+    let completionTokens = 0
+    const abortAll = (reason?: 'abort' | 'error'): void => {
+      for (const request of engineRequests) request.abort(reason)
+    }
+    const engineRequests: EngineRequest[] = addChoices(generation, (choice) => ({
+      onToken(text, n) {
+        completionTokens++
+        const finish = finishOf(generation, choice, n)
+        const chunk = encoder.token(text, n, finish, choice, completionTokens)
+        // Faults trigger on the first choice's progress.
+        if (choice === 0 && finish === null && streamPlan.errorAfter > 0 && n >= streamPlan.errorAfter) {
+          done = true
+          abortAll('error')
+          const error = errors.internal(['injected fault: the engine failed mid-stream'])
+          res.end(chunk + encoder.error(vllmErrorBody(error)) + DONE_EVENT)
+          return
+        }
+        if (choice === 0 && finish === null && streamPlan.cutAfter > 0 && n >= streamPlan.cutAfter) {
+          // The connection drops as when a server process dies; the chunk is flushed first so the client
+          // sees exactly `cutAfter` tokens.
+          done = true
+          abortAll('error')
+          res.write(chunk, () => res.destroy())
+          return
+        }
+        res.write(chunk)
+      },
+      onFinish() {
+        if (--unfinished > 0) return
+        done = true
+        res.end((streamPlan.includeUsage ? encoder.usage(completionTokens) : '') + DONE_EVENT)
+      },
+    }))
     // The client hung up: vLLM aborts the request and frees its blocks.
     res.on('close', () => {
-      if (!done) engineRequest?.abort()
+      if (!done) abortAll()
     })
-    engineRequest = engine.add(
-      { promptTokenIds: generation.promptIds, maxTokens: generation.maxTokens, targetTokens: generation.targetTokens },
-      {
-        onToken(text, n) {
-          const finish = finishOf(generation, n)
-          const chunk = encoder.token(text, n, finish)
-          if (finish === null && streamPlan.errorAfter > 0 && n >= streamPlan.errorAfter) {
-            done = true
-            engineRequest?.abort('error')
-            const error = errors.internal(['injected fault: the engine failed mid-stream'])
-            res.end(chunk + encoder.error(vllmErrorBody(error)) + DONE_EVENT)
-            return
-          }
-          if (finish === null && streamPlan.cutAfter > 0 && n >= streamPlan.cutAfter) {
-            // The connection drops as when a server process dies; the chunk is flushed first so the client
-            // sees exactly `cutAfter` tokens.
-            done = true
-            engineRequest?.abort('error')
-            res.write(chunk, () => res.destroy())
-            return
-          }
-          res.write(chunk)
-        },
-        onFinish() {
-          done = true
-          const usage = streamPlan.includeUsage ? encoder.usage(engineRequest?.outputTokens() ?? 0) : ''
-          res.end(usage + DONE_EVENT)
-        },
-      },
-    )
   }
 
   const complete = (reply: FastifyReply, generation: Generation): Promise<unknown> =>
     new Promise((resolve) => {
-      const pieces: string[] = []
-      let done = false
-      const engineRequest = engine.add(
-        { promptTokenIds: generation.promptIds, maxTokens: generation.maxTokens, targetTokens: generation.targetTokens },
-        {
-          onToken(text) {
-            pieces.push(text)
-          },
-          onFinish(reason) {
-            done = true
-            resolve(completionResponseBody(generation, pieces.join(''), engineRequest.outputTokens(), reason))
-          },
+      const n = generation.targetTokens.length
+      const pieces: string[][] = Array.from({ length: n }, () => [])
+      const results: ChoiceResult[] = new Array<ChoiceResult>(n)
+      let unfinished = n
+      const engineRequests = addChoices(generation, (choice) => ({
+        onToken(text) {
+          pieces[choice]!.push(text)
         },
-      )
+        onFinish(reason) {
+          results[choice] = { text: pieces[choice]!.join(''), tokens: pieces[choice]!.length, finish: reason }
+          if (--unfinished === 0) resolve(completionResponseBody(generation, results))
+        },
+      }))
       reply.raw.on('close', () => {
-        if (done) return
+        if (unfinished === 0) return
         // The client hung up before the answer: abort, and settle the handler without a reply to send.
-        engineRequest.abort()
+        for (const request of engineRequests) request.abort()
         reply.hijack()
         resolve(undefined)
       })
     })
 
   return async (kind, body, reply) => {
-    const generation = plan(kind, body)
+    const headerId = reply.request.headers['x-request-id']
+    const generation = plan(kind, body, typeof headerId === 'string' && headerId !== '' ? headerId : undefined)
     const faults = deps.faults()
     if (faults.engineDead) throw errors.internal(['injected fault: the engine is dead (EngineDeadError)'])
     if (faults.errorRate > 0 && deps.faultRandom.next() < faults.errorRate) {
       throw errors.internal(['injected fault: the engine failed this request'])
     }
+    // Once per request, however many sequences its choices become.
+    deps.metrics.requestParamsN.observe(generation.targetTokens.length)
     if (body.stream !== true) return complete(reply, generation)
     const streamOptions = body.stream_options ?? null
-    const halfway = Math.max(1, Math.floor(generation.targetTokens / 2))
+    const halfway = Math.max(1, Math.floor(generation.targetTokens[0]! / 2))
     // `include_usage` defaults to true once `stream_options` is present at all; per-chunk usage needs it.
     const includeUsage = streamOptions !== null && streamOptions.include_usage !== false
     const streamPlan: StreamPlan = {

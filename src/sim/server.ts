@@ -128,8 +128,10 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
     tokenCounter,
     clock,
     sampleLength,
+    outputLength: config.outputLength,
     faultRandom,
     faults: () => faults,
+    metrics,
   })
 
   app.post('/v1/chat/completions', { schema: { body: chatRequestSchema } }, (request, reply) =>

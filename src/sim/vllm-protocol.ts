@@ -28,6 +28,9 @@ export function vllmErrorBody(err: KvgateError): VllmErrorBody {
   }
 }
 
+/** `n` beyond this is refused: each choice is a sequence in the batch. */
+export const MAX_CHOICES = 128
+
 const nullableInteger = { type: ['integer', 'null'] } as const
 const nullableBoolean = { type: ['boolean', 'null'] } as const
 const nullableString = { type: ['string', 'null'] } as const
@@ -42,9 +45,10 @@ const samplingProperties = {
   max_tokens: nullableInteger,
   min_tokens: { type: 'integer', minimum: 0 },
   ignore_eos: { type: 'boolean' },
-  // One choice per request: the emulator does not fork sequences.
-  n: { type: ['integer', 'null'], minimum: 1, maximum: 1 },
+  n: { type: ['integer', 'null'], minimum: 1, maximum: MAX_CHOICES },
   priority: nullableInteger,
+  seed: nullableInteger,
+  request_id: nullableString,
 } as const
 
 /** Fastify body schemas: type errors become vLLM's 400 through the error handler. */
@@ -106,6 +110,9 @@ export interface SamplingBody {
   min_tokens?: number
   ignore_eos?: boolean
   priority?: number | null
+  n?: number | null
+  seed?: number | null
+  request_id?: string | null
 }
 
 export interface ChatBody extends SamplingBody {
@@ -148,10 +155,11 @@ export function usageJson(prompt: number, completion: number): string {
 /** Builds the `data: …\n\n` events of one stream. */
 export interface StreamEncoder {
   /**
-   * The event(s) for output token `n`: for chat the first also brings the role chunk (vLLM sends it with the
-   * first output), and the last carries `finish_reason` and `stop_reason` with its text.
+   * The event(s) for output token `n` of choice `index`: for chat a choice's first token also brings its
+   * role chunk (vLLM sends it with the first output), and its last carries `finish_reason` and
+   * `stop_reason` with its text. `completionTokens` is the running total for continuous usage.
    */
-  token(text: string, n: number, finish: FinishReason | null): string
+  token(text: string, n: number, finish: FinishReason | null, index?: number, completionTokens?: number): string
   /** The final usage chunk (`choices: []`). */
   usage(completionTokens: number): string
   /** An error after the stream started: vLLM can no longer change the status, so it sends this, then [DONE]. */
@@ -169,13 +177,16 @@ export function createStreamEncoder(response: ResponseIdentity, continuousUsage:
     continuousUsage ? `],"usage":${usageJson(response.promptTokens, completion)}}\n\n` : ']}\n\n'
   const finishJson = (finish: FinishReason | null): string => (finish === null ? 'null' : `"${finish}"`)
   return {
-    token(text, n, finish) {
+    token(text, n, finish, index = 0, completionTokens = n) {
       if (!chat) {
-        return `${prefix}{"index":0,"text":${JSON.stringify(text)},"logprobs":null,"finish_reason":${finishJson(finish)},"stop_reason":null}${tail(n)}`
+        return `${prefix}{"index":${index},"text":${JSON.stringify(text)},"logprobs":null,"finish_reason":${finishJson(finish)},"stop_reason":null}${tail(completionTokens)}`
       }
-      const role = n === 1 ? `${prefix}{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}${tail(0)}` : ''
+      const role =
+        n === 1
+          ? `${prefix}{"index":${index},"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}${tail(completionTokens - 1)}`
+          : ''
       const stop = finish === null ? '' : ',"stop_reason":null'
-      return `${role}${prefix}{"index":0,"delta":{"content":${JSON.stringify(text)}},"logprobs":null,"finish_reason":${finishJson(finish)}${stop}}${tail(n)}`
+      return `${role}${prefix}{"index":${index},"delta":{"content":${JSON.stringify(text)}},"logprobs":null,"finish_reason":${finishJson(finish)}${stop}}${tail(completionTokens)}`
     },
     usage(completionTokens) {
       return `${prefix}],"usage":${usageJson(response.promptTokens, completionTokens)}}\n\n`
@@ -186,8 +197,15 @@ export function createStreamEncoder(response: ResponseIdentity, continuousUsage:
   }
 }
 
-/** The non-streaming body: `chat.completion` or `text_completion`, with every field vLLM sets. */
-export function completionResponseBody(response: ResponseIdentity, text: string, completionTokens: number, finish: FinishReason): object {
+export interface ChoiceResult {
+  text: string
+  tokens: number
+  finish: FinishReason
+}
+
+/** The non-streaming body: `chat.completion` or `text_completion`, one choice per result, with every field vLLM sets. */
+export function completionResponseBody(response: ResponseIdentity, results: readonly ChoiceResult[]): object {
+  const completionTokens = results.reduce((sum, r) => sum + r.tokens, 0)
   const usage = {
     prompt_tokens: response.promptTokens,
     total_tokens: response.promptTokens + completionTokens,
@@ -196,20 +214,17 @@ export function completionResponseBody(response: ResponseIdentity, text: string,
   }
   const common = { id: response.id, created: response.created, model: response.model }
   if (response.kind === 'chat') {
-    const message = {
-      role: 'assistant',
-      content: text,
-      refusal: null,
-      annotations: null,
-      audio: null,
-      function_call: null,
-      tool_calls: [],
-      reasoning_content: null,
-    }
+    const choices = results.map(({ text, finish }, index) => ({
+      index,
+      message: { role: 'assistant', content: text, refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null },
+      logprobs: null,
+      finish_reason: finish,
+      stop_reason: null,
+    }))
     return {
       ...common,
       object: 'chat.completion',
-      choices: [{ index: 0, message, logprobs: null, finish_reason: finish, stop_reason: null }],
+      choices,
       service_tier: null,
       system_fingerprint: null,
       usage,
@@ -220,7 +235,7 @@ export function completionResponseBody(response: ResponseIdentity, text: string,
   return {
     ...common,
     object: 'text_completion',
-    choices: [{ index: 0, text, logprobs: null, finish_reason: finish, stop_reason: null, prompt_logprobs: null }],
+    choices: results.map(({ text, finish }, index) => ({ index, text, logprobs: null, finish_reason: finish, stop_reason: null, prompt_logprobs: null })),
     service_tier: null,
     system_fingerprint: null,
     usage,
