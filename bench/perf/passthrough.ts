@@ -5,7 +5,7 @@
  * shared machine falls on all of them alike; the table gives medians over repetitions.
  *
  *   npx tsx bench/perf/passthrough.ts [--reps 3] [--duration-ms 3000] [--warmup-ms 500]
- *     [--concurrency 1,64,256] [--policies fifo,vtc] [--upstream sim|stub] [--bare 1]
+ *     [--concurrency 1,64,256] [--policies fifo,vtc,fifo+quiet] [--upstream sim|stub] [--bare 1] [--fastify 1]
  */
 import { runClosedLoop, type ClosedLoopResult } from './lib/load.js'
 import { cpuMeter, median } from './lib/processes.js'
@@ -16,10 +16,13 @@ const reps = flag('reps', 3)
 const durationMs = flag('duration-ms', 3000)
 const warmupMs = flag('warmup-ms', 500)
 const concurrencies = flag('concurrency', '1,64,256').split(',').map(Number)
-const policies = flag('policies', 'fifo,vtc').split(',').filter(Boolean)
+// `fifo+quiet` is kvgate-fifo without its per-request log line (telemetry.logLevel warn): what the line costs.
+const policies = flag('policies', 'fifo,vtc,fifo+quiet').split(',').filter(Boolean)
 const upstreamKind = flag('upstream', 'sim') as UpstreamKind
 // The bare Node proxy row (node:http + undici only) is on unless --bare 0.
 const withBareProxy = flag('bare', 1) === 1
+// The Fastify + undici row (no kvgate logic) is on unless --fastify 0.
+const withFastifyBare = flag('fastify', 1) === 1
 
 // A small completion: a few prompt tokens and 4 output tokens, so the upstream does little per request.
 const body = { model: PERF_MODEL, prompt: 'Say hello', max_tokens: 4, ignore_eos: true }
@@ -30,7 +33,7 @@ interface Sample extends ClosedLoopResult {
   readonly upstreamCpuMsPerRequest: number
 }
 
-const stack = await startPerfStack({ upstream: upstreamKind, policies, withBareProxy })
+const stack = await startPerfStack({ upstream: upstreamKind, policies, withBareProxy, withFastifyBare })
 for (const reason of stack.skipped) console.error(`skipped ${reason}`)
 const samples = new Map<string, Sample[]>()
 try {

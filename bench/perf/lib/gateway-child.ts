@@ -7,10 +7,12 @@ import { serveUntilDisconnected } from './processes.js'
  * policy, per-request log lines at `info` (written to /dev/null by the parent, but still formatted and
  * written, as in production), and one backend per upstream URL.
  */
-const { upstreams, policy, metricsPoll } = JSON.parse(process.argv[2] ?? '{}') as {
+const { upstreams, policy, metricsPoll, config: overrides } = JSON.parse(process.argv[2] ?? '{}') as {
   upstreams: string[]
   policy: string
   metricsPoll?: Record<string, number>
+  /** Whole config sections to set (e.g. `{ telemetry: { logLevel: 'warn' } }`), for A/B runs. */
+  config?: Record<string, unknown>
 }
 
 serveUntilDisconnected(async () => {
@@ -20,6 +22,7 @@ serveUntilDisconnected(async () => {
     policy: { name: policy, options: {} },
     ...(metricsPoll === undefined ? {} : { metricsPoll }),
     telemetry: { logLevel: 'info' },
+    ...overrides,
   })
   const gateway = await createGateway({ config })
   const url = await gateway.listen({ port: 0, host: '127.0.0.1' })

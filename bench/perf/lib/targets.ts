@@ -35,6 +35,8 @@ export interface PerfStackOptions {
   readonly withNginx?: boolean
   /** Also a bare Node proxy (node:http + undici, nothing else): Node's own floor under kvgate. */
   readonly withBareProxy?: boolean
+  /** Also Fastify + undici with nothing else (non-streaming only): Fastify's share of kvgate's cost. */
+  readonly withFastifyBare?: boolean
   readonly metricsPoll?: Readonly<Record<string, number>>
   /** Root of a build whose src/proxy/sse-relay.js is the candidate relay: adds a `kvgate-fifo+relay` row. */
   readonly candidateRelayBuild?: string
@@ -61,13 +63,26 @@ export async function startPerfStack(options: PerfStackOptions): Promise<PerfSta
       closers.push(() => bare.close())
       targets.push({ name: 'node-bare', url: bare.url, proxyPid: bare.pid })
     }
-    for (const policy of options.policies) {
+    if (options.withFastifyBare === true) {
+      const bare = await forkServer('./fastify-bare-child', { upstream: upstream.url })
+      closers.push(() => bare.close())
+      targets.push({ name: 'fastify-bare', url: bare.url, proxyPid: bare.pid })
+    }
+    for (const spec of options.policies) {
+      // `fifo+quiet`: the fifo policy with telemetry.logLevel warn (no per-request log line), an A/B row.
+      const [policy = spec, variant] = spec.split('+')
+      const config = variant === 'quiet' ? { config: { telemetry: { logLevel: 'warn' } } } : {}
       try {
-        const gateway = await startGatewayProcess({ upstreams: [upstream.url], policy, ...(options.metricsPoll === undefined ? {} : { metricsPoll: options.metricsPoll }) })
+        const gateway = await startGatewayProcess({
+          upstreams: [upstream.url],
+          policy,
+          ...config,
+          ...(options.metricsPoll === undefined ? {} : { metricsPoll: options.metricsPoll }),
+        })
         closers.push(() => gateway.close())
-        targets.push({ name: `kvgate-${policy}`, url: gateway.url, proxyPid: gateway.pid })
+        targets.push({ name: `kvgate-${spec}`, url: gateway.url, proxyPid: gateway.pid })
       } catch (error) {
-        skipped.push(`kvgate-${policy}: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`)
+        skipped.push(`kvgate-${spec}: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`)
       }
     }
     if (options.candidateRelayBuild !== undefined) {
@@ -120,6 +135,8 @@ export function startGatewayProcess(options: {
   policy: string
   /** Overrides of kvgate's `metricsPoll` section (the streaming benchmark relaxes staleness). */
   metricsPoll?: Readonly<Record<string, number>>
+  /** Whole config sections to set, for A/B runs. */
+  config?: Readonly<Record<string, unknown>>
   execArgv?: readonly string[]
 }): Promise<ServerProcess> {
   const { execArgv, ...config } = options
