@@ -9,7 +9,7 @@
  * is a dispatch that finds no room at all (the failing pass alone).
  *
  *   node --expose-gc bench/perf/admission.js [--reps 15] [--decisions 500] [--queued 10,1000,10000]
- *     [--users 1000] [--policies fifo,tpm,vtc,dynamic-tpm]
+ *     [--users 1000] [--policies fifo,tpm,vtc,dynamic-tpm] [--deep 10,10000,50000]
  */
 import { createAdmissionController, type Admission, type AdmissionTicket, type BackendCapacity } from '../../src/admission/index.js'
 import { createManualClock } from '../../src/core/index.js'
@@ -101,9 +101,8 @@ interface DecisionSample {
  * A queue held at `queued` requests over min(queued, users) users, round robin. `batch()` runs `decisions`
  * decisions and returns their mean costs; the queue size is the same after each batch.
  */
-async function decisionBench(policyName: string, queued: number): Promise<{ batch(): Promise<DecisionSample>; close(): Promise<void> }> {
+async function decisionBench(policyName: string, queued: number, spread: number): Promise<{ batch(): Promise<DecisionSample>; close(): Promise<void> }> {
   const { controller, backend, clock, submit, admitted } = setUp(policyName)
-  const spread = Math.min(queued, userCount)
   let nextUser = 0
   for (let i = 0; i < queued; i += 1) submit(nextUser++ % spread)
   await nextTurn()
@@ -148,12 +147,12 @@ async function decisionBench(policyName: string, queued: number): Promise<{ batc
  * burst of load from the rest of the (shared) machine falls on all sizes alike; ratios are taken within a
  * repetition. Repetition 0 warms up and is not kept.
  */
-async function measureDecisions(policyName: string): Promise<Map<number, DecisionSample[]>> {
+async function measureDecisions(policyName: string, sizes: readonly number[], users: number): Promise<Map<number, DecisionSample[]>> {
   const benches = new Map<number, Awaited<ReturnType<typeof decisionBench>>>()
-  for (const queued of queuedSizes) benches.set(queued, await decisionBench(policyName, queued))
-  const samples = new Map<number, DecisionSample[]>(queuedSizes.map((queued) => [queued, []]))
+  for (const queued of sizes) benches.set(queued, await decisionBench(policyName, queued, Math.min(queued, users)))
+  const samples = new Map<number, DecisionSample[]>(sizes.map((queued) => [queued, []]))
   for (let rep = 0; rep <= reps; rep += 1) {
-    for (const queued of queuedSizes) {
+    for (const queued of sizes) {
       const sample = await (benches.get(queued) as Awaited<ReturnType<typeof decisionBench>>).batch()
       if (rep > 0) samples.get(queued)?.push(sample)
     }
@@ -198,6 +197,10 @@ async function measureSweep(policyName: string, queued: number, spread: number):
   return ms
 }
 
+/** One user holding the whole queue: every decision pops that user's head (finding 3 of docs/benchmarks.md). */
+const deepSizes = flag('deep', '10,10000,50000').split(',').map(Number).filter((n) => n > 0)
+const deepRows: (string | number)[][] = []
+
 const sweepQueued = Math.max(...queuedSizes)
 const sweepRows: (string | number)[][] = []
 const rows: (string | number)[][] = []
@@ -207,9 +210,17 @@ for (const policyName of policies) {
     for (let rep = 0; rep < 3; rep += 1) runs.push(await measureSweep(policyName, sweepQueued, spread))
     sweepRows.push([policyName, sweepQueued, spread, median(runs), (median(runs) * 1000) / sweepQueued])
   }
-  const perSize = await measureDecisions(policyName)
+  const perSize = await measureDecisions(policyName, queuedSizes, userCount)
   for (const queued of queuedSizes) {
     console.error(`${policyName} @ ${queued} queued: ${median((perSize.get(queued) ?? []).map((s) => s.decisionNs / 1000)).toFixed(2)} µs/decision`)
+  }
+  if (deepSizes.length > 0) {
+    const deep = await measureDecisions(policyName, deepSizes, 1)
+    const deepBase = deep.get(deepSizes[0] ?? 0) ?? []
+    for (const queued of deepSizes) {
+      const samples = deep.get(queued) ?? []
+      deepRows.push([policyName, queued, (median(samples.map((s) => s.decisionNs)) / 1000).toFixed(2), (best(samples) / 1000).toFixed(2), `${(best(samples) / best(deepBase)).toFixed(2)}×`])
+    }
   }
   const memory = median([await measureMemory(policyName), await measureMemory(policyName), await measureMemory(policyName)])
   const base = perSize.get(queuedSizes[0] ?? 0) ?? []
@@ -239,3 +250,10 @@ printTable(
   ['policy', 'queued', 'users', 'ms event loop held', 'µs / request'],
   sweepRows,
 )
+if (deepRows.length > 0) {
+  printTable(
+    `One user holding the whole queue, median of ${reps} interleaved batches of ${decisions} decisions`,
+    ['policy', 'queued', 'µs / decision (median)', 'µs (best batch)', `best vs ${deepSizes[0]} queued`],
+    deepRows,
+  )
+}
