@@ -29,8 +29,11 @@ export interface EngineRequestSpec {
 
 /** Callbacks from the engine to whoever streams the request. */
 export interface EngineSink {
-  /** One output token (a word with its leading space); called once per token, in order. */
-  onToken(text: string, outputTokens: number): void
+  /**
+   * One output token (a word with its leading space); called once per token, in order. Returning `true`
+   * ends the sequence here with `stop` (a stop string matched).
+   */
+  onToken(text: string, outputTokens: number): boolean | void
   /** The request left the engine; not called for `abort()`ed requests. */
   onFinish(reason: 'stop' | 'length'): void
 }
@@ -298,10 +301,10 @@ export function createEngine(options: EngineOptions): Engine {
         metrics.interTokenLatency.observe((now - r.lastTokenMs) / 1000)
       }
       r.lastTokenMs = now
-      r.sink.onToken(word, r.output)
+      const stopped = r.sink.onToken(word, r.output) === true
       if (r.status !== Status.Running) continue // the sink aborted it (client gone, fault)
-      if (r.output >= r.targetTokens) {
-        const reason = r.output >= r.maxTokens ? 'length' : 'stop'
+      if (stopped || r.output >= r.targetTokens) {
+        const reason = stopped || r.output < r.maxTokens ? 'stop' : 'length'
         finish(r, reason)
         anyFinished = true
         metrics.e2eLatency.observe((now - r.arrivalMs) / 1000)

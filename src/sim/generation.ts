@@ -8,6 +8,7 @@ import type { Engine, EngineRequest, EngineSink } from './engine.js'
 import type { SimMetrics } from './metrics.js'
 import type { FaultConfig, OutputLengthDistribution } from './options.js'
 import { createOutputLengthSampler, type OutputLengthSampler } from './output-length.js'
+import { createStopMatcher } from './stop-strings.js'
 import {
   type ChatBody,
   type CompletionBody,
@@ -51,6 +52,7 @@ interface Generation extends ResponseIdentity {
   targetTokens: number[]
   /** Per choice, when the request has a `seed`: the stream its words are drawn from. */
   randoms: Array<Random | undefined>
+  stop: string[]
 }
 
 interface StreamPlan {
@@ -146,6 +148,7 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
       maxTokens,
       targetTokens,
       randoms,
+      stop: typeof body.stop === 'string' ? [body.stop] : (body.stop ?? []),
     }
   }
 
@@ -173,11 +176,14 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
     const abortAll = (reason?: 'abort' | 'error'): void => {
       for (const request of engineRequests) request.abort(reason)
     }
+    const matchers = generation.targetTokens.map(() => createStopMatcher(generation.stop))
     const engineRequests: EngineRequest[] = addChoices(generation, (choice) => ({
       onToken(text, n) {
         completionTokens++
-        const finish = finishOf(generation, choice, n)
-        const chunk = encoder.token(text, n, finish, choice, completionTokens)
+        let finish = finishOf(generation, choice, n)
+        const matched = matchers[choice]?.push(text, finish !== null) ?? { emit: text, stop: null }
+        if (matched.stop !== null) finish = 'stop'
+        const chunk = encoder.token(matched.emit, n, finish, choice, completionTokens, matched.stop)
         // Faults trigger on the first choice's progress.
         if (choice === 0 && finish === null && streamPlan.errorAfter > 0 && n >= streamPlan.errorAfter) {
           done = true
@@ -195,6 +201,7 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
           return
         }
         res.write(chunk)
+        return matched.stop !== null
       },
       onFinish() {
         if (--unfinished > 0) return
@@ -212,14 +219,21 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
     new Promise((resolve) => {
       const n = generation.targetTokens.length
       const pieces: string[][] = Array.from({ length: n }, () => [])
+      const tokens = new Array<number>(n).fill(0)
+      const stopReasons = new Array<string | null>(n).fill(null)
+      const matchers = generation.targetTokens.map(() => createStopMatcher(generation.stop))
       const results: ChoiceResult[] = new Array<ChoiceResult>(n)
       let unfinished = n
       const engineRequests = addChoices(generation, (choice) => ({
-        onToken(text) {
-          pieces[choice]!.push(text)
+        onToken(text, k) {
+          tokens[choice] = k
+          const matched = matchers[choice]?.push(text, finishOf(generation, choice, k) !== null) ?? { emit: text, stop: null }
+          pieces[choice]!.push(matched.emit)
+          stopReasons[choice] = matched.stop
+          return matched.stop !== null
         },
         onFinish(reason) {
-          results[choice] = { text: pieces[choice]!.join(''), tokens: pieces[choice]!.length, finish: reason }
+          results[choice] = { text: pieces[choice]!.join(''), tokens: tokens[choice]!, finish: reason, stopReason: stopReasons[choice]! }
           if (--unfinished === 0) resolve(completionResponseBody(generation, results))
         },
       }))

@@ -10,7 +10,7 @@ import type pino from 'pino'
  * `stepFixedMs + prefillTokenMs × prefill tokens + runningSeqMs × sequences in the batch
  *  + contextTokenMs × tokens held in KV by the batch`.
  * Defaults: a 1,000-token prompt alone takes ≈ 40 ms to its first token; a decode step at batch 64 with
- * 1k-token contexts takes ≈ 17 ms, at batch 256 ≈ 40 ms.
+ * 1k-token contexts takes ≈ 18 ms, at batch 128 ≈ 27 ms, at batch 256 ≈ 46 ms.
  */
 export interface LatencyModel {
   stepFixedMs: number

@@ -49,6 +49,7 @@ const samplingProperties = {
   priority: nullableInteger,
   seed: nullableInteger,
   request_id: nullableString,
+  stop: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }, { type: 'null' }] },
 } as const
 
 /** Fastify body schemas: type errors become vLLM's 400 through the error handler. */
@@ -113,6 +114,7 @@ export interface SamplingBody {
   n?: number | null
   seed?: number | null
   request_id?: string | null
+  stop?: string | string[] | null
 }
 
 export interface ChatBody extends SamplingBody {
@@ -157,9 +159,17 @@ export interface StreamEncoder {
   /**
    * The event(s) for output token `n` of choice `index`: for chat a choice's first token also brings its
    * role chunk (vLLM sends it with the first output), and its last carries `finish_reason` and
-   * `stop_reason` with its text. `completionTokens` is the running total for continuous usage.
+   * `stop_reason` (the matched stop string, or null) with its text. `completionTokens` is the running
+   * total for continuous usage.
    */
-  token(text: string, n: number, finish: FinishReason | null, index?: number, completionTokens?: number): string
+  token(
+    text: string,
+    n: number,
+    finish: FinishReason | null,
+    index?: number,
+    completionTokens?: number,
+    stopReason?: string | null,
+  ): string
   /** The final usage chunk (`choices: []`). */
   usage(completionTokens: number): string
   /** An error after the stream started: vLLM can no longer change the status, so it sends this, then [DONE]. */
@@ -177,15 +187,16 @@ export function createStreamEncoder(response: ResponseIdentity, continuousUsage:
     continuousUsage ? `],"usage":${usageJson(response.promptTokens, completion)}}\n\n` : ']}\n\n'
   const finishJson = (finish: FinishReason | null): string => (finish === null ? 'null' : `"${finish}"`)
   return {
-    token(text, n, finish, index = 0, completionTokens = n) {
+    token(text, n, finish, index = 0, completionTokens = n, stopReason = null) {
+      const stopJson = stopReason === null ? 'null' : JSON.stringify(stopReason)
       if (!chat) {
-        return `${prefix}{"index":${index},"text":${JSON.stringify(text)},"logprobs":null,"finish_reason":${finishJson(finish)},"stop_reason":null}${tail(completionTokens)}`
+        return `${prefix}{"index":${index},"text":${JSON.stringify(text)},"logprobs":null,"finish_reason":${finishJson(finish)},"stop_reason":${stopJson}}${tail(completionTokens)}`
       }
       const role =
         n === 1
           ? `${prefix}{"index":${index},"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}${tail(completionTokens - 1)}`
           : ''
-      const stop = finish === null ? '' : ',"stop_reason":null'
+      const stop = finish === null ? '' : `,"stop_reason":${stopJson}`
       return `${role}${prefix}{"index":${index},"delta":{"content":${JSON.stringify(text)}},"logprobs":null,"finish_reason":${finishJson(finish)}${stop}}${tail(completionTokens)}`
     },
     usage(completionTokens) {
@@ -201,6 +212,8 @@ export interface ChoiceResult {
   text: string
   tokens: number
   finish: FinishReason
+  /** The stop string that ended it, if any. */
+  stopReason: string | null
 }
 
 /** The non-streaming body: `chat.completion` or `text_completion`, one choice per result, with every field vLLM sets. */
@@ -214,12 +227,12 @@ export function completionResponseBody(response: ResponseIdentity, results: read
   }
   const common = { id: response.id, created: response.created, model: response.model }
   if (response.kind === 'chat') {
-    const choices = results.map(({ text, finish }, index) => ({
+    const choices = results.map(({ text, finish, stopReason }, index) => ({
       index,
       message: { role: 'assistant', content: text, refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null },
       logprobs: null,
       finish_reason: finish,
-      stop_reason: null,
+      stop_reason: stopReason,
     }))
     return {
       ...common,
@@ -235,7 +248,14 @@ export function completionResponseBody(response: ResponseIdentity, results: read
   return {
     ...common,
     object: 'text_completion',
-    choices: results.map(({ text, finish }, index) => ({ index, text, logprobs: null, finish_reason: finish, stop_reason: null, prompt_logprobs: null })),
+    choices: results.map(({ text, finish, stopReason }, index) => ({
+      index,
+      text,
+      logprobs: null,
+      finish_reason: finish,
+      stop_reason: stopReason,
+      prompt_logprobs: null,
+    })),
     service_tier: null,
     system_fingerprint: null,
     usage,
