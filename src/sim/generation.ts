@@ -181,9 +181,13 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
       onToken(text, n) {
         completionTokens++
         let finish = finishOf(generation, choice, n)
-        const matched = matchers[choice]?.push(text, finish !== null) ?? { emit: text, stop: null }
-        if (matched.stop !== null) finish = 'stop'
-        const chunk = encoder.token(matched.emit, n, finish, choice, completionTokens, matched.stop)
+        // The common case has no stop strings: no matcher, nothing allocated per token.
+        let emit = text
+        let stop: string | null = null
+        const matcher = matchers[choice]
+        if (matcher != null) ({ emit, stop } = matcher.push(text, finish !== null))
+        if (stop !== null) finish = 'stop'
+        const chunk = encoder.token(emit, n, finish, choice, completionTokens, stop)
         // Faults trigger on the first choice's progress.
         if (choice === 0 && finish === null && streamPlan.errorAfter > 0 && n >= streamPlan.errorAfter) {
           done = true
@@ -201,7 +205,7 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
           return
         }
         res.write(chunk)
-        return matched.stop !== null
+        return stop !== null
       },
       onFinish() {
         if (--unfinished > 0) return

@@ -5,8 +5,9 @@
  * nothing from the gateway (predictor, policies, ledger), so it never checks kvgate against itself.
  *
  * HTTP (as vLLM): `POST /v1/chat/completions`, `POST /v1/completions` (streaming or not; `max_tokens`,
- * `max_completion_tokens`, `min_tokens`, `ignore_eos`, `stream_options`), `GET /metrics`, `GET /health`,
- * `GET /version`, `GET /v1/models`, `POST /tokenize`, `POST /detokenize`.
+ * `max_completion_tokens`, `min_tokens`, `ignore_eos`, `stream_options`, `n`, `stop`, `seed`, `request_id`
+ * or `X-Request-Id`, `priority` 0 only; other sampling fields are accepted and ignored), `GET /metrics`,
+ * `GET /health`, `GET /version`, `GET /v1/models`, `POST /tokenize`, `POST /detokenize`.
  * HTTP (emulator only): `POST /sim/faults` (a partial `FaultConfig`, merged; answers the whole config),
  * `GET /sim/faults`, `GET /sim/state` (`engineState()` plus process memory; `?gc=1` collects first when run
  * with `--expose-gc`).
