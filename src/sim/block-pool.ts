@@ -27,7 +27,7 @@ export interface BlockPool {
   free(blocks: readonly number[]): void
   /** Record that `block` now holds the full, computed block with this chained hash. */
   cacheBlock(block: number, hash: number): void
-  /** Blocks evictable ahead of fresh ones are those at the head; used by tests and metrics. */
+  /** Blocks registered in the prefix cache, held by a request or resident in the free queue. */
   numCachedBlocks(): number
 }
 

@@ -126,7 +126,7 @@ export function createEngine(options: EngineOptions): Engine {
   let running: Request[] = []
   let inFlight: Request[] = []
   let stepTimer: TimerHandle | null = null
-  let wakeTimer: unknown = null
+  let wakePending = false
   const maxCatchUpMs = options.maxCatchUpMs ?? DEFAULT_MAX_CATCH_UP_MS
   const defer = options.defer ?? ((fn: () => void) => clock.setTimeout(fn, 0))
   let closed = false
@@ -357,7 +357,7 @@ export function createEngine(options: EngineOptions): Engine {
   }
 
   const startLoop = (): void => {
-    wakeTimer = null
+    wakePending = false
     if (closed || loopRunning) return
     inFlight = schedule()
     if (inFlight.length === 0) return
@@ -369,8 +369,9 @@ export function createEngine(options: EngineOptions): Engine {
 
   /** Start the loop if it is idle; arrivals in the same turn of the event loop join the same first step. */
   const wake = (): void => {
-    if (closed || loopRunning || wakeTimer !== null) return
-    wakeTimer = defer(startLoop)
+    if (closed || loopRunning || wakePending) return
+    wakePending = true
+    defer(startLoop)
   }
 
   return {
