@@ -1,5 +1,6 @@
 import { request } from 'undici'
 import { afterEach, describe, expect, it } from 'vitest'
+import { createManualClock } from '../../src/core/index.js'
 import { startSim, type SimHandle } from '../../src/sim/index.js'
 import { postJson, scrape, stream, waitFor } from './support.js'
 
@@ -97,21 +98,25 @@ describe('fault injection', () => {
     expect(performance.now() - fast).toBeLessThan(290)
   })
 
-  it('latency spikes stretch the time to first token', async () => {
-    sim = await startSim({ speed: 1, latency: { stepFixedMs: 2, prefillTokenMs: 0, runningSeqMs: 0, contextTokenMs: 0 } })
-    const timeToFirst = async (): Promise<number> => {
-      const started = performance.now()
-      const res = await request(`${sim!.url}/v1/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ prompt: 'hi', max_tokens: 1, stream: true }),
-      })
-      await res.body.text()
-      return performance.now() - started
+  it('latency spikes stretch the time to first token (engine on a manual clock)', async () => {
+    const clock = createManualClock()
+    const latency = { stepFixedMs: 2, prefillTokenMs: 0, runningSeqMs: 0, contextTokenMs: 0 }
+    sim = await startSim({ latency }, { clock })
+    const ttftSum = async (): Promise<number> => {
+      const text = await (await request(`${sim!.url}/metrics`)).body.text()
+      return Number(/^vllm:time_to_first_token_seconds_sum\{[^}]*\} (\S+)$/m.exec(text)?.[1])
     }
-    expect(await timeToFirst()).toBeLessThan(150)
+    const oneToken = async (): Promise<void> => {
+      const pending = postJson(`${sim!.url}/v1/completions`, { prompt: 'hi', max_tokens: 1 })
+      await waitFor(() => sim!.engineState().waiting === 1, 5_000, 'the request to arrive')
+      clock.advance(1_000)
+      await pending
+    }
+    await oneToken()
+    expect(await ttftSum()).toBeCloseTo(0.002, 6)
     sim.setFaults({ latencySpikeRate: 1, latencySpikeMs: 200 })
-    expect(await timeToFirst()).toBeGreaterThanOrEqual(190)
+    await oneToken()
+    expect(await ttftSum()).toBeCloseTo(0.002 + 0.202, 6)
   })
 
   it('dieAfterMs takes the server down', async () => {
