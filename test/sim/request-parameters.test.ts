@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { request } from 'undici'
+import { createManualClock } from '../../src/core/index.js'
 import { startSim, type SimHandle } from '../../src/sim/index.js'
-import { postJson, stream } from './support.js'
+import { postJson, stream, waitFor } from './support.js'
 
 /** vLLM's other sampling parameters an emulator must honour: `n`, `seed`, `request_id`. */
 describe('request parameters', () => {
@@ -39,16 +40,19 @@ describe('request parameters', () => {
     expect(result.events.at(-1)).toMatchObject({ choices: [], usage: { prompt_tokens: 1, completion_tokens: 10, total_tokens: 11 } })
   })
 
-  it('n > 1 counts each choice as a sequence in the batch', async () => {
-    const pending = postJson(`${sim.url}/v1/completions`, { prompt: 'hi', n: 4, max_tokens: 2000, ignore_eos: true })
-    let seen = 0
-    const deadline = Date.now() + 5_000
-    while (seen < 4 && Date.now() < deadline) {
-      seen = Math.max(seen, sim.engineState().running)
-      await new Promise((resolve) => setTimeout(resolve, 2))
+  it('n > 1 counts each choice as a sequence in the batch (engine on a manual clock)', async () => {
+    const clock = createManualClock()
+    const frozen = await startSim({}, { clock })
+    try {
+      const pending = postJson(`${frozen.url}/v1/completions`, { prompt: 'hi', n: 4, max_tokens: 50, ignore_eos: true })
+      await waitFor(() => frozen.engineState().waiting === 4, 5_000, 'four sequences to queue')
+      clock.advance(20)
+      expect(frozen.engineState().running).toBe(4)
+      clock.advance(10_000)
+      expect((await pending).json.usage.completion_tokens).toBe(200)
+    } finally {
+      await frozen.close()
     }
-    expect(seen).toBe(4)
-    await pending
   })
 
   it('the same seed gives the same text and length, whatever else is served', async () => {
