@@ -2,11 +2,12 @@ import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { request as undiciRequest, type Dispatcher } from 'undici'
+import type { Admission, AdmissionController } from '../admission/index.js'
 import type { KvgateConfig } from '../config/index.js'
 import type { Clock } from '../core/index.js'
 import { errors, toKvgateError, type KvgateError } from '../errors/index.js'
 import type { Identity, IdentityResolver } from '../identity/index.js'
-import type { PolicyUser } from '../policies/index.js'
+import type { Predictor } from '../predictor/index.js'
 import type { GatewayMetrics, RequestOutcome } from '../telemetry/index.js'
 import type { TokenCounter } from '../tokens/index.js'
 import {
@@ -18,42 +19,10 @@ import {
 } from './completion-request.js'
 import { createSseRelay } from './sse-relay.js'
 
-/** What the route hands admission (src/admission's ticket). */
-export interface AdmissionTicket {
-  readonly id: string
-  readonly user: PolicyUser
-  readonly model: string
-  readonly promptTokens: number
-  readonly predictedOutputTokens: number
-  /** How long the request may wait in the queue, in ms from now. */
-  readonly deadlineMs: number
-  readonly signal?: AbortSignal
-}
-
-/** What admission hands back: a backend, and the hooks that keep the ledger and policy in step. */
-export interface AdmittedRequest {
-  readonly id: string
-  readonly backendId: string
-  readonly waitedMs: number
-  firstToken(): void
-  recordTokens(tokens: number): void
-  /** Releases the reservation and charges the policy; idempotent. */
-  finish(completionTokens: number): void
-}
-
-export interface AdmissionGate {
-  submit(ticket: AdmissionTicket): Promise<AdmittedRequest>
-}
-
-export interface OutputPredictor {
-  predict(model: string, maxTokens: number | undefined): number
-  observe(model: string, predicted: number, actual: number): void
-}
-
 export interface CompletionRouteDeps {
   readonly clock: Clock
-  readonly admission: AdmissionGate
-  readonly predictor: OutputPredictor
+  readonly admission: AdmissionController
+  readonly predictor: Predictor
   readonly tokens: TokenCounter
   readonly dispatcher: Dispatcher
   readonly metrics: GatewayMetrics
@@ -172,7 +141,7 @@ export function createCompletionHandler(deps: CompletionRouteDeps, kind: Complet
     let identity: Identity | undefined
     let parsed: CompletionRequest | undefined
     let predictedPerSequence = 0
-    let admitted: AdmittedRequest | undefined
+    let admitted: Admission | undefined
     let ttftMs: number | undefined
     let completionTokens = 0
     let promptTokensServed: number | undefined
@@ -331,7 +300,7 @@ export function createCompletionHandler(deps: CompletionRouteDeps, kind: Complet
       }
     }
 
-    async function forward(request: CompletionRequest, admission: AdmittedRequest): Promise<Ending> {
+    async function forward(request: CompletionRequest, admission: Admission): Promise<Ending> {
       const baseUrl = deps.backendUrl(admission.backendId)
       if (baseUrl === undefined) {
         const error = errors.noBackendAvailable([`backend ${admission.backendId} is not configured`])
