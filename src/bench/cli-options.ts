@@ -6,7 +6,7 @@ import { DEFAULT_NUM_USERS, DEFAULT_USER_ZIPF_ALPHA } from './prepare-workload.j
 import type { BenchSummary } from './results.js'
 import { DEFAULT_MAX_RETRIES } from './runner.js'
 import type { RequestRecord } from './runner.js'
-import type { WorkloadRunResult } from './run-workload.js'
+import type { RunWorkloadOptions, WorkloadRunResult } from './run-workload.js'
 
 /** Flags, progress bar and JSON export shared by `bench`, `bench compare` and `bench analyze`. */
 export const positiveNumber = (name: string) => (value: string): number => {
@@ -93,6 +93,25 @@ export function workloadOptionsFrom(flags: CommonFlags, inputFile: string, close
     ...(flags.requestRate !== undefined && !closedLoop ? { requestRate: flags.requestRate } : {}),
     ...(flags.burstiness !== undefined ? { burstiness: flags.burstiness } : {}),
     ...(flags.duration !== undefined ? { durationSec: flags.duration } : {}),
+    ...(flags.maxNumRequests !== undefined ? { maxNumRequests: flags.maxNumRequests } : {}),
+  }
+}
+
+/** What the run flags set; the caller adds the server, clock, counter, seed and progress callbacks. */
+export type RunFlagOptions = Omit<RunWorkloadOptions, 'baseUrl' | 'clock' | 'counter' | 'seed' | 'onRecord' | 'onTotal'>
+
+export function runOptionsFrom(flags: CommonFlags): RunFlagOptions {
+  return {
+    userHeader: flags.userHeader,
+    retry429: flags.retry429,
+    maxRetries: flags.maxRetries,
+    requestTimeoutMs: flags.requestTimeout * 1000,
+    ...(flags.model !== undefined ? { model: flags.model } : {}),
+    ...(flags.numClients !== undefined ? { numClients: flags.numClients } : {}),
+    ...(flags.maxActiveConversations !== undefined ? { maxActiveConversations: flags.maxActiveConversations } : {}),
+    // --request-rate paces each client only in closed loop; open loop it re-times the trace (workloadOptionsFrom).
+    ...(flags.numClients !== undefined && flags.requestRate !== undefined ? { clientRequestRate: flags.requestRate } : {}),
+    ...(flags.duration !== undefined ? { durationMs: flags.duration * 1000 } : {}),
     ...(flags.maxNumRequests !== undefined ? { maxNumRequests: flags.maxNumRequests } : {}),
   }
 }

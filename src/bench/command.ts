@@ -7,7 +7,7 @@ import { analyzeWorkload, formatAnalysis } from './analysis.js'
 import { createCompareCommand } from './compare-command.js'
 import { formatSummary, recordsToCsv } from './format.js'
 import type { CommonFlags } from './cli-options.js'
-import { addRunOptions, addWorkloadOptions, benchJson, createProgress, positiveNumber, workloadOptionsFrom } from './cli-options.js'
+import { addRunOptions, addWorkloadOptions, benchJson, createProgress, positiveNumber, runOptionsFrom, workloadOptionsFrom } from './cli-options.js'
 import { prepareWorkload } from './prepare-workload.js'
 import { parseSlo, summarize } from './results.js'
 import { runWorkload } from './run-workload.js'
@@ -40,16 +40,7 @@ export function createBenchCommand(): Command {
           counter,
           clock: flags.speed !== undefined ? createScaledClock(flags.speed) : createSystemClock(),
           seed: flags.seed,
-          userHeader: flags.userHeader,
-          retry429: flags.retry429,
-          maxRetries: flags.maxRetries,
-          requestTimeoutMs: flags.requestTimeout * 1000,
-          ...(flags.model !== undefined ? { model: flags.model } : {}),
-          ...(flags.numClients !== undefined ? { numClients: flags.numClients } : {}),
-          ...(flags.maxActiveConversations !== undefined ? { maxActiveConversations: flags.maxActiveConversations } : {}),
-          ...(flags.numClients !== undefined && flags.requestRate !== undefined ? { clientRequestRate: flags.requestRate } : {}),
-          ...(flags.duration !== undefined ? { durationMs: flags.duration * 1000 } : {}),
-          ...(flags.maxNumRequests !== undefined ? { maxNumRequests: flags.maxNumRequests } : {}),
+          ...runOptionsFrom(flags),
           onTotal: progress.onTotal,
           onRecord: progress.onRecord,
         })

@@ -5,7 +5,7 @@ import { parse as parseYaml } from 'yaml'
 import { toKvgateError } from '../errors/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
 import type { CommonFlags } from './cli-options.js'
-import { addRunOptions, addWorkloadOptions, benchJson, createProgress, positiveInteger, positiveNumber, workloadOptionsFrom } from './cli-options.js'
+import { addRunOptions, addWorkloadOptions, benchJson, createProgress, positiveInteger, positiveNumber, runOptionsFrom, workloadOptionsFrom } from './cli-options.js'
 import type { SetupResult } from './compare.js'
 import { DEFAULT_COMPARE_DEADLINE_MS, runCompare } from './compare.js'
 import { formatSummary } from './format.js'
@@ -70,16 +70,7 @@ export function createCompareCommand(): Command {
           ...(gatewayConfig !== undefined ? { gatewayConfig } : {}),
           slo,
           run: {
-            userHeader: flags.userHeader,
-            retry429: flags.retry429,
-            maxRetries: flags.maxRetries,
-            requestTimeoutMs: flags.requestTimeout * 1000,
-            ...(flags.model !== undefined ? { model: flags.model } : {}),
-            ...(flags.numClients !== undefined ? { numClients: flags.numClients } : {}),
-            ...(flags.maxActiveConversations !== undefined ? { maxActiveConversations: flags.maxActiveConversations } : {}),
-            ...(flags.numClients !== undefined && flags.requestRate !== undefined ? { clientRequestRate: flags.requestRate } : {}),
-            ...(flags.duration !== undefined ? { durationMs: flags.duration * 1000 } : {}),
-            ...(flags.maxNumRequests !== undefined ? { maxNumRequests: flags.maxNumRequests } : {}),
+            ...runOptionsFrom(flags),
             onTotal: (n) => progress?.onTotal(n),
             onRecord: (r) => progress?.onRecord(r),
           },
