@@ -1,5 +1,5 @@
 import type { RequestRecord } from './runner.js'
-import type { BenchSummary } from './results.js'
+import type { BenchSummary, UserFigures } from './results.js'
 import { SUMMARY_METRICS } from './results.js'
 
 /** vLLM's separator line: 100 dashes. */
@@ -13,6 +13,28 @@ export function textTable(header: readonly string[], rows: readonly (readonly st
   const line = (cells: readonly string[]) =>
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ')
   return [line(header), ...rows.map(line)].join('\n')
+}
+
+/** The per-user table's columns, in the text summary and the HTML report alike. */
+export const USER_TABLE_HEADER = ['user', 'requests', 'completed', '429s', 'failed', 'prompt_tok', 'output_tok', 'ttft_p50_ms', 'ttft_p99_ms', 'service/fair'] as const
+
+/**
+ * One row of cells per user, under `USER_TABLE_HEADER`. `number` renders the non-count figures: the TTFTs with
+ * its default digits, service/fair with 3 (the text and HTML tables differ in digits and in how NaN reads).
+ */
+export function userTableRows(users: readonly UserFigures[], number: (value: number, digits?: number) => string): string[][] {
+  return users.map((u) => [
+    u.user,
+    String(u.requests),
+    String(u.completed),
+    String(u.responses429),
+    String(u.failed),
+    String(u.promptTokensServed),
+    String(u.completionTokensServed),
+    number(u.ttftP50Ms),
+    number(u.ttftP99Ms),
+    number(u.fairShare > 0 ? u.service / u.fairShare : Number.NaN, 3),
+  ])
 }
 
 /** The summary block of vLLM's multi-turn bench, then kvgate's admission and fairness figures. */
@@ -32,21 +54,7 @@ export function formatSummary(summary: BenchSummary): string {
   const failures = Object.entries(summary.failures_by_status)
     .map(([k, v]) => `${k}=${v}`)
     .join(' ')
-  const users = textTable(
-    ['user', 'requests', 'completed', '429s', 'failed', 'prompt_tok', 'output_tok', 'ttft_p50_ms', 'ttft_p99_ms', 'service/fair'],
-    summary.users.map((u) => [
-      u.user,
-      String(u.requests),
-      String(u.completed),
-      String(u.responses429),
-      String(u.failed),
-      String(u.promptTokensServed),
-      String(u.completionTokensServed),
-      fixed(u.ttftP50Ms),
-      fixed(u.ttftP99Ms),
-      fixed(u.fairShare > 0 ? u.service / u.fairShare : Number.NaN, 3),
-    ]),
-  )
+  const users = textTable(USER_TABLE_HEADER, userTableRows(summary.users, fixed))
   return [
     SEPARATOR,
     'Statistics summary:',

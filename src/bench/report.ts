@@ -1,5 +1,5 @@
 import type { SetupResult } from './compare.js'
-import { textTable } from './format.js'
+import { textTable, USER_TABLE_HEADER, userTableRows } from './format.js'
 import { naturalCompare, SERVICE_WEIGHT_INPUT, SERVICE_WEIGHT_OUTPUT } from './results.js'
 import type { Series } from './svg-chart.js'
 import { escapeXml, lineChart } from './svg-chart.js'
@@ -187,20 +187,8 @@ export function renderReport(results: readonly SetupResult[], context: ReportCon
   const userTables = results
     .map((r) => {
       const f = (v: number, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : '-')
-      const head = ['user', 'requests', 'completed', '429s', 'failed', 'prompt_tok', 'output_tok', 'ttft_p50_ms', 'ttft_p99_ms', 'service/fair']
-      const body = r.summary.users.map((u) => [
-        u.user,
-        String(u.requests),
-        String(u.completed),
-        String(u.responses429),
-        String(u.failed),
-        String(u.promptTokensServed),
-        String(u.completionTokensServed),
-        f(u.ttftP50Ms),
-        f(u.ttftP99Ms),
-        f(u.fairShare > 0 ? u.service / u.fairShare : Number.NaN, 3),
-      ])
-      return `<h3>${escapeXml(r.name)}</h3><table><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>${body
+      const body = userTableRows(r.summary.users, f)
+      return `<h3>${escapeXml(r.name)}</h3><table><thead><tr>${USER_TABLE_HEADER.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>${body
         .map((row) => `<tr>${row.map((c) => `<td>${escapeXml(c)}</td>`).join('')}</tr>`)
         .join('')}</tbody></table>`
     })
