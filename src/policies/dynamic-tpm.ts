@@ -1,7 +1,7 @@
 import { HeadOrder } from './head-order.js'
 import { createOptionsParser } from './options.js'
 import type { Policy, PolicyContext, PolicyRequest, PolicyUser, PolicyUserState } from './policy.js'
-import { QuotaLedger } from './quota-ledger.js'
+import { QuotaLedger, quotaHooks } from './quota-ledger.js'
 import { staticLimits } from './tpm.js'
 import { MINUTE_MS } from './usage-window.js'
 
@@ -192,6 +192,12 @@ export function createDynamicTpmPolicy(context: PolicyContext): Policy {
     order.refreshAll()
   }
 
+  // Dynamic token quota; requestsPerMinute stays the user's static one.
+  const quotaGate = quotaHooks(ledger, order, (user) => ({
+    tokensPerMinute: quotaFor(user),
+    requestsPerMinute: staticLimits(user).requestsPerMinute,
+  }))
+
   const touch = (request: PolicyRequest, atMs: number): void => {
     latestMs = Math.max(latestMs, atMs)
     const name = request.user.name
@@ -221,21 +227,10 @@ export function createDynamicTpmPolicy(context: PolicyContext): Policy {
       latestMs = Math.max(latestMs, atMs)
       return order.candidates(atMs)
     },
-    checkQuota(request, nowMs) {
-      const tokensPerMinute = quotaFor(request.user)
-      const decision = ledger.check(request, nowMs, {
-        tokensPerMinute,
-        requestsPerMinute: staticLimits(request.user).requestsPerMinute,
-      })
-      if (!decision.allowed) order.park(request.user.name, nowMs + decision.retryAfterMs)
-      return decision
-    },
-    onTokens(request, tokens, nowMs) {
-      ledger.tokens(request, tokens, nowMs)
-    },
+    ...quotaGate,
     onFinish(request, completionTokens, nowMs) {
-      ledger.finish(request, completionTokens, nowMs)
-      order.unpark(request.user.name)
+      quotaGate.onFinish(request, completionTokens, nowMs)
+      // The refund lowers the user's usage, and so its rank.
       order.refresh(request.user.name)
     },
     onTick(atMs, sample) {
@@ -265,12 +260,6 @@ export function createDynamicTpmPolicy(context: PolicyContext): Policy {
       if (due && quotaBound && capacityTokensPerMinute !== undefined) capacityTokensPerMinute *= 1 + options.probeRatio
       lastTickMs = atMs
       if (dirty || due) recompute(atMs)
-    },
-    rateLimits(user, nowMs) {
-      return ledger.rateLimits(user.name, nowMs, {
-        tokensPerMinute: quotaFor(user),
-        requestsPerMinute: staticLimits(user).requestsPerMinute,
-      })
     },
     userStates(nowMs) {
       const states: PolicyUserState[] = []

@@ -1,4 +1,5 @@
-import type { PolicyRequest, QuotaDecision, RateLimitState } from './policy.js'
+import type { HeadOrder } from './head-order.js'
+import type { Policy, PolicyRequest, PolicyUser, QuotaDecision, RateLimitState } from './policy.js'
 import { UsageWindow, type Charge } from './usage-window.js'
 
 /** The limits in force for one user; undefined means unlimited in that dimension. */
@@ -180,5 +181,32 @@ export class QuotaLedger {
       reason: blocked.reason,
       limits: this.rateLimits(blocked.user, nowMs, limits),
     }
+  }
+}
+
+/**
+ * The quota hooks of a policy that keeps a `QuotaLedger` and a `HeadOrder` (tpm, dynamic-tpm): they differ
+ * only in the limits in force for a user, `limitsOf`.
+ */
+export function quotaHooks(
+  ledger: QuotaLedger,
+  order: HeadOrder,
+  limitsOf: (user: PolicyUser) => QuotaLimits,
+): Pick<Policy, 'checkQuota' | 'onTokens' | 'onFinish' | 'rateLimits'> {
+  return {
+    checkQuota(request, nowMs) {
+      const decision = ledger.check(request, nowMs, limitsOf(request.user))
+      if (!decision.allowed) order.park(request.user.name, nowMs + decision.retryAfterMs)
+      return decision
+    },
+    onTokens(request, tokens, nowMs) {
+      ledger.tokens(request, tokens, nowMs)
+    },
+    onFinish(request, completionTokens, nowMs) {
+      ledger.finish(request, completionTokens, nowMs)
+      // A refund of an over-prediction may let a parked head through before its computed time.
+      order.unpark(request.user.name)
+    },
+    rateLimits: (user, nowMs) => ledger.rateLimits(user.name, nowMs, limitsOf(user)),
   }
 }

@@ -1,7 +1,7 @@
 import { HeadOrder } from './head-order.js'
 import { createOptionsParser } from './options.js'
-import type { Policy, PolicyContext, PolicyRequest, PolicyUser, PolicyUserState } from './policy.js'
-import { QuotaLedger, type QuotaLimits } from './quota-ledger.js'
+import type { Policy, PolicyContext, PolicyUser, PolicyUserState } from './policy.js'
+import { QuotaLedger, quotaHooks, type QuotaLimits } from './quota-ledger.js'
 
 // tpm's limits live on each user (config `users[].tokensPerMinute` / `requestsPerMinute`, and
 // `defaultUser`); the policy itself has no knobs, and unknown options are refused.
@@ -49,25 +49,12 @@ export function createTpmPolicy(context: PolicyContext): Policy {
       ledger.admit(request, nowMs)
     },
     candidates: (nowMs) => order.candidates(nowMs),
-    checkQuota(request: PolicyRequest, nowMs) {
-      const decision = ledger.check(request, nowMs, staticLimits(request.user))
-      if (!decision.allowed) order.park(request.user.name, nowMs + decision.retryAfterMs)
-      return decision
-    },
-    onTokens(request, tokens, nowMs) {
-      ledger.tokens(request, tokens, nowMs)
-    },
-    onFinish(request, completionTokens, nowMs) {
-      ledger.finish(request, completionTokens, nowMs)
-      // A refund of an over-prediction may let a parked head through before its computed time.
-      order.unpark(request.user.name)
-    },
+    ...quotaHooks(ledger, order, staticLimits),
     onTick(nowMs) {
       if (nowMs - lastPruneMs < PRUNE_EVERY_MS) return
       lastPruneMs = nowMs
       ledger.prune(nowMs)
     },
-    rateLimits: (user, nowMs) => ledger.rateLimits(user.name, nowMs, staticLimits(user)),
     userStates(nowMs) {
       const states: PolicyUserState[] = []
       for (const user of known.values()) {
