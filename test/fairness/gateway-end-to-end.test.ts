@@ -1,8 +1,9 @@
 import { request } from 'undici'
 import { afterEach, describe, expect, it } from 'vitest'
+import { jainIndex } from '../../src/bench/index.js'
 import { vtcServiceBound } from '../../src/policies/index.js'
 import { E2E, FairnessClients, startE2eStack, type E2eStack } from './e2e-stack.js'
-import { compareFifoAndVtc, jainIndex, percentile, printTable } from './harness.js'
+import { compareFifoAndVtc, percentile, printTable } from './harness.js'
 
 // The fairness claims again, end to end: real gateway (admission, ledger, predictor, policies, proxy) in
 // front of the real emulator over loopback, clients streaming with x-user-id. Emulated time runs at

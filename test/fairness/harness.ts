@@ -1,4 +1,5 @@
 import { createAdmissionController, type Admission } from '../../src/admission/index.js'
+import { jainIndex } from '../../src/bench/index.js'
 import { createManualClock, createSeededRandom, type Random } from '../../src/core/index.js'
 import type { KvgateError } from '../../src/errors/index.js'
 import { createLedger } from '../../src/ledger/index.js'
@@ -205,13 +206,6 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRun
   await settle()
   const kvUtilization = utilizationSteps === 0 ? 0 : utilizationSum / utilizationSteps
   return { policy: options.policy, samples, service, tokens, requests, rejections, unserved, kvUtilization }
-}
-
-/** Jain's fairness index: (Σx)² / (n·Σx²); 1 = even, 1/n = one user has everything. */
-export function jainIndex(values: readonly number[]): number {
-  const sum = values.reduce((a, b) => a + b, 0)
-  const squares = values.reduce((a, b) => a + b * b, 0)
-  return squares === 0 ? 1 : (sum * sum) / (values.length * squares)
 }
 
 /** Largest max−min spread of weighted service among `users`, over samples at or after `fromMs`. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
+import { jainIndex } from '../../src/bench/index.js'
 import type { PolicyUser } from '../../src/policies/index.js'
-import { compareFifoAndVtc, jainIndex, printTable, runFairness } from './harness.js'
+import { compareFifoAndVtc, printTable, runFairness } from './harness.js'
 
 // VTC picks the user with the smallest counter, but that user's head may not fit while another user's
 // would. kvgate's answer lives in the admission dispatcher (src/admission): the head is *bypassed* by

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
+import { jainIndex } from '../../src/bench/index.js'
 import { vtcServiceBound, type PolicyUser } from '../../src/policies/index.js'
-import { compareFifoAndVtc, jainIndex, maxServiceDifference, printTable, REFERENCE, runFairness, serviceSince } from './harness.js'
+import { compareFifoAndVtc, maxServiceDifference, printTable, REFERENCE, runFairness, serviceSince } from './harness.js'
 
 // Continuously backlogged users with 1:10 request rates, through the real admission controller and
 // policies (in-process engine model, see harness.ts). Under vtc the weighted-service difference between

@@ -22,13 +22,6 @@ export function take<T>(iterable: Iterable<T>, n = Number.POSITIVE_INFINITY): T[
   return out
 }
 
-/** Jain's fairness index of per-user (weight-normalised) service: 1 = perfectly even, 1/n = one user has all. */
-export function jainIndex(values: readonly number[]): number {
-  const sum = values.reduce((a, b) => a + b, 0)
-  const squares = values.reduce((a, b) => a + b * b, 0)
-  return squares === 0 ? 1 : (sum * sum) / (values.length * squares)
-}
-
 const BACKLOG_DEPTH = 8
 
 export interface SimUser {

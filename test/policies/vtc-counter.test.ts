@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
+import { jainIndex } from '../../src/bench/index.js'
 import { KvgateError } from '../../src/errors/index.js'
 import { createFifoPolicy, createVtcPolicy, vtcServiceBound, type Policy, type PolicyUser } from '../../src/policies/index.js'
-import { createRequestFactory, jainIndex, simulatePolicy, take } from './helpers.js'
+import { createRequestFactory, simulatePolicy, take } from './helpers.js'
 
 const counterOf = (policy: Policy, user: string): number | undefined =>
   policy.userStates(0).find((s) => s.user === user)?.counter
