@@ -23,20 +23,15 @@ function number(name: string): (value: string) => number {
   }
 }
 
-interface SimFlags {
-  port?: number
-  host?: string
-  model?: string
-  numGpuBlocks?: number
-  blockSize?: number
-  maxNumSeqs?: number
-  maxNumBatchedTokens?: number
-  maxModelLen?: number
-  speed?: number
-  seed?: number
+/** SimOptions fields with a flag of the same name; a flag given wins over the config file. */
+const SCALAR_FLAGS = [
+  'host', 'model', 'numGpuBlocks', 'blockSize', 'maxNumSeqs', 'maxNumBatchedTokens', 'maxModelLen', 'speed', 'seed',
+  'metricsCompat', 'enablePrefixCaching',
+] as const
+
+type SimFlags = Pick<SimOptions, 'port' | (typeof SCALAR_FLAGS)[number]> & {
   config?: string
-  metricsCompat?: 'v1' | 'v0'
-  enablePrefixCaching?: boolean
+  // One per FaultConfig field, named `--fault-*` on the command line (dieAfterMs takes no prefix).
   faultLatencySpikeRate?: number
   faultLatencySpikeMs?: number
   faultErrorRate?: number
@@ -63,11 +58,7 @@ export function simOptionsFromFlags(flags: SimFlags): SimOptions {
   if (flags.faultMetricsDelayMs !== undefined) faults.metricsDelayMs = flags.faultMetricsDelayMs
   if (flags.dieAfterMs !== undefined) faults.dieAfterMs = flags.dieAfterMs
   const options: SimOptions = { ...file, faults, port: flags.port ?? file.port ?? DEFAULT_CLI_PORT }
-  const scalar = [
-    'host', 'model', 'numGpuBlocks', 'blockSize', 'maxNumSeqs', 'maxNumBatchedTokens', 'maxModelLen', 'speed', 'seed',
-    'metricsCompat', 'enablePrefixCaching',
-  ] as const
-  for (const key of scalar) {
+  for (const key of SCALAR_FLAGS) {
     if (flags[key] !== undefined) (options as Record<string, unknown>)[key] = flags[key]
   }
   return validateSimOptions(options, 'kvgate sim')
