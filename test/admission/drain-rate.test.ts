@@ -1,20 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import type { Policy, QuotaDecision } from '../../src/policies/index.js'
-import { createHarness, fifo, settle, user, type Harness, type Tracked } from './harness.js'
+import { createHarness, drainBacklog, fifo, settle, user, type Harness, type Tracked } from './harness.js'
 
 /** Four seconds of a KV-bound backlog draining 500 tokens every 500 ms. */
-async function measure(h: Harness, who = 'alice'): Promise<Tracked[]> {
-  const running = Array.from({ length: 12 }, (_, i) =>
-    h.submit({ id: `${who}${i}`, user: user(who), promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 600_000 }),
-  )
-  await settle()
-  for (let i = 0; i < 8; i++) {
-    h.clock.advance(500)
-    running.find((t) => t.status === 'admitted' && t.admission?.finished === false)?.admission?.finish(250)
-    await settle()
-  }
-  return running
-}
+const measure = (h: Harness): Promise<Tracked[]> => drainBacklog(h, 'alice')
 
 describe('admission: the drain rate counts only time spent waiting for KV', () => {
   it('measures tokens admitted per second of KV-bound backlog', async () => {

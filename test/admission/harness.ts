@@ -48,6 +48,23 @@ export const user = (name: string, weight = 1): PolicyUser => ({ name, weight })
 /** Let promise reactions run (resolution itself is synchronous inside the dispatcher). */
 export const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
+/**
+ * A KV-bound backlog: twelve 500-token requests from `who` (ids `${idPrefix}0…11`), one finishing every
+ * 500 ms for 4 s, so a 1,000-token backend drains ~1,000 tokens/s and the controller has measured it.
+ */
+export async function drainBacklog(h: Harness, who: string, idPrefix = who): Promise<Tracked[]> {
+  const running = Array.from({ length: 12 }, (_, i) =>
+    h.submit({ id: `${idPrefix}${i}`, user: user(who), promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 600_000 }),
+  )
+  await settle()
+  for (let i = 0; i < 8; i++) {
+    h.clock.advance(500)
+    running.find((t) => t.status === 'admitted' && t.admission?.finished === false)?.admission?.finish(250)
+    await settle()
+  }
+  return running
+}
+
 export function createHarness(
   overrides: Partial<AdmissionControllerOptions> & { capacities?: number[] } = {},
 ): Harness {

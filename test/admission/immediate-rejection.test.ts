@@ -1,19 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import { createHarness, settle, user, type Harness, type Tracked } from './harness.js'
+import { createHarness, drainBacklog, settle, user, type Harness, type Tracked } from './harness.js'
 
 /** A backlog draining at ~1,000 tokens/s for 4 s, so the drain rate is measured. */
-async function measuredBacklog(h: Harness): Promise<Tracked[]> {
-  const running = Array.from({ length: 12 }, (_, i) =>
-    h.submit({ id: `w${i}`, user: user('heavy'), promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 600_000 }),
-  )
-  await settle()
-  for (let i = 0; i < 8; i++) {
-    h.clock.advance(500)
-    running.find((t) => t.status === 'admitted' && t.admission?.finished === false)?.admission?.finish(250)
-    await settle()
-  }
-  return running
-}
+const measuredBacklog = (h: Harness): Promise<Tracked[]> => drainBacklog(h, 'heavy', 'w')
 
 describe('admission: immediate 429s (fifo)', () => {
   it('answers queue_full at once when the bounded queue is full', async () => {
