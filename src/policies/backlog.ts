@@ -22,12 +22,26 @@ export interface BacklogChange {
 interface Waiting {
   readonly request: PolicyRequest
   readonly seq: number
+  readonly user: UserQueue
+  prev: Waiting | undefined
+  next: Waiting | undefined
+}
+
+/**
+ * One user's waiting requests as a doubly linked list, so that the head is a field read and removal from
+ * anywhere is O(1). Not a Map in insertion order: V8 leaves a hole for every deleted entry until it rehashes,
+ * and `values().next()` walks the holes at the front, so reading the head after removing the previous one
+ * cost O(removed so far) (docs/benchmarks.md, finding 3: draining 50,000 took ~1 s).
+ */
+interface UserQueue {
+  readonly name: string
+  head: Waiting | undefined
+  tail: Waiting | undefined
 }
 
 export class Backlog {
-  // A Map per user keeps insertion order and deletes in O(1), so the first entry is always the head.
-  readonly #queues = new Map<string, Map<string, Waiting>>()
-  readonly #userOf = new Map<string, string>()
+  readonly #queues = new Map<string, UserQueue>()
+  readonly #waiting = new Map<string, Waiting>()
   #nextSeq = 0
 
   /** Number of users with waiting requests. */
@@ -40,44 +54,50 @@ export class Backlog {
   }
 
   has(requestId: string): boolean {
-    return this.#userOf.has(requestId)
+    return this.#waiting.has(requestId)
   }
 
   head(user: string): { request: PolicyRequest; seq: number } | undefined {
-    const queue = this.#queues.get(user)
-    if (queue === undefined) return undefined
-    return queue.values().next().value
+    return this.#queues.get(user)?.head
   }
 
   /** Returns undefined if the request was already waiting (a duplicate enqueue). */
   add(request: PolicyRequest): BacklogChange | undefined {
-    if (this.#userOf.has(request.id)) return undefined
+    if (this.#waiting.has(request.id)) return undefined
     const user = request.user.name
     let queue = this.#queues.get(user)
     const becameBacklogged = queue === undefined
     if (queue === undefined) {
-      queue = new Map()
+      queue = { name: user, head: undefined, tail: undefined }
       this.#queues.set(user, queue)
     }
-    queue.set(request.id, { request, seq: this.#nextSeq++ })
-    this.#userOf.set(request.id, user)
-    const head = queue.values().next().value as Waiting
+    const waiting: Waiting = { request, seq: this.#nextSeq++, user: queue, prev: queue.tail, next: undefined }
+    if (queue.tail === undefined) queue.head = waiting
+    else queue.tail.next = waiting
+    queue.tail = waiting
+    this.#waiting.set(request.id, waiting)
+    const head = queue.head as Waiting
     return { user, becameBacklogged, becameIdle: false, head: head.request, headSeq: head.seq }
   }
 
   /** Returns undefined if the request was not waiting. */
   remove(requestId: string): BacklogChange | undefined {
-    const user = this.#userOf.get(requestId)
-    if (user === undefined) return undefined
-    this.#userOf.delete(requestId)
-    const queue = this.#queues.get(user) as Map<string, Waiting>
-    queue.delete(requestId)
-    if (queue.size === 0) {
-      this.#queues.delete(user)
-      return { user, becameBacklogged: false, becameIdle: true, head: undefined, headSeq: -1 }
+    const waiting = this.#waiting.get(requestId)
+    if (waiting === undefined) return undefined
+    this.#waiting.delete(requestId)
+    const queue = waiting.user
+    if (waiting.prev === undefined) queue.head = waiting.next
+    else waiting.prev.next = waiting.next
+    if (waiting.next === undefined) queue.tail = waiting.prev
+    else waiting.next.prev = waiting.prev
+    waiting.prev = undefined
+    waiting.next = undefined
+    const head = queue.head
+    if (head === undefined) {
+      this.#queues.delete(queue.name)
+      return { user: queue.name, becameBacklogged: false, becameIdle: true, head: undefined, headSeq: -1 }
     }
-    const head = queue.values().next().value as Waiting
-    return { user, becameBacklogged: false, becameIdle: false, head: head.request, headSeq: head.seq }
+    return { user: queue.name, becameBacklogged: false, becameIdle: false, head: head.request, headSeq: head.seq }
   }
 
   /** Users with waiting requests (unordered). */
