@@ -163,6 +163,12 @@ export interface AdmissionControllerOptions {
   onEvent?: (event: AdmissionEvent) => void
 }
 
+/**
+ * Options for every error admission answers with (429, 499, 503): a rejection is an outcome, not a bug, so no
+ * stack trace is captured (docs/benchmarks.md, finding 4: ~25% of a mass deadline expiry was `new KvgateError`).
+ */
+const OUTCOME = { captureStack: false } as const
+
 /** Users tried per decision at most: bounds a decision's cost when many heads are quota-blocked or too big. */
 export const MAX_CANDIDATES_PER_DECISION = 32
 /**
@@ -346,10 +352,10 @@ class AdmissionControllerImpl implements AdmissionController {
       return Promise.reject(error)
     }
 
-    if (this.#closed) return immediate('rejected_unavailable', errors.shuttingDown())
-    if (ticket.signal?.aborted === true) return immediate('cancelled_queued', errors.requestCancelled(['waited for admission']))
+    if (this.#closed) return immediate('rejected_unavailable', errors.shuttingDown([], OUTCOME))
+    if (ticket.signal?.aborted === true) return immediate('cancelled_queued', errors.requestCancelled(['waited for admission'], OUTCOME))
     const best = this.#bestBackend()
-    if (best === undefined) return immediate('rejected_unavailable', errors.noBackendAvailable(['every backend is down or its metrics are stale']))
+    if (best === undefined) return immediate('rejected_unavailable', errors.noBackendAvailable(['every backend is down or its metrics are stale'], OUTCOME))
     // Against every backend with a known capacity, usable now or not: a big backend that is briefly stale
     // must not turn its requests into 400s.
     if (prompt > best.maxKnownTokens) {
@@ -361,6 +367,7 @@ class AdmissionControllerImpl implements AdmissionController {
     if (this.#depth >= this.#options.maxQueueLength) {
       const waitMs = this.predictWaitMs(ticket.user, needTokens)
       const error = errors.queueFull([this.#depth, formatDuration(Math.max(1_000, waitMs))], {
+        ...OUTCOME,
         headers: rejectionHeaders(errors.queueFull.code, waitMs, this.#policy.rateLimits(ticket.user, now)),
       })
       return immediate('rejected_queue_full', error, waitMs)
@@ -426,6 +433,7 @@ class AdmissionControllerImpl implements AdmissionController {
     if (waitMs <= item.ticket.deadlineMs) return
     this.#remove(item, now)
     const error = errors.predictedWaitTooLong([formatDuration(waitMs), formatDuration(item.ticket.deadlineMs), formatDuration(Math.max(1_000, waitMs))], {
+      ...OUTCOME,
       headers: rejectionHeaders(errors.predictedWaitTooLong.code, waitMs, this.#policy.rateLimits(item.ticket.user, now)),
     })
     this.#rejectItem(item, 'rejected_early', error, now, waitMs)
@@ -522,7 +530,7 @@ class AdmissionControllerImpl implements AdmissionController {
     if (!item.queued) return
     const now = this.#clock.now()
     this.#remove(item, now)
-    this.#rejectItem(item, 'cancelled_queued', errors.requestCancelled(['waited for admission']), now)
+    this.#rejectItem(item, 'cancelled_queued', errors.requestCancelled(['waited for admission'], OUTCOME), now)
     // It may have been the head others were held behind.
     this.dispatch()
   }
@@ -694,13 +702,14 @@ class AdmissionControllerImpl implements AdmissionController {
     const waited = formatDuration(now - item.enqueuedAtMs)
     const user = item.ticket.user
     if (this.#bestBackend() === undefined) {
-      this.#rejectItem(item, 'rejected_unavailable', errors.noBackendAvailable(['every backend is down or its metrics are stale']), now)
+      this.#rejectItem(item, 'rejected_unavailable', errors.noBackendAvailable(['every backend is down or its metrics are stale'], OUTCOME), now)
       return
     }
     if (denied !== undefined) {
       // Still over quota at its deadline: the quota's own reset is the honest wait.
       const waitMs = denied.retryAfterMs
       const error = errors.quotaExceeded([user.name, denied.reason, formatDuration(Math.max(1_000, waitMs))], {
+        ...OUTCOME,
         headers: rejectionHeaders(errors.quotaExceeded.code, waitMs, denied.limits),
       })
       this.#rejectItem(item, 'rejected_quota', error, now, waitMs)
@@ -708,6 +717,7 @@ class AdmissionControllerImpl implements AdmissionController {
     }
     const waitMs = this.predictWaitMs(user, item.needTokens)
     const error = errors.deadlineExceeded([waited, formatDuration(Math.max(1_000, waitMs))], {
+      ...OUTCOME,
       headers: rejectionHeaders(errors.deadlineExceeded.code, waitMs, this.#policy.rateLimits(user, now)),
     })
     this.#rejectItem(item, 'rejected_deadline', error, now, waitMs)
@@ -827,7 +837,7 @@ class AdmissionControllerImpl implements AdmissionController {
     const now = this.#clock.now()
     for (const item of this.#itemsInArrivalOrder()) {
       this.#remove(item, now)
-      this.#rejectItem(item, 'rejected_unavailable', errors.shuttingDown(), now)
+      this.#rejectItem(item, 'rejected_unavailable', errors.shuttingDown([], OUTCOME), now)
     }
   }
 }

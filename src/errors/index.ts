@@ -21,6 +21,12 @@ export interface KvgateErrorOptions {
   param?: string
   /** Extra response headers, e.g. `retry-after` on a 429. */
   headers?: Readonly<Record<string, string>>
+  /**
+   * Capture a stack trace (default true). Admission passes false for its rejections (429/499/503): they are
+   * outcomes, not bugs, and a mass deadline expiry spent ~25% of its time capturing stacks nobody reads
+   * (docs/benchmarks.md, finding 4).
+   */
+  captureStack?: boolean
 }
 
 export class KvgateError extends Error {
@@ -55,8 +61,18 @@ export interface KvgateErrorFactory {
 
 /** Declare an error: `message` is a `util.format` template filled from the `args` given at the throw site. */
 export function createError(code: string, statusCode: number, type: string, message: string): KvgateErrorFactory {
-  const factory = (args: readonly unknown[] = [], options: KvgateErrorOptions = {}): KvgateError =>
-    new KvgateError(code, statusCode, type, format(message, ...args), options)
+  const factory = (args: readonly unknown[] = [], options: KvgateErrorOptions = {}): KvgateError => {
+    const text = format(message, ...args)
+    if (options.captureStack !== false) return new KvgateError(code, statusCode, type, text, options)
+    // V8 reads the limit when the Error is constructed; restore it even if construction throws.
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
+    try {
+      return new KvgateError(code, statusCode, type, text, options)
+    } finally {
+      Error.stackTraceLimit = limit
+    }
+  }
   return Object.assign(factory, { code, statusCode, type })
 }
 
