@@ -169,6 +169,13 @@ export interface AdmissionControllerOptions {
  */
 const OUTCOME = { captureStack: false } as const
 
+/**
+ * Deadline expiries handled in one go at most; the rest continue on a zero-delay timer, after the I/O that
+ * waited (streams being relayed). 10,000 requests timing out together held the event loop ~0.1 s
+ * (docs/benchmarks.md, finding 4); 1,000 at ~10 µs each is ~10 ms.
+ */
+export const MAX_EXPIRIES_PER_TICK = 1_000
+
 /** Users tried per decision at most: bounds a decision's cost when many heads are quota-blocked or too big. */
 export const MAX_CANDIDATES_PER_DECISION = 32
 /**
@@ -288,6 +295,8 @@ class AdmissionControllerImpl implements AdmissionController {
   readonly #heap = new DeadlineHeap<QueueItem>()
   readonly #drain: DrainRate
   #tick: TimerHandle
+  /** Set while a capped deadline sweep has more to reject: no decision is made until it is done. */
+  #expiryContinuation: TimerHandle | undefined
   #seq = 0
   #depth = 0
   #queuedNeedTokens = 0
@@ -312,7 +321,7 @@ class AdmissionControllerImpl implements AdmissionController {
     this.#ledger = options.ledger
     this.#policy = options.policy
     this.#drain = new DrainRate(this.#clock.now())
-    this.#tick = this.#clock.setInterval(() => this.#expire(), options.deadlineTickMs)
+    this.#tick = this.#clock.setInterval(() => this.#onTick(), options.deadlineTickMs)
     this.#tick.unref?.()
   }
 
@@ -568,9 +577,13 @@ class AdmissionControllerImpl implements AdmissionController {
       this.#dispatchAgain = true
       return
     }
+    // A capped sweep is still rejecting expired requests: deciding now could admit one past its deadline.
+    // The continuation dispatches when the sweep is done.
+    if (this.#expiryContinuation !== undefined) return
     this.#dispatching = true
     try {
       if (!this.#closed) this.#expireDue(this.#clock.now())
+      if (this.#expiryContinuation !== undefined) return
       do {
         this.#dispatchAgain = false
         while (this.#admitOne()) {
@@ -677,25 +690,40 @@ class AdmissionControllerImpl implements AdmissionController {
 
   // --- deadlines ------------------------------------------------------------------------------------------
 
-  /** The tick: answer what is past its deadline, then let the others use what the expired ones held back. */
+  /** The tick; a sweep already under way goes on at its own pace. */
+  #onTick(): void {
+    if (this.#expiryContinuation === undefined) this.#expire()
+  }
+
+  /** Answer what is past its deadline, then let the others use what the expired ones held back. */
   #expire(): void {
-    if (this.#expireDue(this.#clock.now())) this.dispatch()
+    if (this.#expireDue(this.#clock.now()) && this.#expiryContinuation === undefined) this.dispatch()
   }
 
   /**
-   * Reject every request past its deadline. The dispatcher calls it too before deciding, so a request is never
-   * admitted after its deadline just because the tick had not come round yet (up to `deadlineTickMs` late).
+   * Reject the requests past their deadline, at most MAX_EXPIRIES_PER_TICK at a time: past the cap the rest
+   * continue on a zero-delay clock timer (after pending I/O on the system clock; inside `advance()` on a
+   * manual one, so fake-clock tests stay deterministic). The dispatcher calls it too before deciding, so a
+   * request is never admitted after its deadline just because the tick had not come round yet (up to
+   * `deadlineTickMs` late).
    */
   #expireDue(now: number): boolean {
-    let expired = false
+    let expired = 0
     for (let top = this.#heap.peek(); top !== undefined && top.deadlineAtMs <= now; top = this.#heap.peek()) {
-      expired = true
+      if (expired === MAX_EXPIRIES_PER_TICK) {
+        this.#expiryContinuation = this.#clock.setTimeout(() => {
+          this.#expiryContinuation = undefined
+          this.#expire()
+        }, 0)
+        break
+      }
+      expired += 1
       // Only heads are shown to checkQuota; an item behind a quota-blocked head is held by the same quota.
       const denied = top.quotaDenied ?? top.userQueue.head?.quotaDenied
       this.#remove(top, now)
       this.#rejectExpired(top, denied, now)
     }
-    return expired
+    return expired > 0
   }
 
   #rejectExpired(item: QueueItem, denied: QueueItem['quotaDenied'], now: number): void {
@@ -783,7 +811,7 @@ class AdmissionControllerImpl implements AdmissionController {
     this.#options = next
     if (tickChanged && !this.#closed) {
       this.#clock.clearInterval(this.#tick)
-      this.#tick = this.#clock.setInterval(() => this.#expire(), next.deadlineTickMs)
+      this.#tick = this.#clock.setInterval(() => this.#onTick(), next.deadlineTickMs)
       this.#tick.unref?.()
     }
     // More headroom or a shorter bypass may change what fits or who goes first; less room admits nothing.
@@ -834,6 +862,8 @@ class AdmissionControllerImpl implements AdmissionController {
     if (this.#closed) return
     this.#closed = true
     this.#clock.clearInterval(this.#tick)
+    if (this.#expiryContinuation !== undefined) this.#clock.clearTimeout(this.#expiryContinuation)
+    this.#expiryContinuation = undefined
     const now = this.#clock.now()
     for (const item of this.#itemsInArrivalOrder()) {
       this.#remove(item, now)
