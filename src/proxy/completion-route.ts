@@ -353,7 +353,7 @@ export function createCompletionHandler(deps: CompletionRouteDeps, kind: Complet
         return { outcome: upstream.statusCode < 500 ? 'invalid_request' : 'upstream_error', status: upstream.statusCode }
       }
 
-      // Streaming: hand the raw response over from Fastify and relay event by event.
+      // Streaming: hand the raw response over from Fastify and relay each upstream chunk as it comes (its complete events in one write, never buffered whole).
       reply.hijack()
       const raw = reply.raw
       raw.writeHead(200, {
