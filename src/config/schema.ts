@@ -13,6 +13,10 @@ export const DEFAULT_POLL_INTERVAL_MS = 100 // 100 ms between two polls of a bac
 export const DEFAULT_POLL_TIMEOUT_MS = 1_000 // 1 second for headers and body of one poll
 export const DEFAULT_STALE_AFTER_MS = 1_000 // 1 second without a good poll takes a backend out of admission
 
+// forwarding
+export const DEFAULT_FORWARD_HEADERS_TIMEOUT_MS = 600_000 // 10 minutes: a non-streaming answer's headers come when it is complete
+export const DEFAULT_FORWARD_IDLE_TIMEOUT_MS = 120_000 // 2 minutes without a byte of an admitted response: the backend is wedged
+
 // admission
 export const DEFAULT_HEADROOM_RATIO = 0.05 // 5% of a backend's KV capacity is never handed out
 export const DEFAULT_DEADLINE_TICK_MS = 50 // 50 ms between two sweeps for queued items past their deadline
@@ -83,6 +87,15 @@ export const configSchema = {
         intervalMs: { ...positiveMs, default: DEFAULT_POLL_INTERVAL_MS },
         timeoutMs: { ...positiveMs, default: DEFAULT_POLL_TIMEOUT_MS },
         staleAfterMs: { ...positiveMs, default: DEFAULT_STALE_AFTER_MS },
+      },
+    },
+    forwarding: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        headersTimeoutMs: { ...positiveMs, default: DEFAULT_FORWARD_HEADERS_TIMEOUT_MS },
+        idleTimeoutMs: { ...positiveMs, default: DEFAULT_FORWARD_IDLE_TIMEOUT_MS },
       },
     },
     admission: {
@@ -209,6 +222,11 @@ export interface KvgateConfig {
   /** Empty: the gateway starts the built-in emulator in-process. */
   readonly backends: readonly BackendConfig[]
   readonly metricsPoll: { readonly intervalMs: number; readonly timeoutMs: number; readonly staleAfterMs: number }
+  /**
+   * Limits on an admitted request's upstream call. Without them a backend that stops answering (while its
+   * /metrics still does) would hold the request, and its KV reservation, until the client gave up.
+   */
+  readonly forwarding: { readonly headersTimeoutMs: number; readonly idleTimeoutMs: number }
   readonly admission: {
     readonly headroomRatio: number
     readonly deadlineTickMs: number

@@ -315,6 +315,9 @@ export function createCompletionHandler(deps: CompletionRouteDeps, kind: Complet
           headers: upstreamHeaders(req.headers, config),
           body: JSON.stringify(upstreamBody(request)),
           signal: abort.signal,
+          // A wedged backend ends as an upstream error (and releases the reservation) instead of holding it.
+          headersTimeout: config.forwarding.headersTimeoutMs,
+          bodyTimeout: config.forwarding.idleTimeoutMs,
         })
       } catch (err) {
         if (clientGone) return { outcome: 'cancelled_streaming', status: 499 }
