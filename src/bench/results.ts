@@ -1,7 +1,7 @@
 import { errors } from '../errors/index.js'
 import type { RequestRecord, RunResult } from './runner.js'
 import type { Description } from './statistics.js'
-import { describe, jainIndex, maxMinFairShares, quantile } from './statistics.js'
+import { describe, describePercentiles, jainIndex, maxMinFairShares, quantile } from './statistics.js'
 
 /**
  * The figures of one run: vLLM's multi-turn summary (runtime, requests/s and the describe() table over
@@ -116,15 +116,19 @@ export function summarize(run: Pick<RunResult, 'records' | 'runtimeMs'>, slo: Sl
   const perSec = (n: number): number => (runtimeSec > 0 ? n / runtimeSec : 0)
   const column = (pick: (r: RequestRecord) => number | undefined): number[] =>
     completed.map(pick).filter((v): v is number => v !== undefined)
+  // vLLM calls describe() once on the DataFrame of all requests, so every column gets the percentiles the
+  // request count calls for, even one with fewer values (tpot_ms has none for single-token answers).
+  const percentiles = describePercentiles(completed.length)
+  const describeColumn = (pick: (r: RequestRecord) => number | undefined): Description => describe(column(pick), percentiles)
 
   const table = {
-    ttft_ms: describe(column((r) => r.ttftMs)),
-    tpot_ms: describe(column((r) => r.tpotMs)),
-    latency_ms: describe(column((r) => r.latencyMs)),
-    input_num_turns: describe(column((r) => r.inputNumTurns)),
-    input_num_tokens: describe(column((r) => r.inputNumTokens)),
-    output_num_tokens: describe(column((r) => r.outputNumTokens)),
-    output_num_chunks: describe(column((r) => r.outputNumChunks)),
+    ttft_ms: describeColumn((r) => r.ttftMs),
+    tpot_ms: describeColumn((r) => r.tpotMs),
+    latency_ms: describeColumn((r) => r.latencyMs),
+    input_num_turns: describeColumn((r) => r.inputNumTurns),
+    input_num_tokens: describeColumn((r) => r.inputNumTokens),
+    output_num_tokens: describeColumn((r) => r.outputNumTokens),
+    output_num_chunks: describeColumn((r) => r.outputNumChunks),
   }
 
   const byUser = new Map<string, RequestRecord[]>()
