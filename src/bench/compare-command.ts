@@ -83,17 +83,18 @@ export function createCompareCommand(): Command {
             if (flags.verbose) process.stdout.write(`\n${result.name}\n${formatSummary(result.summary)}\n`)
           },
         })
-        const notes = [
-          `workload ${flags.inputFile} (${workload.format}, ${workload.kind === 'trace' ? `${workload.requests.length} requests, open loop` : `${workload.conversations.length} conversations, closed loop`})`,
+        const workloadLine = `${flags.inputFile} (${workload.format}, ${workload.kind === 'trace' ? `${workload.requests.length} requests, open loop` : `${workload.conversations.length} conversations, closed loop`})`
+        const setupNotes = [
           flags.url !== undefined
             ? `backend ${flags.url}`
             : `a fresh emulator per setup${flags.numGpuBlocks ? `, ${flags.numGpuBlocks} KV blocks` : ''}, speed ${flags.speed}× (times are emulated ms)`,
           `kvgate queue deadline ${flags.deadlineMs} ms; goodput SLO ${flags.slo ?? DEFAULT_COMPARE_SLO}; TTFT over admitted (completed) requests`,
         ]
+        const notes = [`workload ${workloadLine}`, ...setupNotes]
         process.stdout.write(`${notes.join('\n')}\n\n${formatComparison(results)}\n`)
         if (flags.report !== undefined) {
           mkdirSync(dirname(flags.report), { recursive: true })
-          writeFileSync(flags.report, renderReport(results, { title: 'kvgate bench compare', workload: flags.inputFile as string, notes }))
+          writeFileSync(flags.report, renderReport(results, { title: 'kvgate bench compare', workload: workloadLine, notes: setupNotes }))
           process.stdout.write(`\nreport: ${flags.report}\n`)
         }
         if (flags.outputJson !== undefined) {
