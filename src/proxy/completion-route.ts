@@ -100,16 +100,22 @@ function deadlineFor(headers: IncomingHttpHeaders, config: KvgateConfig): number
   return Math.min(Math.round(value), maxDeadlineMs)
 }
 
-/** Resolve on 'drain', or on 'close' (a gone client never drains). */
-function drained(raw: ServerResponse): Promise<void> {
+/**
+ * Resolve on 'drain', on 'close' (a gone client never drains), or on abort: a client that stops reading must
+ * not hold the relay (and its reservation, and a graceful shutdown's abort) for as long as it stalls.
+ */
+function drained(raw: ServerResponse, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
       raw.off('drain', done)
       raw.off('close', done)
+      signal.removeEventListener('abort', done)
       resolve()
     }
+    if (signal.aborted) return resolve()
     raw.on('drain', done)
     raw.on('close', done)
+    signal.addEventListener('abort', done)
   })
 }
 
@@ -381,7 +387,7 @@ export function createCompletionHandler(deps: CompletionRouteDeps, kind: Complet
       try {
         for await (const chunk of upstream.body) {
           relay.push(chunk as Uint8Array)
-          if (raw.writableNeedDrain) await drained(raw)
+          if (raw.writableNeedDrain) await drained(raw, abort.signal)
           if (clientGone) break
         }
         relay.end()
