@@ -187,7 +187,9 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
         const matcher = matchers[choice]
         if (matcher != null) ({ emit, stop } = matcher.push(text, finish !== null))
         if (stop !== null) finish = 'stop'
-        const chunk = encoder.token(emit, n, finish, choice, completionTokens, stop)
+        // Continuous usage counts this choice's own tokens, as vLLM's `previous_num_tokens[i]`; the final
+        // usage chunk sums every choice.
+        const chunk = encoder.token(emit, n, finish, choice, n, stop)
         // Faults trigger on the first choice's progress.
         if (choice === 0 && finish === null && streamPlan.errorAfter > 0 && n >= streamPlan.errorAfter) {
           done = true
@@ -264,7 +266,8 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
     const streamOptions = body.stream_options ?? null
     const halfway = Math.max(1, Math.floor(generation.targetTokens[0]! / 2))
     // `include_usage` defaults to true once `stream_options` is present at all; per-chunk usage needs it.
-    const includeUsage = streamOptions !== null && streamOptions.include_usage !== false
+    // vLLM reads the field as sent, so an explicit null is falsy like false.
+    const includeUsage = streamOptions !== null && (streamOptions.include_usage === undefined || streamOptions.include_usage === true)
     const streamPlan: StreamPlan = {
       includeUsage,
       continuousUsage: includeUsage && streamOptions.continuous_usage_stats === true,

@@ -159,8 +159,8 @@ export interface StreamEncoder {
   /**
    * The event(s) for output token `n` of choice `index`: for chat a choice's first token also brings its
    * role chunk (vLLM sends it with the first output), and its last carries `finish_reason` and
-   * `stop_reason` (the matched stop string, or null) with its text. `completionTokens` is the running
-   * total for continuous usage.
+   * `stop_reason` (the matched stop string, or null) with its text. `completionTokens` is the choice's
+   * running total for continuous usage.
    */
   token(
     text: string,
