@@ -181,8 +181,9 @@ class RequestSender {
       record.latencyMs = outcome.latencyMs + retryWaitMs
       record.outputNumTokens = outcome.outputTokens
       record.outputNumChunks = outcome.chunks
-      // vLLM: tpot = (latency − ttft) / (output_tokens − 1); undefined for a single token.
-      if (outcome.outputTokens > 1) record.tpotMs = (outcome.latencyMs - outcome.ttftMs) / (outcome.outputTokens - 1)
+      // vLLM: tpot = (latency − ttft) / (output_tokens − 1); 0.0 for a single token (its multi-turn bench
+      // keeps such a request in the tpot column with 0 rather than leaving it out).
+      record.tpotMs = outcome.outputTokens > 1 ? (outcome.latencyMs - outcome.ttftMs) / (outcome.outputTokens - 1) : 0
     }
     this.records.push(record)
     o.onRecord?.(record)

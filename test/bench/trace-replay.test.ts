@@ -48,6 +48,9 @@ describe('end-to-end replay against the emulator', () => {
     const summary = summarize(run)
     expect(summary.completed).toBe(6)
     expect(summary.table.output_num_tokens['count']).toBe(6)
+    // vLLM's multi-turn bench gives a single-token answer tpot_ms 0.0, so it still counts in the tpot column.
+    expect(byPrompt[2]?.tpotMs).toBe(0)
+    expect(summary.table.tpot_ms['count']).toBe(6)
     expect(summary.rate_429).toBe(0)
   })
 
