@@ -713,7 +713,9 @@ class AdmissionControllerImpl implements AdmissionController {
       if (expired === MAX_EXPIRIES_PER_TICK) {
         this.#expiryContinuation = this.#clock.setTimeout(() => {
           this.#expiryContinuation = undefined
-          this.#expire()
+          // Not `#expire()`: every dispatch during the sweep deferred to this continuation, so it must decide
+          // even when nothing is left to expire (the rest were cancelled meanwhile). dispatch() expires first.
+          this.dispatch()
         }, 0)
         break
       }
