@@ -101,18 +101,22 @@ function deadlineFor(headers: IncomingHttpHeaders, config: KvgateConfig): number
 }
 
 /**
- * Resolve on 'drain', on 'close' (a gone client never drains), or on abort: a client that stops reading must
- * not hold the relay (and its reservation, and a graceful shutdown's abort) for as long as it stalls.
+ * Resolve true on 'drain', on 'close' (a gone client never drains) or on abort; false when the client has
+ * read nothing for `timeoutMs`. A client that stops reading must not hold the relay (and its reservation, and
+ * a graceful shutdown's abort) for as long as it stalls.
  */
-function drained(raw: ServerResponse, signal: AbortSignal): Promise<void> {
+function drained(raw: ServerResponse, signal: AbortSignal, clock: Clock, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const done = (): void => {
+    if (signal.aborted) return resolve(true)
+    const settle = (result: boolean): void => {
       raw.off('drain', done)
       raw.off('close', done)
       signal.removeEventListener('abort', done)
-      resolve()
+      clock.clearTimeout(timer)
+      resolve(result)
     }
-    if (signal.aborted) return resolve()
+    const done = (): void => settle(true)
+    const timer = clock.setTimeout(() => settle(false), timeoutMs)
     raw.on('drain', done)
     raw.on('close', done)
     signal.addEventListener('abort', done)
@@ -387,7 +391,12 @@ export function createCompletionHandler(deps: CompletionRouteDeps, kind: Complet
       try {
         for await (const chunk of upstream.body) {
           relay.push(chunk as Uint8Array)
-          if (raw.writableNeedDrain) await drained(raw, abort.signal)
+          if (raw.writableNeedDrain && !(await drained(raw, abort.signal, clock, config.forwarding.idleTimeoutMs))) {
+            // Read nothing for as long as a silent backend is given: treat it as gone so its KV is released.
+            clientGone = true
+            abort.abort(new Error('client stopped reading'))
+            raw.destroy()
+          }
           if (clientGone) break
         }
         relay.end()

@@ -20,7 +20,9 @@ describe('a streaming client that stops reading', () => {
     await fake?.close()
   })
 
-  it('does not hold shutdown (or its reservation) past the grace period while the relay waits for drain', async () => {
+  /** A fake vLLM that streams big events for as long as kvgate reads them, a gateway, and a raw client that
+   * sends its request and never reads the answer. Resolves once kvgate has stopped reading upstream. */
+  async function stalledStream(config: Record<string, unknown>): Promise<Gateway> {
     fake = await startFakeVllm()
     let upstreamBackedUp = false
     fake.handler = (_req, res) => {
@@ -36,18 +38,13 @@ describe('a streaming client that stops reading', () => {
       }
       pump()
     }
-    gateway = await createGateway({
-      config: parseConfig({
-        backends: [{ url: fake.url, name: 'fake' }],
-        metricsPoll: { intervalMs: 20 },
-        server: { shutdownGraceMs: 100 },
-      }),
+    const gw = await createGateway({
+      config: parseConfig({ backends: [{ url: fake.url, name: 'fake' }], metricsPoll: { intervalMs: 20 }, ...config }),
       logger: false,
     })
-    const url = new URL(await gateway.listen({ port: 0, host: '127.0.0.1' }))
-    await until(() => gateway?.backends()[0]?.usable || undefined)
-
-    // A raw client that sends its request and never reads the answer.
+    gateway = gw
+    const url = new URL(await gw.listen({ port: 0, host: '127.0.0.1' }))
+    await until(() => gw.backends()[0]?.usable || undefined)
     const body = JSON.stringify({ model: 'fake', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8, stream: true })
     client = connect(Number(url.port), '127.0.0.1')
     client.pause()
@@ -55,17 +52,29 @@ describe('a streaming client that stops reading', () => {
       `POST /v1/chat/completions HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     )
     await until(() => (upstreamBackedUp ? true : undefined))
-    expect(gateway.ledgerReservedTokens()).toBeGreaterThan(0)
+    expect(gw.ledgerReservedTokens()).toBeGreaterThan(0)
+    return gw
+  }
 
+  it('does not hold shutdown (or its reservation) past the grace period while the relay waits for drain', async () => {
+    const gw = await stalledStream({ server: { shutdownGraceMs: 100 } })
     // Shutdown must abort the stream after its 100 ms grace and finish, not wait for the client forever.
     let timer: NodeJS.Timeout | undefined
     const outcome = await Promise.race([
-      gateway.close().then(() => 'closed' as const),
+      gw.close().then(() => 'closed' as const),
       new Promise<'hung'>((resolve) => (timer = setTimeout(() => resolve('hung'), 3_000))),
     ])
     clearTimeout(timer)
-    if (outcome === 'hung') client.destroy() // lets the hung close() finish so afterEach can clean up
+    if (outcome === 'hung') client?.destroy() // lets the hung close() finish so afterEach can clean up
     expect(outcome).toBe('closed')
-    expect(gateway.ledgerReservedTokens()).toBe(0)
+    expect(gw.ledgerReservedTokens()).toBe(0)
+  })
+
+  it('ends the request and releases its reservation when the client reads nothing for forwarding.idleTimeoutMs', async () => {
+    const gw = await stalledStream({ forwarding: { idleTimeoutMs: 300 } })
+    await until(() => (gw.ledgerReservedTokens() === 0 ? true : undefined), 5_000)
+    await until(() => (fake?.closedEarly === 1 ? true : undefined), 5_000)
+    const metrics = await (await fetch(`http://127.0.0.1:${(gw.app.server.address() as { port: number }).port}/metrics`)).text()
+    expect(metrics).toContain('kvgate_requests_total{outcome="cancelled_streaming",user="anonymous"} 1')
   })
 })
