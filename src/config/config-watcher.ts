@@ -48,7 +48,9 @@ export function createConfigWatcher(options: ConfigWatcherOptions): ConfigWatche
   let watcher: FSWatcher | undefined
   try {
     watcher = watch(dirname(options.path), { persistent: false }, (_event, changed) => {
-      if (closed || (changed !== null && changed !== file)) return
+      // A ConfigMap volume never touches the file's own name: the kubelet swaps the `..data` symlink it points
+      // through (`..data_tmp` renamed over `..data`), so those names count as a change of the file too.
+      if (closed || (changed !== null && changed !== file && !changed.startsWith('..data'))) return
       clearTimeout(timer)
       timer = setTimeout(reload, debounceMs)
     })
