@@ -39,6 +39,13 @@ export const OTHER_USER_LABEL = 'other'
 // label; capping its length bounds what one request can make the gateway store.
 const MAX_FOREIGN_NAME_LENGTH = 64
 
+/**
+ * Headers that carry a client's API key: OpenAI's `Authorization: Bearer`, and Azure OpenAI's `api-key` (with
+ * the common `x-api-key` variant). kvgate reads only the first, but none of them may reach the upstream
+ * unless `identity.forwardApiKey` says so.
+ */
+export const API_KEY_HEADERS: readonly string[] = Object.freeze(['authorization', 'api-key', 'x-api-key'])
+
 function bearerToken(authorization: string | undefined): string | undefined {
   if (authorization === undefined) return undefined
   const match = /^\s*Bearer\s+(\S+)\s*$/i.exec(authorization)

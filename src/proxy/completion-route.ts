@@ -7,6 +7,7 @@ import type { KvgateConfig } from '../config/index.js'
 import type { Clock } from '../core/index.js'
 import { errors, toKvgateError, type KvgateError } from '../errors/index.js'
 import type { Identity, IdentityResolver } from '../identity/index.js'
+import { API_KEY_HEADERS } from '../identity/index.js'
 import type { Predictor } from '../predictor/index.js'
 import type { GatewayMetrics, RequestOutcome } from '../telemetry/index.js'
 import type { TokenCounter } from '../tokens/index.js'
@@ -78,7 +79,7 @@ const REJECTION_OUTCOMES: Readonly<Record<string, RequestOutcome>> = {
 function upstreamHeaders(headers: IncomingHttpHeaders, config: KvgateConfig): Record<string, string> {
   const out: Record<string, string> = {}
   const dropped = new Set([config.identity.header, config.admission.deadlineHeader])
-  if (!config.identity.forwardApiKey) dropped.add('authorization')
+  if (!config.identity.forwardApiKey) for (const name of API_KEY_HEADERS) dropped.add(name)
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined || DROPPED_HEADERS.has(name) || dropped.has(name)) continue
     out[name] = Array.isArray(value) ? value.join(', ') : value

@@ -2,6 +2,7 @@ import httpProxy from '@fastify/http-proxy'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { KvgateConfig } from '../config/index.js'
 import { errors } from '../errors/index.js'
+import { API_KEY_HEADERS } from '../identity/index.js'
 
 export interface PassthroughOptions {
   /** Base URL of a usable backend for a request that skips admission, or undefined when none is usable. */
@@ -42,7 +43,7 @@ export async function registerPassthrough(app: FastifyInstance, options: Passthr
         const { identity } = options.current().config
         const out = { ...headers }
         delete out[identity.header]
-        if (!identity.forwardApiKey) delete out['authorization']
+        if (!identity.forwardApiKey) for (const name of API_KEY_HEADERS) delete out[name]
         return out
       },
       onError(reply, { error }) {

@@ -35,7 +35,14 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
 
   it('never forwards the client key, the identity header or the deadline header, and always asks for usage', async () => {
     await start({ identity: { apiKeys: [{ key: 'sk-alice-123', user: 'alice' }] }, users: [{ name: 'alice' }] })
-    const headers = { authorization: 'Bearer sk-alice-123', 'x-user-id': 'bob', 'x-kvgate-deadline-ms': '5000', 'x-custom': 'kept' }
+    const headers = {
+      authorization: 'Bearer sk-alice-123',
+      'api-key': 'sk-azure-style',
+      'x-api-key': 'sk-other-style',
+      'x-user-id': 'bob',
+      'x-kvgate-deadline-ms': '5000',
+      'x-custom': 'kept',
+    }
     const streamed = await postJson(`${url}/v1/chat/completions`, chat({ stream: true }), headers)
     expect(streamed.status).toBe(200)
     const plain = await postJson(`${url}/v1/chat/completions`, chat(), headers)
@@ -44,6 +51,8 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
     const [first, second] = fake.received
     for (const received of [first, second]) {
       expect(received?.headers['authorization']).toBeUndefined()
+      expect(received?.headers['api-key']).toBeUndefined()
+      expect(received?.headers['x-api-key']).toBeUndefined()
       expect(received?.headers['x-user-id']).toBeUndefined()
       expect(received?.headers['x-kvgate-deadline-ms']).toBeUndefined()
       expect(received?.headers['x-custom']).toBe('kept')
@@ -227,7 +236,9 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
       res.writeHead(200, { 'content-type': 'application/json' })
       res.end(JSON.stringify({ path: req.url, method: req.method }))
     }
-    const models = await request(`${url}/v1/models?x=1`, { headers: { authorization: 'Bearer sk-1', 'x-user-id': 'bob' } })
+    const models = await request(`${url}/v1/models?x=1`, {
+      headers: { authorization: 'Bearer sk-1', 'api-key': 'sk-2', 'x-api-key': 'sk-3', 'x-user-id': 'bob' },
+    })
     expect(await models.body.json()).toEqual({ path: '/v1/models?x=1', method: 'GET' })
     const tokenize = await request(`${url}/tokenize`, {
       method: 'POST',
@@ -236,6 +247,8 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
     })
     expect(await tokenize.body.json()).toEqual({ path: '/tokenize', method: 'POST' })
     expect(fake.received[0]?.headers['authorization']).toBeUndefined()
+    expect(fake.received[0]?.headers['api-key']).toBeUndefined()
+    expect(fake.received[0]?.headers['x-api-key']).toBeUndefined()
     expect(fake.received[0]?.headers['x-user-id']).toBeUndefined()
     expect(fake.received[1]?.body).toBe('{"prompt":"hi"}')
   })
