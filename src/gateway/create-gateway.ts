@@ -158,6 +158,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     // One line per request is written by the completion handler; Fastify's own pair per request would double it.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
+    // `/v1/chat/completions/` must reach admission too, not slip through the pass-through proxy unadmitted.
+    routerOptions: { ignoreTrailingSlash: true },
     // Shutdown's 503 is sent by the onRequest hook below, in OpenAI's error shape.
     return503OnClosing: false,
   }) as unknown as FastifyInstance

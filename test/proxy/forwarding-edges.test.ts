@@ -65,6 +65,14 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
     expect(metricValue(text, 'kvgate_requests_total{outcome="completed",user="alice"}')).toBe(2)
   })
 
+  it('admits a completion route written with a trailing slash instead of passing it through', async () => {
+    await start()
+    const response = await postJson(`${url}/v1/chat/completions/`, chat())
+    expect(response.status).toBe(200)
+    // Only admitted routes are counted; the pass-through proxy would have left this at 0.
+    expect(metricValue(await scrape(url), 'kvgate_requests_total{outcome="completed",user="anonymous"}')).toBe(1)
+  })
+
   it('forwards the key when forwardApiKey is set', async () => {
     await start({ identity: { forwardApiKey: true } })
     await postJson(`${url}/v1/chat/completions`, chat(), { authorization: 'Bearer sk-upstream-1' })
