@@ -7,13 +7,11 @@
  *
  *   npx tsx bench/perf/streaming.ts [--reps 3] [--streams 1000] [--tokens 100] [--duration-ms 5000]
  *     [--warmup-ms 2000] [--policies fifo,vtc] [--upstream sim|stub] [--bare 1] [--relaxed-poll 1]
- *     [--candidate-relay 0]
  */
 import { runStreams, type StreamLoadResult } from './lib/sse-load.js'
 import { cpuMeter, median } from './lib/processes.js'
 import { flag, loadNote, printTable } from './lib/table.js'
 import { PERF_MODEL, startPerfStack, type UpstreamKind } from './lib/targets.js'
-import { prepareCandidateRelayBuild } from './lib/candidate-build.js'
 
 const reps = flag('reps', 3)
 const streams = flag('streams', 1000)
@@ -32,9 +30,6 @@ const withBareProxy = flag('bare', 1) === 1
  * benchmark gives the poll 10 s; `--relaxed-poll 0` keeps the defaults.
  */
 const RELAXED_POLL = flag('relaxed-poll', 1) === 1 ? { timeoutMs: 10_000, staleAfterMs: 10_000 } : undefined
-// kvgate with the candidate SSE relay (finding 2) as one more row with --candidate-relay 1. Off by default
-// since src/proxy/sse-relay.ts adopted it (823e40b): the row then measures the same relay twice.
-const candidateRelayBuild = flag('candidate-relay', 0) === 1 ? prepareCandidateRelayBuild() : undefined
 const body = { model: PERF_MODEL, prompt: 'Tell me a story', max_tokens: tokens, ignore_eos: true, stream: true }
 
 interface Sample extends StreamLoadResult {
@@ -50,7 +45,6 @@ const stack = await startPerfStack({
   policies,
   withBareProxy,
   ...(RELAXED_POLL === undefined ? {} : { metricsPoll: RELAXED_POLL }),
-  ...(candidateRelayBuild === undefined ? {} : { candidateRelayBuild }),
 })
 for (const reason of stack.skipped) console.error(`skipped ${reason}`)
 const samples = new Map<string, Sample[]>()

@@ -25,16 +25,6 @@ function patch(file: string, from: string, to: string): void {
   writeFileSync(file, text.replace(from, to))
 }
 
-/** Finding 2: `src/proxy/sse-relay.js` re-exports the candidate relay of lib/sse-relay-candidate.ts. */
-export function prepareCandidateRelayBuild(): string | undefined {
-  const build = copyBuild('candidate-relay')
-  if (build === undefined) return undefined
-  const relay = join(build.copy, 'src', 'proxy', 'sse-relay.js')
-  if (!existsSync(relay)) throw new Error(`${relay} missing: is the build complete?`)
-  writeFileSync(relay, "export { createCandidateSseRelay as createSseRelay } from '../../bench/perf/lib/sse-relay-candidate.js'\n")
-  return build.copy
-}
-
 /**
  * Finding 4 (a): `KvgateError` skips the stack trace for 429, 499 and 503, the errors admission answers with
  * as outcomes (`Error.stackTraceLimit = 0` around `super()`; statements before `super()` may not use `this`).

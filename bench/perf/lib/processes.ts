@@ -84,7 +84,7 @@ const SOURCE_EXTENSION = import.meta.url.endsWith('.ts') ? '.ts' : '.js'
  * it listens and shuts down when the IPC channel closes.
  */
 export async function forkServer(entry: string, options: unknown, execArgv: readonly string[] = []): Promise<ServerProcess> {
-  // An absolute path runs an entry from another build (the candidate-relay tree, see lib/candidate-build.ts).
+  // An absolute path runs an entry from another build (an A/B copy, see lib/candidate-build.ts).
   const path = entry.startsWith('/') ? `${entry}${SOURCE_EXTENSION}` : fileURLToPath(new URL(`${entry}${SOURCE_EXTENSION}`, import.meta.url))
   const child = fork(path, [JSON.stringify(options)], {
     execArgv: [...(SOURCE_EXTENSION === '.ts' ? ['--import', 'tsx'] : []), ...execArgv],

@@ -38,8 +38,6 @@ export interface PerfStackOptions {
   /** Also Fastify + undici with nothing else (non-streaming only): Fastify's share of kvgate's cost. */
   readonly withFastifyBare?: boolean
   readonly metricsPoll?: Readonly<Record<string, number>>
-  /** Root of a build whose src/proxy/sse-relay.js is the candidate relay: adds a `kvgate-fifo+relay` row. */
-  readonly candidateRelayBuild?: string
 }
 
 export async function startPerfStack(options: PerfStackOptions): Promise<PerfStack> {
@@ -84,15 +82,6 @@ export async function startPerfStack(options: PerfStackOptions): Promise<PerfSta
       } catch (error) {
         skipped.push(`kvgate-${spec}: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`)
       }
-    }
-    if (options.candidateRelayBuild !== undefined) {
-      const gateway = await forkServer(`${options.candidateRelayBuild}/bench/perf/lib/gateway-child`, {
-        upstreams: [upstream.url],
-        policy: 'fifo',
-        ...(options.metricsPoll === undefined ? {} : { metricsPoll: options.metricsPoll }),
-      })
-      closers.push(() => gateway.close())
-      targets.push({ name: 'kvgate-fifo+relay', url: gateway.url, proxyPid: gateway.pid })
     }
   } catch (error) {
     await Promise.allSettled(closers.map((close) => close()))
