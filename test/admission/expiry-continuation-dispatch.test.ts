@@ -1,22 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { MAX_EXPIRIES_PER_TICK } from '../../src/admission/index.js'
-import { createManualClock, type Clock, type TimerHandle } from '../../src/core/index.js'
-import { createHarness, settle, user } from './harness.js'
-
-/** A manual clock whose zero-delay timers (the sweep's continuations) the test runs one at a time. */
-function steppedClock() {
-  const manual = createManualClock()
-  const continuations: (() => void)[] = []
-  const clock: Clock = {
-    ...manual,
-    setTimeout: (fn, ms): TimerHandle => {
-      if (ms > 0) return manual.setTimeout(fn, ms)
-      continuations.push(fn)
-      return {}
-    },
-  }
-  return { manual, clock, continuations }
-}
+import { createHarness, settle, steppedClock, user } from './harness.js'
 
 describe('admission: the end of a capped deadline sweep', () => {
   it('dispatches what waited behind the sweep even when nothing was left for its continuation to expire', async () => {

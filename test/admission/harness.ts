@@ -1,4 +1,4 @@
-import { createManualClock, type ManualClock } from '../../src/core/index.js'
+import { createManualClock, type Clock, type ManualClock, type TimerHandle } from '../../src/core/index.js'
 import type { KvgateError } from '../../src/errors/index.js'
 import { createLedger, type Ledger } from '../../src/ledger/index.js'
 import {
@@ -47,6 +47,21 @@ export const user = (name: string, weight = 1): PolicyUser => ({ name, weight })
 
 /** Let promise reactions run (resolution itself is synchronous inside the dispatcher). */
 export const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+/** A manual clock whose zero-delay timers (the sweep's continuations) the test runs one at a time. */
+export function steppedClock() {
+  const manual = createManualClock()
+  const continuations: (() => void)[] = []
+  const clock: Clock = {
+    ...manual,
+    setTimeout: (fn, ms): TimerHandle => {
+      if (ms > 0) return manual.setTimeout(fn, ms)
+      continuations.push(fn)
+      return {}
+    },
+  }
+  return { manual, clock, continuations }
+}
 
 /**
  * A KV-bound backlog: twelve 500-token requests from `who` (ids `${idPrefix}0…11`), one finishing every

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { MAX_EXPIRIES_PER_TICK } from '../../src/admission/index.js'
-import { createManualClock, type Clock, type TimerHandle } from '../../src/core/index.js'
-import { createHarness, settle, user, type Harness, type Tracked } from './harness.js'
+import { createHarness, settle, steppedClock, user, type Harness, type Tracked } from './harness.js'
 
 const QUEUED = 5_000
 const USERS = 50
@@ -14,21 +13,6 @@ async function massBacklog(h: Harness): Promise<{ running: Tracked; queued: Trac
   expect(running.status).toBe('admitted')
   expect(h.controller.queueDepth()).toBe(QUEUED)
   return { running, queued }
-}
-
-/** A manual clock whose zero-delay timers (the sweep's continuations) the test runs one at a time. */
-function steppedClock() {
-  const manual = createManualClock()
-  const continuations: (() => void)[] = []
-  const clock: Clock = {
-    ...manual,
-    setTimeout: (fn, ms): TimerHandle => {
-      if (ms > 0) return manual.setTimeout(fn, ms)
-      continuations.push(fn)
-      return {}
-    },
-  }
-  return { manual, clock, continuations }
 }
 
 describe('admission: a mass deadline expiry', () => {
