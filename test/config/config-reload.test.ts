@@ -2,18 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { createConfigWatcher, type ConfigWatcher, type KvgateConfig } from '../../src/config/index.js'
-import type { KvgateError } from '../../src/errors/index.js'
-
-async function until<T>(probe: () => T | undefined, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
+import type { ConfigWatcher } from '../../src/config/index.js'
+import { until, watchConfig } from './support.js'
 
 describe('config reload', () => {
   let watcher: ConfigWatcher | undefined
@@ -23,15 +13,8 @@ describe('config reload', () => {
     const dir = mkdtempSync(join(tmpdir(), 'kvgate-reload-'))
     const path = join(dir, 'kvgate.yaml')
     writeFileSync(path, 'users: [{ name: alice }]\n')
-    const reloaded: KvgateConfig[] = []
-    const refused: KvgateError[] = []
-    watcher = createConfigWatcher({
-      path,
-      env: {},
-      debounceMs: 20,
-      onReload: (config) => reloaded.push(config),
-      onError: (err) => refused.push(err),
-    })
+    const { reloaded, refused, ...watched } = watchConfig(path)
+    watcher = watched.watcher
 
     writeFileSync(path, 'users: [{ name: alice, weight: 3 }]\n')
     const config = await until(() => reloaded.at(-1))

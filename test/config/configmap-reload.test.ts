@@ -2,17 +2,8 @@ import { mkdirSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from '
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { createConfigWatcher, type ConfigWatcher, type KvgateConfig } from '../../src/config/index.js'
-
-async function until<T>(probe: () => T | undefined, timeoutMs = 3000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
+import type { ConfigWatcher } from '../../src/config/index.js'
+import { until, watchConfig } from './support.js'
 
 describe('config reload from a Kubernetes ConfigMap volume', () => {
   let watcher: ConfigWatcher | undefined
@@ -25,14 +16,8 @@ describe('config reload from a Kubernetes ConfigMap volume', () => {
     writeFileSync(join(dir, '..2026_01_01_v1', 'kvgate.yaml'), 'users: [{ name: alice }]\n')
     symlinkSync('..2026_01_01_v1', join(dir, '..data'))
     symlinkSync(join('..data', 'kvgate.yaml'), join(dir, 'kvgate.yaml'))
-    const reloaded: KvgateConfig[] = []
-    watcher = createConfigWatcher({
-      path: join(dir, 'kvgate.yaml'),
-      env: {},
-      debounceMs: 20,
-      onReload: (config) => reloaded.push(config),
-      onError: () => {},
-    })
+    const { reloaded, ...watched } = watchConfig(join(dir, 'kvgate.yaml'))
+    watcher = watched.watcher
 
     // An update as the kubelet makes it: a new timestamped directory, then ..data_tmp renamed over ..data.
     mkdirSync(join(dir, '..2026_01_01_v2'))
@@ -40,7 +25,7 @@ describe('config reload from a Kubernetes ConfigMap volume', () => {
     symlinkSync('..2026_01_01_v2', join(dir, '..data_tmp'))
     renameSync(join(dir, '..data_tmp'), join(dir, '..data'))
 
-    const config = await until(() => reloaded.at(-1))
+    const config = await until(() => reloaded.at(-1), 3000)
     expect(config.users[0]?.weight).toBe(4)
   })
 })
