@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from '../core/index.js'
+import { appendNode, unlinkNode, type Clock, type TimerHandle } from '../core/index.js'
 import { errors, type KvgateError } from '../errors/index.js'
 import type { Ledger, Reservation } from '../ledger/index.js'
 import type { Policy, PolicyRequest, PolicyUser, QuotaDecision } from '../policies/index.js'
@@ -465,10 +465,7 @@ class AdmissionControllerImpl implements AdmissionController {
       queue.weight = positiveWeight(item.ticket.user.weight)
       this.#activeWeight += queue.weight
     }
-    item.prev = queue.tail
-    if (queue.tail === undefined) queue.head = item
-    else queue.tail.next = item
-    queue.tail = item
+    appendNode(queue, item)
     queue.size++
     queue.needTokens += item.needTokens
     const bucket = needBucket(item.needTokens)
@@ -484,12 +481,7 @@ class AdmissionControllerImpl implements AdmissionController {
   #unlink(item: QueueItem, now: number): void {
     item.queued = false
     const queue = item.userQueue
-    if (item.prev === undefined) queue.head = item.next
-    else item.prev.next = item.next
-    if (item.next === undefined) queue.tail = item.prev
-    else item.next.prev = item.prev
-    item.prev = undefined
-    item.next = undefined
+    unlinkNode(queue, item)
     queue.size--
     queue.needTokens -= item.needTokens
     const bucket = needBucket(item.needTokens)

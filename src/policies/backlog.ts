@@ -1,3 +1,4 @@
+import { appendNode, unlinkNode } from '../core/index.js'
 import type { PolicyRequest } from './policy.js'
 
 /**
@@ -71,10 +72,8 @@ export class Backlog {
       queue = { name: user, head: undefined, tail: undefined }
       this.#queues.set(user, queue)
     }
-    const waiting: Waiting = { request, seq: this.#nextSeq++, user: queue, prev: queue.tail, next: undefined }
-    if (queue.tail === undefined) queue.head = waiting
-    else queue.tail.next = waiting
-    queue.tail = waiting
+    const waiting: Waiting = { request, seq: this.#nextSeq++, user: queue, prev: undefined, next: undefined }
+    appendNode(queue, waiting)
     this.#waiting.set(request.id, waiting)
     const head = queue.head as Waiting
     return { user, becameBacklogged, becameIdle: false, head: head.request, headSeq: head.seq }
@@ -86,12 +85,7 @@ export class Backlog {
     if (waiting === undefined) return undefined
     this.#waiting.delete(requestId)
     const queue = waiting.user
-    if (waiting.prev === undefined) queue.head = waiting.next
-    else waiting.prev.next = waiting.next
-    if (waiting.next === undefined) queue.tail = waiting.prev
-    else waiting.next.prev = waiting.prev
-    waiting.prev = undefined
-    waiting.next = undefined
+    unlinkNode(queue, waiting)
     const head = queue.head
     if (head === undefined) {
       this.#queues.delete(queue.name)
