@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { request } from 'undici'
 import { startSim, type SimHandle } from '../../src/sim/index.js'
 import { metricValue, promptOf, scrape, startStack, until, type Stack } from './stack.js'
+import { percentile } from '../fairness/harness.js'
 
 interface Result {
   status: number
@@ -55,11 +56,6 @@ async function streamOne(baseUrl: string, headers: Record<string, string> = {}):
 const burst = (url: string, n: number, headers: Record<string, string> = {}) =>
   Promise.all(Array.from({ length: n }, () => streamOne(url, headers)))
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] ?? NaN
-}
-
 async function preemptions(sim: SimHandle): Promise<number> {
   const text = await (await request(`${sim.url}/metrics`)).body.text()
   const line = text.split('\n').find((l) => l.startsWith('vllm:num_preemptions_total'))
@@ -85,7 +81,7 @@ describe('a burst that overloads the emulator', () => {
     const idle = await streamOne(sim.url)
     const results = await burst(sim.url, 100)
     expect(results.every((r) => r.status === 200 && r.done)).toBe(true)
-    const p99 = percentile(results.map((r) => r.ttftMs ?? Infinity), 0.99)
+    const p99 = percentile(results.map((r) => r.ttftMs ?? Infinity), 99)
     console.log(`direct: idle TTFT ${idle.ttftMs?.toFixed(0)} ms, burst TTFT p99 ${p99.toFixed(0)} ms, preemptions ${await preemptions(sim)}`)
     expect(await preemptions(sim)).toBeGreaterThan(0)
     expect(p99).toBeGreaterThan(3 * (idle.ttftMs ?? 0))
@@ -143,7 +139,7 @@ describe('a burst that overloads the emulator', () => {
       expect(Number(r.retryAfter)).toBeGreaterThanOrEqual(1)
       expect(['queue_deadline_exceeded', 'predicted_wait_exceeds_deadline']).toContain(r.reason)
     }
-    const p99 = percentile(completed.map((r) => r.ttftMs ?? Infinity), 0.99)
+    const p99 = percentile(completed.map((r) => r.ttftMs ?? Infinity), 99)
     console.log(`kvgate, ${deadlineMs} ms deadline: ${completed.length} completed, ${rejected.length} rejected, admitted TTFT p99 ${p99.toFixed(0)} ms`)
     // Queue wait is capped by the deadline; the rest is one prefill (client, gateway and emulator share this
     // process and its CPU, hence the generous margin).
