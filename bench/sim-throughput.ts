@@ -100,7 +100,12 @@ async function runClient(url: string, streams: number, promptTokens: number, out
   const one = async (): Promise<void> => {
     while (!stopping) {
       try {
-        const res = await pool.request({ path: '/v1/completions', method: 'POST', headers: { 'content-type': 'application/json' }, body })
+        const res = await pool.request({
+          path: '/v1/completions',
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+        })
         // Count SSE events by their blank-line terminators; a terminator split across chunks is rare and
         // only undercounts the cross-check, never the emulator's own counter.
         for await (const chunk of res.body as AsyncIterable<Buffer>) {
@@ -159,10 +164,15 @@ async function main(): Promise<void> {
   const compiled = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
   const useCompiled = args['sim-entry'] === 'dist' || (args['sim-entry'] === 'auto' && existsSync(compiled))
   const entry = useCompiled ? [compiled] : ['--import', 'tsx', fileURLToPath(new URL('../src/cli.ts', import.meta.url))]
-  if (!useCompiled) console.warn('dist/cli.js not found: running the emulator under tsx (run `npm run build` first for real figures)')
-  const sim = spawn(process.execPath, ['--expose-gc', ...entry, 'sim', '--port', String(port), '--config', config, '--log-level', 'warn'], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-  })
+  if (!useCompiled)
+    console.warn('dist/cli.js not found: running the emulator under tsx (run `npm run build` first for real figures)')
+  const sim = spawn(
+    process.execPath,
+    ['--expose-gc', ...entry, 'sim', '--port', String(port), '--config', config, '--log-level', 'warn'],
+    {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    },
+  )
   const children: ChildProcess[] = [sim]
   const cleanup = (): void => {
     for (const child of children) child.kill('SIGKILL')
@@ -185,10 +195,22 @@ async function main(): Promise<void> {
     const received: Array<{ events: number; errors: number }> = []
     for (let c = 0; c < clients; c++) {
       const share = Math.floor(streams / clients) + (c < streams % clients ? 1 : 0)
-      const client = fork(fileURLToPath(import.meta.url), [
-        '--role', 'client', '--url', url, '--streams', String(share),
-        '--prompt-tokens', String(promptTokens), '--output-tokens', String(outputTokens),
-      ], { execArgv: ['--import', 'tsx'] })
+      const client = fork(
+        fileURLToPath(import.meta.url),
+        [
+          '--role',
+          'client',
+          '--url',
+          url,
+          '--streams',
+          String(share),
+          '--prompt-tokens',
+          String(promptTokens),
+          '--output-tokens',
+          String(outputTokens),
+        ],
+        { execArgv: ['--import', 'tsx'] },
+      )
       received[c] = { events: 0, errors: 0 }
       client.on('message', (m) => {
         received[c] = m as { events: number; errors: number }
@@ -200,7 +222,14 @@ async function main(): Promise<void> {
     await sleep(warmupS * 1000)
     // Every figure comes from samples taken together (scrape, client counts, CPU, RSS) and stamped when the
     // scrape returned, so a slow scrape of a loaded emulator cannot stretch or shrink the window.
-    interface Sample { atMs: number; tokens: number; running: number; events: number; cpuMs: number; rss: number }
+    interface Sample {
+      atMs: number
+      tokens: number
+      running: number
+      events: number
+      cpuMs: number
+      rss: number
+    }
     const sample = async (): Promise<Sample> => {
       const values = await scrapeValues(url)
       return {
@@ -228,7 +257,9 @@ async function main(): Promise<void> {
     const meanRunning = running.reduce((a, b) => a + b, 0) / running.length
     const peakRss = Math.max(...samples.map((s) => s.rss))
     const errors = received.reduce((sum, r) => sum + r.errors, 0)
-    const perSecond = samples.slice(1).map((s, i) => (s.tokens - samples[i]!.tokens) / ((s.atMs - samples[i]!.atMs) / 1000))
+    const perSecond = samples
+      .slice(1)
+      .map((s, i) => (s.tokens - samples[i]!.tokens) / ((s.atMs - samples[i]!.atMs) / 1000))
 
     const rows: Array<[string, string]> = [
       ['concurrent streams (target)', String(streams)],
@@ -239,13 +270,18 @@ async function main(): Promise<void> {
       ['modelled tokens/s (streams / step time)', ((streams / modelledStepMs) * 1000).toFixed(0)],
       ['emulator CPU (cores)', cpu.toFixed(2)],
       ['emulator RSS idle / loaded (MiB)', `${(idleRss / 2 ** 20).toFixed(0)} / ${(peakRss / 2 ** 20).toFixed(0)}`],
-      ['memory per running request, RSS (KiB)', (((peakRss - idleRss) / Math.max(1, meanRunning)) / 1024).toFixed(1)],
-      ['memory per running request, heap after GC (KiB)', (((loadedHeap - idleHeap) / Math.max(1, runningAtHeap)) / 1024).toFixed(1)],
+      ['memory per running request, RSS (KiB)', ((peakRss - idleRss) / Math.max(1, meanRunning) / 1024).toFixed(1)],
+      [
+        'memory per running request, heap after GC (KiB)',
+        ((loadedHeap - idleHeap) / Math.max(1, runningAtHeap) / 1024).toFixed(1),
+      ],
       ['client errors', String(errors)],
       ['window (s)', elapsedS.toFixed(1)],
     ]
     const width = Math.max(...rows.map(([k]) => k.length))
-    console.log(`kvgate sim throughput: ${streams} streams, ${promptTokens} prompt + ${outputTokens} output tokens, step ${stepFixedMs} ms + ${runningSeqMs} ms/seq, speed 1`)
+    console.log(
+      `kvgate sim throughput: ${streams} streams, ${promptTokens} prompt + ${outputTokens} output tokens, step ${stepFixedMs} ms + ${runningSeqMs} ms/seq, speed 1`,
+    )
     for (const [key, value] of rows) console.log(`${key.padEnd(width)}  ${value}`)
     for (const child of children.slice(1)) child.send('stop')
   } finally {

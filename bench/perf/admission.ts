@@ -11,7 +11,12 @@
  *   node --expose-gc bench/perf/admission.js [--reps 15] [--decisions 500] [--queued 10,1000,10000]
  *     [--users 1000] [--policies fifo,tpm,vtc,dynamic-tpm] [--deep 10,10000,50000]
  */
-import { createAdmissionController, type Admission, type AdmissionTicket, type BackendCapacity } from '../../src/admission/index.js'
+import {
+  createAdmissionController,
+  type Admission,
+  type AdmissionTicket,
+  type BackendCapacity,
+} from '../../src/admission/index.js'
 import { createManualClock } from '../../src/core/index.js'
 import { createLedger } from '../../src/ledger/index.js'
 import { policyFactories, type PolicyUser } from '../../src/policies/index.js'
@@ -42,7 +47,10 @@ const users: PolicyUser[] = Array.from({ length: userCount }, (_, i) => ({
 }))
 
 /** A controller over one backend whose free room the benchmark sets, with a manual clock (no timer fires). */
-function setUp(policyName: string, deadlineMs = 3_600_000): {
+function setUp(
+  policyName: string,
+  deadlineMs = 3_600_000,
+): {
   controller: ReturnType<typeof createAdmissionController>
   backend: { -readonly [K in keyof BackendCapacity]: BackendCapacity[K] }
   clock: ReturnType<typeof createManualClock>
@@ -101,7 +109,11 @@ interface DecisionSample {
  * A queue held at `queued` requests over min(queued, users) users, round robin. `batch()` runs `decisions`
  * decisions and returns their mean costs; the queue size is the same after each batch.
  */
-async function decisionBench(policyName: string, queued: number, spread: number): Promise<{ batch(): Promise<DecisionSample>; close(): Promise<void> }> {
+async function decisionBench(
+  policyName: string,
+  queued: number,
+  spread: number,
+): Promise<{ batch(): Promise<DecisionSample>; close(): Promise<void> }> {
   const { controller, backend, clock, submit, admitted } = setUp(policyName)
   let nextUser = 0
   for (let i = 0; i < queued; i += 1) submit(nextUser++ % spread)
@@ -126,14 +138,19 @@ async function decisionBench(policyName: string, queued: number, spread: number)
         decisionNs += t1 - t0
         submitNs += t2 - t1
       }
-      if (controller.queueDepth() !== queued) throw new Error(`queue drifted to ${controller.queueDepth()} (expected ${queued})`)
+      if (controller.queueDepth() !== queued)
+        throw new Error(`queue drifted to ${controller.queueDepth()} (expected ${queued})`)
       // Settle untimed: the admissions finish while the backend looks full, so finishing admits nothing more.
       await nextTurn()
       backend.usedTokens = CAPACITY_TOKENS * 2
       for (const admission of admitted.splice(0)) admission.finish(PREDICTED_TOKENS)
       backend.usedTokens = CAPACITY_TOKENS
       clock.advance(decisions) // 1 ms per decision: quota windows and counters see time pass
-      return { decisionNs: Number(decisionNs) / decisions, submitNs: Number(submitNs) / decisions, noFitNs: Number(noFitNs) / decisions }
+      return {
+        decisionNs: Number(decisionNs) / decisions,
+        submitNs: Number(submitNs) / decisions,
+        noFitNs: Number(noFitNs) / decisions,
+      }
     },
     async close() {
       controller.close()
@@ -147,7 +164,11 @@ async function decisionBench(policyName: string, queued: number, spread: number)
  * burst of load from the rest of the (shared) machine falls on all sizes alike; ratios are taken within a
  * repetition. Repetition 0 warms up and is not kept.
  */
-async function measureDecisions(policyName: string, sizes: readonly number[], users: number): Promise<Map<number, DecisionSample[]>> {
+async function measureDecisions(
+  policyName: string,
+  sizes: readonly number[],
+  users: number,
+): Promise<Map<number, DecisionSample[]>> {
   const benches = new Map<number, Awaited<ReturnType<typeof decisionBench>>>()
   for (const queued of sizes) benches.set(queued, await decisionBench(policyName, queued, Math.min(queued, users)))
   const samples = new Map<number, DecisionSample[]>(sizes.map((queued) => [queued, []]))
@@ -199,7 +220,10 @@ async function measureSweep(policyName: string, queued: number, spread: number):
 }
 
 /** One user holding the whole queue: every decision pops that user's head (finding 3 of docs/benchmarks.md). */
-const deepSizes = flag('deep', '10,10000,50000').split(',').map(Number).filter((n) => n > 0)
+const deepSizes = flag('deep', '10,10000,50000')
+  .split(',')
+  .map(Number)
+  .filter((n) => n > 0)
 const deepRows: (string | number)[][] = []
 
 const sweepQueued = Math.max(...queuedSizes)
@@ -213,17 +237,29 @@ for (const policyName of policies) {
   }
   const perSize = await measureDecisions(policyName, queuedSizes, userCount)
   for (const queued of queuedSizes) {
-    console.error(`${policyName} @ ${queued} queued: ${median((perSize.get(queued) ?? []).map((s) => s.decisionNs / 1000)).toFixed(2)} µs/decision`)
+    console.error(
+      `${policyName} @ ${queued} queued: ${median((perSize.get(queued) ?? []).map((s) => s.decisionNs / 1000)).toFixed(2)} µs/decision`,
+    )
   }
   if (deepSizes.length > 0) {
     const deep = await measureDecisions(policyName, deepSizes, 1)
     const deepBase = deep.get(deepSizes[0] ?? 0) ?? []
     for (const queued of deepSizes) {
       const samples = deep.get(queued) ?? []
-      deepRows.push([policyName, queued, (median(samples.map((s) => s.decisionNs)) / 1000).toFixed(2), (best(samples) / 1000).toFixed(2), `${(best(samples) / best(deepBase)).toFixed(2)}×`])
+      deepRows.push([
+        policyName,
+        queued,
+        (median(samples.map((s) => s.decisionNs)) / 1000).toFixed(2),
+        (best(samples) / 1000).toFixed(2),
+        `${(best(samples) / best(deepBase)).toFixed(2)}×`,
+      ])
     }
   }
-  const memory = median([await measureMemory(policyName), await measureMemory(policyName), await measureMemory(policyName)])
+  const memory = median([
+    await measureMemory(policyName),
+    await measureMemory(policyName),
+    await measureMemory(policyName),
+  ])
   const base = perSize.get(queuedSizes[0] ?? 0) ?? []
   for (const queued of queuedSizes) {
     const samples = perSize.get(queued) ?? []
@@ -243,7 +279,17 @@ for (const policyName of policies) {
 }
 printTable(
   `Admission path (no HTTP), median of ${reps} interleaved batches of ${decisions} decisions; memory over ${memoryCount.toLocaleString('en-US')} queued requests, ${loadNote()} at the end`,
-  ['policy', 'queued', 'users', 'µs / decision (median)', 'µs (best batch)', `best vs ${queuedSizes[0]} queued`, 'µs / no-fit dispatch', 'µs / submit', 'bytes / queued request'],
+  [
+    'policy',
+    'queued',
+    'users',
+    'µs / decision (median)',
+    'µs (best batch)',
+    `best vs ${queuedSizes[0]} queued`,
+    'µs / no-fit dispatch',
+    'µs / submit',
+    'bytes / queued request',
+  ],
   rows,
 )
 printTable(

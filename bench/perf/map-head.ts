@@ -47,4 +47,8 @@ for (const size of [1_000, 10_000, 50_000]) {
   const arrayUs = Number(process.hrtime.bigint() - start) / 1e3 / ops
   rows.push([size, drainMs, steadyUs.toFixed(2), arrayUs.toFixed(3)])
 }
-printTable('Head of a FIFO kept in a Map', ['entries', 'drain from the front, ms', 'Map: pop + head + push, µs', 'array + index, µs'], rows)
+printTable(
+  'Head of a FIFO kept in a Map',
+  ['entries', 'drain from the front, ms', 'Map: pop + head + push, µs', 'array + index, µs'],
+  rows,
+)

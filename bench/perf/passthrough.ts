@@ -41,7 +41,7 @@ try {
     for (const concurrency of concurrencies) {
       for (const target of stack.targets) {
         const pids: Record<string, number> = { upstream: stack.upstream.pid }
-        if (target.proxyPid !== undefined) pids.proxy = target.proxyPid
+        if (target.proxyPid !== undefined) pids['proxy'] = target.proxyPid
         const meter = cpuMeter(pids)
         meter.start()
         const result = await runClosedLoop({
@@ -58,8 +58,8 @@ try {
         const sent = result.requestsPerSecond * ((durationMs + warmupMs) / 1000)
         const sample: Sample = {
           ...result,
-          proxyCpuMsPerRequest: sent > 0 ? (cpu.proxy ?? 0) / sent : Number.NaN,
-          upstreamCpuMsPerRequest: sent > 0 ? (cpu.upstream ?? 0) / sent : Number.NaN,
+          proxyCpuMsPerRequest: sent > 0 ? (cpu['proxy'] ?? 0) / sent : Number.NaN,
+          upstreamCpuMsPerRequest: sent > 0 ? (cpu['upstream'] ?? 0) / sent : Number.NaN,
         }
         const key = `${target.name}@${concurrency}`
         samples.set(key, [...(samples.get(key) ?? []), sample])

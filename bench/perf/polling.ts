@@ -18,7 +18,10 @@ const counts = flag('backends', '1,16').split(',').map(Number)
 const upstreamKind = flag('upstream', 'sim') as UpstreamKind
 const settleMs = 2000 // first polls, JIT, and the gateway's start-up work are not counted
 
-async function measure(start: () => Promise<ServerProcess>, upstreamPid: number): Promise<{ cpuMs: number; upstreamCpuMs: number }> {
+async function measure(
+  start: () => Promise<ServerProcess>,
+  upstreamPid: number,
+): Promise<{ cpuMs: number; upstreamCpuMs: number }> {
   const server = await start()
   try {
     await new Promise((resolve) => setTimeout(resolve, settleMs))
@@ -42,10 +45,22 @@ let gatewayError: string | undefined
 try {
   for (let rep = 1; rep <= reps; rep += 1) {
     for (const backends of counts) {
-      add(`poller@${backends}`, await measure(() => forkServer('./poller-child', { upstreams: upstream.urls.slice(0, backends), intervalMs }), upstream.pid))
+      add(
+        `poller@${backends}`,
+        await measure(
+          () => forkServer('./poller-child', { upstreams: upstream.urls.slice(0, backends), intervalMs }),
+          upstream.pid,
+        ),
+      )
       if (gatewayError !== undefined) continue
       try {
-        add(`kvgate-fifo@${backends}`, await measure(() => startGatewayProcess({ upstreams: upstream.urls.slice(0, backends), policy: 'fifo' }), upstream.pid))
+        add(
+          `kvgate-fifo@${backends}`,
+          await measure(
+            () => startGatewayProcess({ upstreams: upstream.urls.slice(0, backends), policy: 'fifo' }),
+            upstream.pid,
+          ),
+        )
       } catch (error) {
         gatewayError = error instanceof Error ? error.message.split('\n')[0] : String(error)
         console.error(`kvgate skipped: ${gatewayError}`)

@@ -26,7 +26,12 @@ const directory = mkdtempSync(join(tmpdir(), 'kvgate-perf-profile-'))
 const upstream = await startUpstream('sim')
 // As in streaming.ts: the zero-latency emulator answers /metrics late under 1,000 streams; relax staleness.
 const metricsPoll = load === 'streaming' ? { metricsPoll: { timeoutMs: 10_000, staleAfterMs: 10_000 } } : {}
-const gateway = await startGatewayProcess({ upstreams: [upstream.url], policy, ...metricsPoll, execArgv: ['--cpu-prof', '--cpu-prof-dir', directory] })
+const gateway = await startGatewayProcess({
+  upstreams: [upstream.url],
+  policy,
+  ...metricsPoll,
+  execArgv: ['--cpu-prof', '--cpu-prof-dir', directory],
+})
 try {
   if (load === 'streaming') {
     const result = await runStreams({
@@ -47,7 +52,9 @@ try {
       warmupMs: 1000,
       durationMs,
     })
-    console.error(`${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms`)
+    console.error(
+      `${result.requestsPerSecond.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms`,
+    )
   }
 } finally {
   await gateway.close()
@@ -56,5 +63,11 @@ try {
 const profile = readdirSync(directory).find((name) => name.endsWith('.cpuprofile'))
 if (profile === undefined) throw new Error(`no profile written in ${directory}`)
 console.error(`profile: ${join(directory, profile)}`)
-const summary = fileURLToPath(new URL(`./lib/profile-summary${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url))
-execFileSync(process.execPath, [...(summary.endsWith('.ts') ? ['--import', 'tsx'] : []), summary, join(directory, profile), '--top', String(top)], { stdio: 'inherit' })
+const summary = fileURLToPath(
+  new URL(`./lib/profile-summary${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url),
+)
+execFileSync(
+  process.execPath,
+  [...(summary.endsWith('.ts') ? ['--import', 'tsx'] : []), summary, join(directory, profile), '--top', String(top)],
+  { stdio: 'inherit' },
+)

@@ -25,7 +25,14 @@ async function captureStream(): Promise<string> {
     const response = await fetch(`${sim.url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: PERF_MODEL, prompt: 'Tell me a story', max_tokens: TOKENS, ignore_eos: true, stream: true, stream_options: { include_usage: true } }),
+      body: JSON.stringify({
+        model: PERF_MODEL,
+        prompt: 'Tell me a story',
+        max_tokens: TOKENS,
+        ignore_eos: true,
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
     })
     return await response.text()
   } finally {
@@ -49,10 +56,19 @@ function cut(text: string, how: 'event' | 'events8' | 'kb'): Uint8Array[] {
 
 /** A process that reads and discards whatever arrives on a loopback socket. */
 async function startSink(): Promise<{ socket: Socket; close(): void }> {
-  const child = spawn(process.execPath, ['-e', "require('net').createServer((s) => s.resume()).listen(0, '127.0.0.1', function () { console.log(this.address().port) })"], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  const port = await new Promise<number>((resolve) => child.stdout.once('data', (data: Buffer) => resolve(Number(data.toString().trim()))))
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      "require('net').createServer((s) => s.resume()).listen(0, '127.0.0.1', function () { console.log(this.address().port) })",
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  )
+  const port = await new Promise<number>((resolve) =>
+    child.stdout.once('data', (data: Buffer) => resolve(Number(data.toString().trim()))),
+  )
   const socket = connect(port, '127.0.0.1')
   await new Promise((resolve) => socket.once('connect', resolve))
   return {
@@ -87,7 +103,10 @@ async function run(chunks: readonly Uint8Array[], socket: Socket, events: number
     if (s % 50 === 0) await new Promise((resolve) => setImmediate(resolve))
   }
   const used = process.cpuUsage(cpu)
-  return { cpuNsPerEvent: ((used.user + used.system) * 1000) / (streams * events), writesPerEvent: writes / (streams * events) }
+  return {
+    cpuNsPerEvent: ((used.user + used.system) * 1000) / (streams * events),
+    writesPerEvent: writes / (streams * events),
+  }
 }
 
 const text = await captureStream()
@@ -104,7 +123,13 @@ try {
     }
     const label = { event: '1 event', events8: '8 events', kb: '1 KB' }[how]
     const ns = median(results.map((r) => r.cpuNsPerEvent))
-    rows.push([label, 'src/proxy/sse-relay.ts', (ns / 1000).toFixed(2), median(results.map((r) => r.writesPerEvent)).toFixed(2), Math.round(1e9 / ns)])
+    rows.push([
+      label,
+      'src/proxy/sse-relay.ts',
+      (ns / 1000).toFixed(2),
+      median(results.map((r) => r.writesPerEvent)).toFixed(2),
+      Math.round(1e9 / ns),
+    ])
   }
 } finally {
   sink.close()

@@ -52,7 +52,7 @@ try {
   for (let rep = 1; rep <= reps; rep += 1) {
     for (const target of stack.targets) {
       const pids: Record<string, number> = { upstream: stack.upstream.pid }
-      if (target.proxyPid !== undefined) pids.proxy = target.proxyPid
+      if (target.proxyPid !== undefined) pids['proxy'] = target.proxyPid
       const meter = cpuMeter(pids)
       let cpu: Record<string, number> = {}
       let openedAt = 0
@@ -79,7 +79,13 @@ try {
         },
       })
       const clientCpuMs = (clientCpu.user + clientCpu.system) / 1000
-      const sample: Sample = { ...result, clientCpuMs, proxyCpuMs: cpu.proxy ?? 0, upstreamCpuMs: cpu.upstream ?? 0, windowMs }
+      const sample: Sample = {
+        ...result,
+        clientCpuMs,
+        proxyCpuMs: cpu['proxy'] ?? 0,
+        upstreamCpuMs: cpu['upstream'] ?? 0,
+        windowMs,
+      }
       samples.set(target.name, [...(samples.get(target.name) ?? []), sample])
       console.error(
         `rep ${rep} ${target.name}: ${result.chunksPerSecond.toFixed(0)} events/s, proxy CPU ${sample.proxyCpuMs} ms, upstream CPU ${sample.upstreamCpuMs} ms, client CPU ${clientCpuMs.toFixed(0)} ms over ${windowMs.toFixed(0)} ms, ${result.completedStreams} streams done, ${result.errors} errors`,
@@ -111,6 +117,17 @@ const rows = stack.targets.map((target) => {
 })
 printTable(
   `Streaming, ${streams} concurrent streams of ${tokens} tokens, ${upstreamKind} upstream, median of ${reps} × ${durationMs} ms, ${loadNote()} at the end`,
-  ['target', 'events/s', 'vs direct', 'proxy CPU %', 'proxy CPU ms / 1k events', 'events/s per proxy core', 'upstream CPU ms / 1k events', 'upstream CPU %', 'client CPU %', 'errors'],
+  [
+    'target',
+    'events/s',
+    'vs direct',
+    'proxy CPU %',
+    'proxy CPU ms / 1k events',
+    'events/s per proxy core',
+    'upstream CPU ms / 1k events',
+    'upstream CPU %',
+    'client CPU %',
+    'errors',
+  ],
   rows,
 )

@@ -31,10 +31,27 @@ const stackless = join(stacklessRoot, 'bench', 'perf', 'admission.js')
 
 /** The sweep rows of one admission.js run: policy|users → ms the loop was held. */
 function sweep(script: string): Map<string, number> {
-  const out = execFileSync(process.execPath, ['--expose-gc', script, '--queued', `10,${queued}`, '--deep', '0', '--reps', '1', '--decisions', '50', '--policies', policies], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'ignore'],
-  })
+  const out = execFileSync(
+    process.execPath,
+    [
+      '--expose-gc',
+      script,
+      '--queued',
+      `10,${queued}`,
+      '--deep',
+      '0',
+      '--reps',
+      '1',
+      '--decisions',
+      '50',
+      '--policies',
+      policies,
+    ],
+    {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    },
+  )
   const rows = new Map<string, number>()
   const table = out.slice(out.indexOf('Deadline sweep'))
   for (const line of table.split('\n')) {

@@ -144,7 +144,10 @@ export interface AdmissionController {
 }
 
 /** The options a reload may change in place (`configure`). */
-export type AdmissionTuning = Pick<AdmissionControllerOptions, 'headroomRatio' | 'deadlineTickMs' | 'maxQueueLength' | 'earlyReject' | 'maxBypassMs'>
+export type AdmissionTuning = Pick<
+  AdmissionControllerOptions,
+  'headroomRatio' | 'deadlineTickMs' | 'maxQueueLength' | 'earlyReject' | 'maxBypassMs'
+>
 
 export interface AdmissionControllerOptions {
   clock: Clock
@@ -230,7 +233,14 @@ class AdmissionImpl implements Admission {
   readonly #model: string
   #finished = false
 
-  constructor(controller: AdmissionControllerImpl, policy: Policy, item: QueueItem, backendId: string, reservation: Reservation, waitedMs: number) {
+  constructor(
+    controller: AdmissionControllerImpl,
+    policy: Policy,
+    item: QueueItem,
+    backendId: string,
+    reservation: Reservation,
+    waitedMs: number,
+  ) {
     this.#controller = controller
     this.#policy = policy
     this.id = item.ticket.id
@@ -362,13 +372,21 @@ class AdmissionControllerImpl implements AdmissionController {
     }
 
     if (this.#closed) return immediate('rejected_unavailable', errors.shuttingDown([], OUTCOME))
-    if (ticket.signal?.aborted === true) return immediate('cancelled_queued', errors.requestCancelled(['waited for admission'], OUTCOME))
+    if (ticket.signal?.aborted === true)
+      return immediate('cancelled_queued', errors.requestCancelled(['waited for admission'], OUTCOME))
     const best = this.#bestBackend()
-    if (best === undefined) return immediate('rejected_unavailable', errors.noBackendAvailable(['every backend is down or its metrics are stale'], OUTCOME))
+    if (best === undefined)
+      return immediate(
+        'rejected_unavailable',
+        errors.noBackendAvailable(['every backend is down or its metrics are stale'], OUTCOME),
+      )
     // Against every backend with a known capacity, usable now or not: a big backend that is briefly stale
     // must not turn its requests into 400s.
     if (prompt > best.maxKnownTokens) {
-      return immediate('invalid_request', errors.requestExceedsKvCapacity([prompt, Math.floor(best.maxKnownTokens)], { param: 'messages' }))
+      return immediate(
+        'invalid_request',
+        errors.requestExceedsKvCapacity([prompt, Math.floor(best.maxKnownTokens)], { param: 'messages' }),
+      )
     }
     // A prediction larger than a whole cache is capped: the request runs alone on an empty backend and its
     // reservation grows as it streams.
@@ -441,10 +459,17 @@ class AdmissionControllerImpl implements AdmissionController {
     const waitMs = this.#waitMs(item.userQueue, item.needTokens, true, now)
     if (waitMs <= item.ticket.deadlineMs) return
     this.#remove(item, now)
-    const error = errors.predictedWaitTooLong([formatDuration(waitMs), formatDuration(item.ticket.deadlineMs), formatDuration(Math.max(1_000, waitMs))], {
-      ...OUTCOME,
-      headers: rejectionHeaders(errors.predictedWaitTooLong.code, waitMs, this.#policy.rateLimits(item.ticket.user, now)),
-    })
+    const error = errors.predictedWaitTooLong(
+      [formatDuration(waitMs), formatDuration(item.ticket.deadlineMs), formatDuration(Math.max(1_000, waitMs))],
+      {
+        ...OUTCOME,
+        headers: rejectionHeaders(
+          errors.predictedWaitTooLong.code,
+          waitMs,
+          this.#policy.rateLimits(item.ticket.user, now),
+        ),
+      },
+    )
     this.#rejectItem(item, 'rejected_early', error, now, waitMs)
   }
 
@@ -513,7 +538,13 @@ class AdmissionControllerImpl implements AdmissionController {
     this.#policy.onRemove(item.request, now)
   }
 
-  #rejectItem(item: QueueItem, outcome: AdmissionOutcome, error: KvgateError, now: number, retryAfterMs?: number): void {
+  #rejectItem(
+    item: QueueItem,
+    outcome: AdmissionOutcome,
+    error: KvgateError,
+    now: number,
+    retryAfterMs?: number,
+  ): void {
     this.emit({
       kind: outcome === 'cancelled_queued' ? 'cancelled' : 'rejected',
       id: item.ticket.id,
@@ -724,7 +755,12 @@ class AdmissionControllerImpl implements AdmissionController {
     const waited = formatDuration(now - item.enqueuedAtMs)
     const user = item.ticket.user
     if (this.#bestBackend() === undefined) {
-      this.#rejectItem(item, 'rejected_unavailable', errors.noBackendAvailable(['every backend is down or its metrics are stale'], OUTCOME), now)
+      this.#rejectItem(
+        item,
+        'rejected_unavailable',
+        errors.noBackendAvailable(['every backend is down or its metrics are stale'], OUTCOME),
+        now,
+      )
       return
     }
     if (denied !== undefined) {
@@ -750,7 +786,14 @@ class AdmissionControllerImpl implements AdmissionController {
   predictWaitMs(user: PolicyUser, needTokens: number): number {
     const now = this.#clock.now()
     const queue = this.#queues.get(user.name)
-    const probe: UserQueue = queue ?? { name: user.name, weight: positiveWeight(user.weight), head: undefined, tail: undefined, size: 0, needTokens: 0 }
+    const probe: UserQueue = queue ?? {
+      name: user.name,
+      weight: positiveWeight(user.weight),
+      head: undefined,
+      tail: undefined,
+      size: 0,
+      needTokens: 0,
+    }
     return this.#waitMs(probe, needTokens, false, now)
   }
 
@@ -783,7 +826,8 @@ class AdmissionControllerImpl implements AdmissionController {
   #coldRate(): number {
     let usable = 0
     for (const backend of this.#options.backends()) {
-      if (backend.usable && backend.capacityTokens > 0) usable += backend.capacityTokens * (1 - this.#options.headroomRatio)
+      if (backend.usable && backend.capacityTokens > 0)
+        usable += backend.capacityTokens * (1 - this.#options.headroomRatio)
     }
     return usable / COLD_TURNOVER_MS
   }

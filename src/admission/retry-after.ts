@@ -37,11 +37,14 @@ export function rejectionHeaders(reason: string, retryAfterMs: number, limits: R
   // A wait beyond what the SDKs honour: tell them not to hammer us with backoff retries that cannot succeed.
   if (!(retryAfterMs <= MAX_RETRY_AFTER_MS)) headers['x-should-retry'] = 'false'
   if (limits.limitTokens !== undefined) headers['x-ratelimit-limit-tokens'] = String(limits.limitTokens)
-  if (limits.remainingTokens !== undefined) headers['x-ratelimit-remaining-tokens'] = String(Math.max(0, Math.floor(limits.remainingTokens)))
+  if (limits.remainingTokens !== undefined)
+    headers['x-ratelimit-remaining-tokens'] = String(Math.max(0, Math.floor(limits.remainingTokens)))
   if (limits.resetTokensMs !== undefined) headers['x-ratelimit-reset-tokens'] = formatDuration(limits.resetTokensMs)
   if (limits.limitRequests !== undefined) headers['x-ratelimit-limit-requests'] = String(limits.limitRequests)
-  if (limits.remainingRequests !== undefined) headers['x-ratelimit-remaining-requests'] = String(Math.max(0, Math.floor(limits.remainingRequests)))
-  if (limits.resetRequestsMs !== undefined) headers['x-ratelimit-reset-requests'] = formatDuration(limits.resetRequestsMs)
+  if (limits.remainingRequests !== undefined)
+    headers['x-ratelimit-remaining-requests'] = String(Math.max(0, Math.floor(limits.remainingRequests)))
+  if (limits.resetRequestsMs !== undefined)
+    headers['x-ratelimit-reset-requests'] = formatDuration(limits.resetRequestsMs)
   return headers
 }
 

@@ -29,7 +29,11 @@ export interface WorkloadAnalysis {
   skippedRows: number
   durationSec?: number
   rate?: { bucketSec: number; requestsPerSec: number[]; describe: Description; peak: number; mean: number }
-  users: { count: number; top: { user: string; requests: number; share: number }[]; zipf?: { alpha: number; rSquared: number } }
+  users: {
+    count: number
+    top: { user: string; requests: number; share: number }[]
+    zipf?: { alpha: number; rSquared: number }
+  }
   conversations?: { count: number; rounds: Description; durationSec?: Description }
   /** New-turn tokens for conversation rounds, whole prompts otherwise. */
   inputTokens: Description
@@ -167,7 +171,10 @@ export function prefixSharing(shapes: readonly PromptShape[], blockSize: number)
   }
 }
 
-export function analyzeWorkload(workload: Workload, options: { blockSizes?: readonly number[] } = {}): WorkloadAnalysis {
+export function analyzeWorkload(
+  workload: Workload,
+  options: { blockSizes?: readonly number[] } = {},
+): WorkloadAnalysis {
   const blockSizes = options.blockSizes ?? [8, 16, 32]
   if (workload.kind === 'conversations') {
     const turns = workload.conversations.flatMap((c) => c.turns.map((t) => ({ c, t })))
@@ -179,7 +186,10 @@ export function analyzeWorkload(workload: Workload, options: { blockSizes?: read
       requests: turns.length,
       skippedRows: workload.skipped.length,
       users: userFigures(perUser, turns.length),
-      conversations: { count: workload.conversations.length, rounds: describe(workload.conversations.map((c) => c.turns.length)) },
+      conversations: {
+        count: workload.conversations.length,
+        rounds: describe(workload.conversations.map((c) => c.turns.length)),
+      },
       inputTokens: describe(turns.map(({ t }) => t.userTokens)),
       promptTokens: describe(shapes.map((s) => s.segments.reduce((n, [, len]) => n + len, 0))),
       outputTokens: describe(turns.map(({ t }) => t.outputTokens)),
@@ -257,23 +267,38 @@ export function sparkline(values: readonly number[]): string {
   return values.map((v) => SPARKS[max > 0 ? Math.min(7, Math.floor((v / max) * 7.999)) : 0]).join('')
 }
 
-const f = (v: number | undefined, digits = 2): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits))
+const f = (v: number | undefined, digits = 2): string =>
+  v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits)
 
 function describeRows(rows: [string, Description][]): string {
   const columns = Object.keys(rows[0]?.[1] ?? {})
-  return textTable(['', ...columns], rows.map(([name, d]) => [name, ...columns.map((c) => f(d[c], c === 'count' ? 0 : 2))]))
+  return textTable(
+    ['', ...columns],
+    rows.map(([name, d]) => [name, ...columns.map((c) => f(d[c], c === 'count' ? 0 : 2))]),
+  )
 }
 
 export function formatAnalysis(a: WorkloadAnalysis): string {
   const lines: string[] = []
-  lines.push(`format = ${a.format}  requests = ${a.requests}${a.skippedRows ? `  skipped_rows = ${a.skippedRows}` : ''}` +
-    (a.durationSec !== undefined ? `  duration_sec = ${f(a.durationSec, 1)}` : ''))
+  lines.push(
+    `format = ${a.format}  requests = ${a.requests}${a.skippedRows ? `  skipped_rows = ${a.skippedRows}` : ''}` +
+      (a.durationSec !== undefined ? `  duration_sec = ${f(a.durationSec, 1)}` : ''),
+  )
   if (a.rate) {
-    lines.push(`request rate (per ${a.rate.bucketSec} s bucket): mean ${f(a.rate.mean)} rps, peak ${f(a.rate.peak)} rps`)
+    lines.push(
+      `request rate (per ${a.rate.bucketSec} s bucket): mean ${f(a.rate.mean)} rps, peak ${f(a.rate.peak)} rps`,
+    )
     lines.push(`  ${sparkline(a.rate.requestsPerSec)}`)
   }
-  lines.push(`users = ${a.users.count}` + (a.users.zipf ? `  zipf fit: alpha = ${f(a.users.zipf.alpha, 3)} (R² ${f(a.users.zipf.rSquared, 3)})` : ''))
-  lines.push(textTable(['user', 'requests', 'share'], a.users.top.map((u) => [u.user, String(u.requests), f(u.share * 100, 1) + '%'])))
+  lines.push(
+    `users = ${a.users.count}${a.users.zipf ? `  zipf fit: alpha = ${f(a.users.zipf.alpha, 3)} (R² ${f(a.users.zipf.rSquared, 3)})` : ''}`,
+  )
+  lines.push(
+    textTable(
+      ['user', 'requests', 'share'],
+      a.users.top.map((u) => [u.user, String(u.requests), `${f(u.share * 100, 1)}%`]),
+    ),
+  )
   const rows: [string, Description][] = [
     ['input_tokens', a.inputTokens],
     ['prompt_tokens', a.promptTokens],
@@ -286,15 +311,27 @@ export function formatAnalysis(a: WorkloadAnalysis): string {
   }
   lines.push(describeRows(rows))
   if (a.prefixSharing) {
-    lines.push(`prefix sharing (unbounded cache, full blocks${a.prefixSharingRequests ? `, first ${a.prefixSharingRequests} requests` : ''}):`)
+    lines.push(
+      `prefix sharing (unbounded cache, full blocks${a.prefixSharingRequests ? `, first ${a.prefixSharingRequests} requests` : ''}):`,
+    )
     lines.push(
       textTable(
-        ['block_size', 'sharing_mean', 'sharing_p50', 'block_reuse_rate', 'distinct_blocks', 'hits_mean', 'hits_max', 'reuse_gap_mean_s', 'reuse_gap_p50_s'],
+        [
+          'block_size',
+          'sharing_mean',
+          'sharing_p50',
+          'block_reuse_rate',
+          'distinct_blocks',
+          'hits_mean',
+          'hits_max',
+          'reuse_gap_mean_s',
+          'reuse_gap_p50_s',
+        ],
         a.prefixSharing.map((p) => [
           String(p.blockSize),
-          f((p.sharingFraction['mean'] ?? 0) * 100, 1) + '%',
-          f((p.sharingFraction['50%'] ?? 0) * 100, 1) + '%',
-          f(p.blockReuseRate * 100, 1) + '%',
+          `${f((p.sharingFraction['mean'] ?? 0) * 100, 1)}%`,
+          `${f((p.sharingFraction['50%'] ?? 0) * 100, 1)}%`,
+          `${f(p.blockReuseRate * 100, 1)}%`,
           String(p.distinctBlocks),
           f(p.blockHits['mean']),
           f(p.blockHits['max'], 0),

@@ -48,14 +48,18 @@ export function scheduleTrace(requests: readonly TraceRequest[], options: Schedu
   let out = requests.map((r) => ({ ...r }))
   if (options.requestRate !== undefined) {
     const times = gammaArrivalsMs(out.length, options.requestRate, options.burstiness ?? 1, options.random)
-    out.forEach((r, i) => (r.arrivalMs = times[i] ?? 0))
+    out.forEach((r, i) => {
+      r.arrivalMs = times[i] ?? 0
+    })
   } else if (options.timeScale !== undefined && options.timeScale !== 1) {
-    if (!(options.timeScale > 0)) throw errors.invalidWorkload(['--time-scale', `must be > 0, got ${options.timeScale}`])
+    if (!(options.timeScale > 0))
+      throw errors.invalidWorkload(['--time-scale', `must be > 0, got ${options.timeScale}`])
     for (const r of out) r.arrivalMs *= options.timeScale
   }
   if (options.durationSec !== undefined) out = out.filter((r) => r.arrivalMs <= (options.durationSec as number) * 1000)
   if (options.maxNumRequests !== undefined) out = out.slice(0, options.maxNumRequests)
-  if (options.zipfUsers !== undefined) labelUsers(out, options.zipfUsers.numUsers, options.zipfUsers.alpha, options.random)
+  if (options.zipfUsers !== undefined)
+    labelUsers(out, options.zipfUsers.numUsers, options.zipfUsers.alpha, options.random)
   return out
 }
 
@@ -70,7 +74,10 @@ export function labelUsers(requests: TraceRequest[], numUsers: number, alpha: nu
     if (request.user !== undefined) continue
     if (request.conversationId !== undefined) {
       let user = byConversation.get(request.conversationId)
-      if (user === undefined) byConversation.set(request.conversationId, (user = `user-${draw()}`))
+      if (user === undefined) {
+        user = `user-${draw()}`
+        byConversation.set(request.conversationId, user)
+      }
       request.user = user
     } else {
       request.user = `user-${draw()}`
@@ -83,7 +90,10 @@ export function zipfRankSampler(n: number, alpha: number, random: Random): () =>
   if (!(n >= 1)) throw errors.invalidWorkload(['--num-users', `must be ≥ 1, got ${n}`])
   const cumulative: number[] = []
   let total = 0
-  for (let k = 1; k <= n; k++) cumulative.push((total += k ** -alpha))
+  for (let k = 1; k <= n; k++) {
+    total += k ** -alpha
+    cumulative.push(total)
+  }
   return () => {
     const u = random.next() * total
     let lo = 0

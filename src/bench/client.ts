@@ -42,7 +42,10 @@ export function chatCompletionsUrl(baseUrl: string): string {
 }
 
 /** Seconds or milliseconds from `retry-after-ms` / `retry-after` (seconds or an HTTP date). */
-export function retryAfterMs(headers: Record<string, string | string[] | undefined>, nowWallMs = Date.now()): number | undefined {
+export function retryAfterMs(
+  headers: Record<string, string | string[] | undefined>,
+  nowWallMs = Date.now(),
+): number | undefined {
   const header = (name: string) => {
     const v = headers[name]
     return Array.isArray(v) ? v[0] : v
@@ -156,8 +159,7 @@ export async function sendChat(call: ChatCall): Promise<ChatOutcome> {
   try {
     for await (const piece of response.body) {
       pending += (piece as Buffer).toString('utf8')
-      let newline: number
-      while ((newline = pending.indexOf('\n')) >= 0) {
+      for (let newline = pending.indexOf('\n'); newline >= 0; newline = pending.indexOf('\n')) {
         const line = pending.slice(0, newline).replace(/\r$/, '')
         pending = pending.slice(newline + 1)
         if (line.startsWith('data:')) onData(line.slice(5).trim())

@@ -7,7 +7,15 @@ import { analyzeWorkload, formatAnalysis } from './analysis.js'
 import { createCompareCommand } from './compare-command.js'
 import { formatSummary, recordsToCsv } from './format.js'
 import type { CommonFlags } from './cli-options.js'
-import { addRunOptions, addWorkloadOptions, benchJson, createProgress, positiveNumber, runOptionsFrom, workloadOptionsFrom } from './cli-options.js'
+import {
+  addRunOptions,
+  addWorkloadOptions,
+  benchJson,
+  createProgress,
+  positiveNumber,
+  runOptionsFrom,
+  workloadOptionsFrom,
+} from './cli-options.js'
 import { prepareWorkload } from './prepare-workload.js'
 import { parseSlo, summarize } from './results.js'
 import { runWorkload } from './run-workload.js'
@@ -23,16 +31,25 @@ export function createBenchCommand(): Command {
     .option('-u, --url <url>', 'server base URL (kvgate or vLLM), e.g. http://127.0.0.1:8080')
     .option('--output-json <file>', 'write every figure (summary, per user, per request) as JSON')
     .option('--output-csv <file>', 'write one CSV row per request')
-    .option('--speed <x>', 'the server runs emulated time x times faster (kvgate sim --speed): replay and report in emulated time', positiveNumber('--speed'))
+    .option(
+      '--speed <x>',
+      'the server runs emulated time x times faster (kvgate sim --speed): replay and report in emulated time',
+      positiveNumber('--speed'),
+    )
     .action(async (flags: CommonFlags & { url?: string; outputJson?: string; outputCsv?: string; speed?: number }) => {
       if (flags.inputFile === undefined || flags.url === undefined) {
         run.error('error: kvgate bench needs -i/--input-file and -u/--url (or a subcommand: compare, analyze)')
       }
       try {
         const counter = createWordPieceTokenCounter()
-        const workload = await prepareWorkload(workloadOptionsFrom(flags, flags.inputFile as string, flags.numClients !== undefined), counter)
+        const workload = await prepareWorkload(
+          workloadOptionsFrom(flags, flags.inputFile as string, flags.numClients !== undefined),
+          counter,
+        )
         if (workload.skipped.length > 0) {
-          process.stderr.write(`skipped ${workload.skipped.length} malformed rows (first: line ${workload.skipped[0]?.line}: ${workload.skipped[0]?.reason})\n`)
+          process.stderr.write(
+            `skipped ${workload.skipped.length} malformed rows (first: line ${workload.skipped[0]?.line}: ${workload.skipped[0]?.reason})\n`,
+          )
         }
         const progress = createProgress('bench')
         const run = await runWorkload(workload, {
@@ -46,12 +63,17 @@ export function createBenchCommand(): Command {
         })
         progress.stop()
         const summary = summarize(run, parseSlo(flags.slo))
-        process.stdout.write(formatSummary(summary) + '\n')
+        process.stdout.write(`${formatSummary(summary)}\n`)
         if (workload.skipped.length > 0) process.stdout.write(`malformed rows skipped = ${workload.skipped.length}\n`)
-        if (run.abandonedConversations) process.stdout.write(`abandoned_conversations = ${run.abandonedConversations}\n`)
+        if (run.abandonedConversations)
+          process.stdout.write(`abandoned_conversations = ${run.abandonedConversations}\n`)
         if (flags.outputJson !== undefined) {
-          const json = benchJson(run, summary, { input_file: flags.inputFile, format: workload.format, skipped_rows: workload.skipped })
-          writeFileSync(flags.outputJson, JSON.stringify(json, null, 2) + '\n')
+          const json = benchJson(run, summary, {
+            input_file: flags.inputFile,
+            format: workload.format,
+            skipped_rows: workload.skipped,
+          })
+          writeFileSync(flags.outputJson, `${JSON.stringify(json, null, 2)}\n`)
         }
         if (flags.outputCsv !== undefined) writeFileSync(flags.outputCsv, recordsToCsv(run.records))
       } catch (err) {
@@ -73,10 +95,13 @@ export function createBenchCommand(): Command {
       try {
         const counter = createWordPieceTokenCounter()
         const workload = await prepareWorkload(workloadOptionsFrom(flags, trace, false), counter)
-        const blockSizes = flags.blockSizes.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0)
+        const blockSizes = flags.blockSizes
+          .split(',')
+          .map(Number)
+          .filter((n) => Number.isInteger(n) && n > 0)
         const analysis = analyzeWorkload(workload, { blockSizes })
-        process.stdout.write(formatAnalysis(analysis) + '\n')
-        if (flags.outputJson !== undefined) writeFileSync(flags.outputJson, JSON.stringify(analysis, null, 2) + '\n')
+        process.stdout.write(`${formatAnalysis(analysis)}\n`)
+        if (flags.outputJson !== undefined) writeFileSync(flags.outputJson, `${JSON.stringify(analysis, null, 2)}\n`)
       } catch (err) {
         process.stderr.write(`kvgate bench analyze: ${toKvgateError(err).message}\n`)
         process.exitCode = 1

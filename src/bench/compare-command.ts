@@ -5,7 +5,16 @@ import { parse as parseYaml } from 'yaml'
 import { toKvgateError } from '../errors/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
 import type { CommonFlags } from './cli-options.js'
-import { addRunOptions, addWorkloadOptions, benchJson, createProgress, positiveInteger, positiveNumber, runOptionsFrom, workloadOptionsFrom } from './cli-options.js'
+import {
+  addRunOptions,
+  addWorkloadOptions,
+  benchJson,
+  createProgress,
+  positiveInteger,
+  positiveNumber,
+  runOptionsFrom,
+  workloadOptionsFrom,
+} from './cli-options.js'
 import type { SetupResult } from './compare.js'
 import { DEFAULT_COMPARE_DEADLINE_MS, runCompare } from './compare.js'
 import { formatSummary } from './format.js'
@@ -37,28 +46,54 @@ export function createCompareCommand(): Command {
   addRunOptions(addWorkloadOptions(compare))
     .option('-u, --url <url>', 'an existing backend (vLLM or kvgate sim); default: a fresh emulator per setup')
     .option('--policies <list>', 'kvgate policies to run, comma-separated (default: every registered policy)')
-    .option('--speed <x>', 'emulated time runs x times faster (emulator, gateway and replay share the clock)', positiveNumber('--speed'), 1)
+    .option(
+      '--speed <x>',
+      'emulated time runs x times faster (emulator, gateway and replay share the clock)',
+      positiveNumber('--speed'),
+      1,
+    )
     .option('--num-gpu-blocks <n>', 'emulator KV blocks (small = overload)', positiveInteger('--num-gpu-blocks'))
     .option('--max-num-seqs <n>', 'emulator batch size', positiveInteger('--max-num-seqs'))
     .option('--block-size <n>', 'emulator block size', positiveInteger('--block-size'))
-    .option('--deadline-ms <ms>', "kvgate's queue deadline before a 429 (emulated ms)", positiveInteger('--deadline-ms'), DEFAULT_COMPARE_DEADLINE_MS)
-    .option('--gateway-config <file>', 'YAML merged over the gateway config compare builds (admission, predictor, policy options, users)')
+    .option(
+      '--deadline-ms <ms>',
+      "kvgate's queue deadline before a 429 (emulated ms)",
+      positiveInteger('--deadline-ms'),
+      DEFAULT_COMPARE_DEADLINE_MS,
+    )
+    .option(
+      '--gateway-config <file>',
+      'YAML merged over the gateway config compare builds (admission, predictor, policy options, users)',
+    )
     .option('--report <file>', 'write the HTML report here')
-    .option('--output-json <file>', 'write every setup\'s figures (summary, per user, per request) and samples as JSON')
+    .option('--output-json <file>', "write every setup's figures (summary, per user, per request) and samples as JSON")
     .option('--verbose', "also print each setup's full summary", false)
     .action(async (flags: CompareFlags) => {
       if (flags.inputFile === undefined) compare.error('error: kvgate bench compare needs -i/--input-file')
       try {
         const counter = createWordPieceTokenCounter()
-        const workload = await prepareWorkload(workloadOptionsFrom(flags, flags.inputFile as string, flags.numClients !== undefined), counter)
+        const workload = await prepareWorkload(
+          workloadOptionsFrom(flags, flags.inputFile as string, flags.numClients !== undefined),
+          counter,
+        )
         const slo = parseSlo(flags.slo ?? DEFAULT_COMPARE_SLO)
-        const gatewayConfig = flags.gatewayConfig !== undefined ? (parseYaml(readFileSync(flags.gatewayConfig, 'utf8')) as Record<string, unknown>) : undefined
+        const gatewayConfig =
+          flags.gatewayConfig !== undefined
+            ? (parseYaml(readFileSync(flags.gatewayConfig, 'utf8')) as Record<string, unknown>)
+            : undefined
         let progress: ReturnType<typeof createProgress> | undefined
         const results = await runCompare({
           workload,
           counter,
           seed: flags.seed,
-          ...(flags.policies !== undefined ? { policies: flags.policies.split(',').map((p) => p.trim()).filter(Boolean) } : {}),
+          ...(flags.policies !== undefined
+            ? {
+                policies: flags.policies
+                  .split(',')
+                  .map((p) => p.trim())
+                  .filter(Boolean),
+              }
+            : {}),
           ...(flags.url !== undefined ? { backendUrl: flags.url } : {}),
           sim: {
             ...(flags.numGpuBlocks !== undefined ? { numGpuBlocks: flags.numGpuBlocks } : {}),
@@ -94,7 +129,10 @@ export function createCompareCommand(): Command {
         process.stdout.write(`${notes.join('\n')}\n\n${formatComparison(results)}\n`)
         if (flags.report !== undefined) {
           mkdirSync(dirname(flags.report), { recursive: true })
-          writeFileSync(flags.report, renderReport(results, { title: 'kvgate bench compare', workload: workloadLine, notes: setupNotes }))
+          writeFileSync(
+            flags.report,
+            renderReport(results, { title: 'kvgate bench compare', workload: workloadLine, notes: setupNotes }),
+          )
           process.stdout.write(`\nreport: ${flags.report}\n`)
         }
         if (flags.outputJson !== undefined) {
@@ -110,7 +148,7 @@ export function createCompareCommand(): Command {
               ...(benchJson(r.run, r.summary, {}) as object),
             })),
           }
-          writeFileSync(flags.outputJson, JSON.stringify(json, null, 2) + '\n')
+          writeFileSync(flags.outputJson, `${JSON.stringify(json, null, 2)}\n`)
         }
       } catch (err) {
         process.stderr.write(`kvgate bench compare: ${toKvgateError(err).message}\n`)

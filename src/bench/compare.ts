@@ -167,7 +167,12 @@ export function compareGatewayConfig(
   for (const [key, value] of Object.entries(extra)) {
     const current = merged[key]
     merged[key] =
-      value !== null && typeof value === 'object' && !Array.isArray(value) && current !== null && typeof current === 'object' && !Array.isArray(current)
+      value !== null &&
+      typeof value === 'object' &&
+      !Array.isArray(value) &&
+      current !== null &&
+      typeof current === 'object' &&
+      !Array.isArray(current)
         ? { ...(current as object), ...(value as object) }
         : value
   }
@@ -205,7 +210,12 @@ export async function runCompare(options: CompareOptions): Promise<SetupResult[]
         targetUrl = await gateway.listen({ port: 0, host: '127.0.0.1' })
         await waitForGatewayReady(targetUrl)
       }
-      const sampler = startSampler(clock, options.sampleIntervalMs ?? DEFAULT_SAMPLE_INTERVAL_MS, backendUrl, gateway ? targetUrl : undefined)
+      const sampler = startSampler(
+        clock,
+        options.sampleIntervalMs ?? DEFAULT_SAMPLE_INTERVAL_MS,
+        backendUrl,
+        gateway ? targetUrl : undefined,
+      )
       const run = await runWorkload(options.workload, {
         ...options.run,
         baseUrl: targetUrl,

@@ -18,7 +18,11 @@ export interface GeneratedConversations {
   commonPrefixTokens: number
 }
 
-export function generateConversations(spec: Record<string, unknown>, random: Random, source: string): GeneratedConversations {
+export function generateConversations(
+  spec: Record<string, unknown>,
+  random: Random,
+  source: string,
+): GeneratedConversations {
   const count = spec['num_conversations']
   if (typeof count !== 'number' || !Number.isInteger(count) || count <= 0) {
     throw errors.invalidWorkload([source, 'num_conversations must be a positive integer'])
@@ -29,7 +33,8 @@ export function generateConversations(spec: Record<string, unknown>, random: Ran
     throw errors.invalidWorkload([source, 'needs the sections prompt_input and prompt_output'])
   }
   const dist = (section: Record<string, unknown>, name: string, where: string, optional = false) => {
-    if (optional && section[name] === undefined) return createDistribution({ distribution: 'constant', value: 0 }, random, where)
+    if (optional && section[name] === undefined)
+      return createDistribution({ distribution: 'constant', value: 0 }, random, where)
     if (section[name] === undefined) throw errors.invalidWorkload([source, `missing ${where}`])
     return createDistribution(section[name], random, `${source}: ${where}`)
   }
@@ -87,16 +92,27 @@ export function readShareGpt(
       dropped++
       return
     }
-    const messages = raw.map((m: Record<string, unknown>) => ({
-      role: m['role'] ?? ({ human: 'user', gpt: 'assistant', chatgpt: 'assistant', bing: 'assistant' } as Record<string, string>)[String(m['from'])] ?? String(m['from']),
-      content: String(m['content'] ?? m['value'] ?? ''),
-    })).filter((m) => m.role === 'user' || m.role === 'assistant')
+    const messages = raw
+      .map((m: Record<string, unknown>) => ({
+        role:
+          m['role'] ??
+          ({ human: 'user', gpt: 'assistant', chatgpt: 'assistant', bing: 'assistant' } as Record<string, string>)[
+            String(m['from'])
+          ] ??
+          String(m['from']),
+        content: String(m['content'] ?? m['value'] ?? ''),
+      }))
+      .filter((m) => m.role === 'user' || m.role === 'assistant')
     const turns = []
     for (let i = 0; i + 1 < messages.length; i += 2) {
       const user = messages[i]
       const answer = messages[i + 1]
       if (user?.role !== 'user' || answer?.role !== 'assistant') break
-      turns.push({ userText: user.content, userTokens: counter.count(user.content), outputTokens: Math.max(1, counter.count(answer.content)) })
+      turns.push({
+        userText: user.content,
+        userTokens: counter.count(user.content),
+        outputTokens: Math.max(1, counter.count(answer.content)),
+      })
     }
     if (turns.length === 0) {
       dropped++
@@ -104,6 +120,7 @@ export function readShareGpt(
     }
     conversations.push({ id: String(record['id'] ?? `sharegpt-${index}`), prefixTokens: 0, turns })
   })
-  if (conversations.length === 0) throw errors.invalidWorkload([source, 'no usable ShareGPT conversation (user/assistant pairs)'])
+  if (conversations.length === 0)
+    throw errors.invalidWorkload([source, 'no usable ShareGPT conversation (user/assistant pairs)'])
   return { conversations, dropped }
 }

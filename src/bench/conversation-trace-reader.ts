@@ -27,7 +27,10 @@ export const conversationTraceReader = defineTraceReader({
         }
         const fields = content.trim().split(/[\s,]+/)
         if (fields.length !== 5) {
-          rows.malformed(line, `expected 5 fields (user_id time_stamp query_length response_length round_index), got ${fields.length}`)
+          rows.malformed(
+            line,
+            `expected 5 fields (user_id time_stamp query_length response_length round_index), got ${fields.length}`,
+          )
           return
         }
         const [user, time, query, response, round] = fields as [string, string, string, string, string]

@@ -38,9 +38,12 @@ function createCsvParser(
         names = record.map((name) => name.toLowerCase())
         return
       }
-      if (record.length !== names.length) return rows.malformed(line, `expected ${names.length} fields, got ${record.length}`)
+      if (record.length !== names.length)
+        return rows.malformed(line, `expected ${names.length} fields, got ${record.length}`)
       const fields: Record<string, string> = {}
-      names.forEach((name, i) => (fields[name] = record[i] ?? ''))
+      names.forEach((name, i) => {
+        fields[name] = record[i] ?? ''
+      })
       const request = read(fields, rows)
       if (typeof request === 'string') rows.malformed(line, request)
       else rows.add({ ...request, line })
@@ -49,7 +52,8 @@ function createCsvParser(
 }
 
 /** The first reason among parsed fields, if any field failed. */
-const firstProblem = (...values: (number | string)[]): string | undefined => values.find((v): v is string => typeof v === 'string')
+const firstProblem = (...values: (number | string)[]): string | undefined =>
+  values.find((v): v is string => typeof v === 'string')
 
 /**
  * BurstGPT (`Timestamp, Model, Request tokens, Response tokens, Total tokens, Log Type`), timestamps in
@@ -80,7 +84,9 @@ export const burstGptTraceReader = defineTraceReader({
  * forms, read as UTC unless an offset is given. Milliseconds since the epoch, fractional.
  */
 export function parseDateTimeMs(value: string): number | undefined {
-  const match = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?\s*(Z|[+-]\d{2}:?\d{2})?$/.exec(value.trim())
+  const match = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?\s*(Z|[+-]\d{2}:?\d{2})?$/.exec(
+    value.trim(),
+  )
   if (match === null) return undefined
   const [, y, mo, d, h, mi, s, frac, zone] = match
   let ms = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s))
@@ -105,6 +111,8 @@ export const azureTraceReader = defineTraceReader({
       if (ms === undefined) return `TIMESTAMP is not a date-time: ${JSON.stringify(timestamp)}`
       const input = rows.integer(fields['contexttokens'], 'ContextTokens')
       const output = rows.integer(fields['generatedtokens'], 'GeneratedTokens')
-      return firstProblem(input, output) ?? { arrivalMs: ms, inputTokens: input as number, outputTokens: output as number }
+      return (
+        firstProblem(input, output) ?? { arrivalMs: ms, inputTokens: input as number, outputTokens: output as number }
+      )
     }),
 })

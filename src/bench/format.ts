@@ -16,13 +16,27 @@ export function textTable(header: readonly string[], rows: readonly (readonly st
 }
 
 /** The per-user table's columns, in the text summary and the HTML report alike. */
-export const USER_TABLE_HEADER = ['user', 'requests', 'completed', '429s', 'failed', 'prompt_tok', 'output_tok', 'ttft_p50_ms', 'ttft_p99_ms', 'service/fair'] as const
+export const USER_TABLE_HEADER = [
+  'user',
+  'requests',
+  'completed',
+  '429s',
+  'failed',
+  'prompt_tok',
+  'output_tok',
+  'ttft_p50_ms',
+  'ttft_p99_ms',
+  'service/fair',
+] as const
 
 /**
  * One row of cells per user, under `USER_TABLE_HEADER`. `number` renders the non-count figures: the TTFTs with
  * its default digits, service/fair with 3 (the text and HTML tables differ in digits and in how NaN reads).
  */
-export function userTableRows(users: readonly UserFigures[], number: (value: number, digits?: number) => string): string[][] {
+export function userTableRows(
+  users: readonly UserFigures[],
+  number: (value: number, digits?: number) => string,
+): string[][] {
   return users.map((u) => [
     u.user,
     String(u.requests),
@@ -136,5 +150,5 @@ export function recordsToCsv(records: readonly RequestRecord[]): string {
       .map(csvCell)
       .join(','),
   )
-  return [CSV_COLUMNS.join(','), ...rows].join('\n') + '\n'
+  return `${[CSV_COLUMNS.join(','), ...rows].join('\n')}\n`
 }

@@ -43,7 +43,8 @@ function jsonKind(text: string): { kind: (typeof JSON_WORKLOAD_FORMATS)[number];
 export function loadWorkload(text: string, options: LoadWorkloadOptions): Workload {
   const source = options.source ?? '(input)'
   const format = options.format ?? 'auto'
-  const json = format === 'auto' || (JSON_WORKLOAD_FORMATS as readonly string[]).includes(format) ? jsonKind(text) : undefined
+  const json =
+    format === 'auto' || (JSON_WORKLOAD_FORMATS as readonly string[]).includes(format) ? jsonKind(text) : undefined
   if (json !== undefined && (format === 'auto' || format === json.kind)) {
     switch (json.kind) {
       case 'generate-conversations': {
@@ -58,7 +59,10 @@ export function loadWorkload(text: string, options: LoadWorkloadOptions): Worklo
       }
       case 'sharegpt': {
         const { conversations, dropped } = readShareGpt(json.value as unknown[], options.counter, source)
-        const skipped = Array.from({ length: dropped }, () => ({ line: 0, reason: 'ShareGPT item without a user/assistant pair' }))
+        const skipped = Array.from({ length: dropped }, () => ({
+          line: 0,
+          reason: 'ShareGPT item without a user/assistant pair',
+        }))
         return { kind: 'conversations', format: json.kind, conversations, commonPrefixTokens: 0, skipped }
       }
       case 'multi-user': {
@@ -70,7 +74,10 @@ export function loadWorkload(text: string, options: LoadWorkloadOptions): Worklo
   if ((JSON_WORKLOAD_FORMATS as readonly string[]).includes(format)) {
     throw errors.invalidWorkload([source, `is not a ${format} JSON document`])
   }
-  const parsed = parseTrace(text, format, { source, ...(options.onMalformed ? { onMalformed: options.onMalformed } : {}) })
+  const parsed = parseTrace(text, format, {
+    source,
+    ...(options.onMalformed ? { onMalformed: options.onMalformed } : {}),
+  })
   return { kind: 'trace', format: parsed.format, requests: parsed.requests, skipped: parsed.skipped }
 }
 
@@ -81,7 +88,12 @@ function peekFirstLine(path: string): string {
     const buffer = Buffer.alloc(64 * 1024)
     const bytes = readSync(fd, buffer, 0, buffer.length, 0)
     const text = buffer.subarray(0, bytes).toString('utf8')
-    return text.split('\n').find((line) => line.trim() !== '')?.replace(/\r$/, '') ?? ''
+    return (
+      text
+        .split('\n')
+        .find((line) => line.trim() !== '')
+        ?.replace(/\r$/, '') ?? ''
+    )
   } finally {
     closeSync(fd)
   }
@@ -95,7 +107,8 @@ export async function loadWorkloadFile(path: string, options: Omit<LoadWorkloadO
   const format = options.format ?? 'auto'
   try {
     const isTrace =
-      format in traceReaders || (format === 'auto' && Object.values(traceReaders).some((r) => r.detect(peekFirstLine(path))))
+      format in traceReaders ||
+      (format === 'auto' && Object.values(traceReaders).some((r) => r.detect(peekFirstLine(path))))
     if (isTrace) {
       const parsed = await parseTraceStream(createReadStream(path), format, {
         source: path,

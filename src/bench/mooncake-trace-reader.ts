@@ -26,7 +26,8 @@ export const mooncakeTraceReader = defineTraceReader({
         let record: Record<string, unknown>
         try {
           const parsed: unknown = JSON.parse(content)
-          if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new TypeError('not an object')
+          if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+            throw new TypeError('not an object')
           record = parsed as Record<string, unknown>
         } catch (err) {
           rows.malformed(line, `not a JSON object: ${(err as Error).message}`)

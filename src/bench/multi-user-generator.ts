@@ -39,7 +39,8 @@ const DEFAULTS = {
 export function generateMultiUserTrace(spec: Record<string, unknown>, random: Random, source: string): TraceRequest[] {
   const number = (name: keyof typeof DEFAULTS | 'duration_sec'): number => {
     const value = spec[name] ?? (DEFAULTS as Record<string, unknown>)[name]
-    if (typeof value !== 'number' || !(value > 0)) throw errors.invalidWorkload([source, `${name} must be a number > 0`])
+    if (typeof value !== 'number' || !(value > 0))
+      throw errors.invalidWorkload([source, `${name} must be a number > 0`])
     return value
   }
   const durationSec = number('duration_sec')

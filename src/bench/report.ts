@@ -27,16 +27,16 @@ export function comparisonRows(results: readonly SetupResult[]): { header: strin
       r.name,
       String(r.summary.requests),
       String(r.summary.completed),
-      f(r.summary.rate_429 * 100, 1) + '%',
+      `${f(r.summary.rate_429 * 100, 1)}%`,
       String(r.summary.failed),
       f(ttft['50%'] ?? Number.NaN),
       // With fewer than 100 admitted requests describe() has no 99% column; the quantile is still defined.
       f(p99(r)),
       f(r.summary.goodput_rps, 2),
-      f(r.summary.goodput_ratio * 100, 1) + '%',
+      `${f(r.summary.goodput_ratio * 100, 1)}%`,
       f(r.summary.jain_index, 3),
       String(r.preemptions),
-      f(r.maxKvUsage * 100, 0) + '%',
+      `${f(r.maxKvUsage * 100, 0)}%`,
     ]
   })
   return { header, rows }
@@ -73,10 +73,15 @@ function serviceOverTime(result: SetupResult): Series[] {
   for (const r of done) {
     const points = byUser.get(r.user) ?? [[0, 0]]
     const last = (points[points.length - 1] as [number, number])[1]
-    points.push([r.endMs / 1000, last + r.inputNumTokens * SERVICE_WEIGHT_INPUT + (r.outputNumTokens ?? 0) * SERVICE_WEIGHT_OUTPUT])
+    points.push([
+      r.endMs / 1000,
+      last + r.inputNumTokens * SERVICE_WEIGHT_INPUT + (r.outputNumTokens ?? 0) * SERVICE_WEIGHT_OUTPUT,
+    ])
     byUser.set(r.user, points)
   }
-  return [...byUser.entries()].sort((a, b) => naturalCompare(a[0], b[0])).map(([name, points]) => ({ name, points, step: true }))
+  return [...byUser.entries()]
+    .sort((a, b) => naturalCompare(a[0], b[0]))
+    .map(([name, points]) => ({ name, points, step: true }))
 }
 
 /** 429 answers per second in 1-second buckets (emulated time). */
@@ -152,7 +157,10 @@ export function renderReport(results: readonly SetupResult[], context: ReportCon
     yMax: 1,
     xMax: endSec,
     yFormat: (v) => v.toFixed(1),
-    series: results.map((r) => ({ name: r.name, points: r.samples.filter((s) => s.kvUsage !== undefined).map((s) => [s.tMs / 1000, s.kvUsage as number]) })),
+    series: results.map((r) => ({
+      name: r.name,
+      points: r.samples.filter((s) => s.kvUsage !== undefined).map((s) => [s.tMs / 1000, s.kvUsage as number]),
+    })),
   })
   const queue = lineChart({
     title: 'Requests waiting (vLLM queue + kvgate queue)',

@@ -105,7 +105,9 @@ export function meetsSlo(record: RequestRecord, slo: Slo): boolean {
 const demandOf = (r: RequestRecord): number =>
   r.inputNumTokens * SERVICE_WEIGHT_INPUT + r.requestedOutputTokens * SERVICE_WEIGHT_OUTPUT
 const serviceOf = (r: RequestRecord): number =>
-  r.outcome === 'completed' ? r.inputNumTokens * SERVICE_WEIGHT_INPUT + (r.outputNumTokens ?? 0) * SERVICE_WEIGHT_OUTPUT : 0
+  r.outcome === 'completed'
+    ? r.inputNumTokens * SERVICE_WEIGHT_INPUT + (r.outputNumTokens ?? 0) * SERVICE_WEIGHT_OUTPUT
+    : 0
 
 export function summarize(run: Pick<RunResult, 'records' | 'runtimeMs'>, slo: Slo = {}): BenchSummary {
   const records = run.records
@@ -119,7 +121,8 @@ export function summarize(run: Pick<RunResult, 'records' | 'runtimeMs'>, slo: Sl
   // vLLM calls describe() once on the DataFrame of all requests, so every column gets the percentiles the
   // request count calls for, even one with fewer values (tpot_ms has none for single-token answers).
   const percentiles = describePercentiles(completed.length)
-  const describeColumn = (pick: (r: RequestRecord) => number | undefined): Description => describe(column(pick), percentiles)
+  const describeColumn = (pick: (r: RequestRecord) => number | undefined): Description =>
+    describe(column(pick), percentiles)
 
   const table = {
     ttft_ms: describeColumn((r) => r.ttftMs),

@@ -5,14 +5,7 @@ import type { ChatMessage, TokenCounter } from '../tokens/index.js'
 import type { ChatOutcome } from './client.js'
 import { sendChat } from './client.js'
 import { sampleGamma } from './distributions.js'
-import {
-  assistantMessage,
-  hashBlockText,
-  seedFor,
-  syntheticText,
-  userContentTokens,
-  userMessage,
-} from './prompts.js'
+import { assistantMessage, hashBlockText, seedFor, syntheticText, userContentTokens, userMessage } from './prompts.js'
 import type { Conversation, TraceRequest } from './workload.js'
 
 /** How one request ended: exactly one of these per request sent, so nothing disappears from the figures. */
@@ -215,7 +208,8 @@ export async function runTrace(requests: readonly TraceRequest[], options: RunOp
     const model = await resolveModel(options.baseUrl, agent, options.model)
     let schedule = [...requests]
     if (options.maxNumRequests !== undefined) schedule = schedule.slice(0, options.maxNumRequests)
-    if (options.durationMs !== undefined) schedule = schedule.filter((r) => r.arrivalMs <= (options.durationMs as number))
+    if (options.durationMs !== undefined)
+      schedule = schedule.filter((r) => r.arrivalMs <= (options.durationMs as number))
     options.onTotal?.(schedule.length)
     const origin = options.clock.now()
     const sender = new RequestSender(options, agent, origin)
@@ -234,15 +228,27 @@ export async function runTrace(requests: readonly TraceRequest[], options: RunOp
           const past = history[r]
           if (past === undefined) continue // a round cut from the trace: its turn is simply absent
           messages.push(userMessage(past.user))
-          messages.push(assistantMessage(past.answer ?? syntheticText(past.outputTokens, options.seed, request.conversationId, r, 'answer')))
+          messages.push(
+            assistantMessage(
+              past.answer ?? syntheticText(past.outputTokens, options.seed, request.conversationId, r, 'answer'),
+            ),
+          )
         }
-        const content = syntheticText(userContentTokens(request.inputTokens), options.seed, request.conversationId, round, 'user')
+        const content = syntheticText(
+          userContentTokens(request.inputTokens),
+          options.seed,
+          request.conversationId,
+          round,
+          'user',
+        )
         messages.push(userMessage(content))
         history[round] = { user: content, outputTokens: request.outputTokens }
       } else if (request.hashIds !== undefined) {
         messages = [userMessage(hashBlockText(userContentTokens(request.inputTokens), request.hashIds))]
       } else {
-        messages = [userMessage(syntheticText(userContentTokens(request.inputTokens), options.seed, 'request', position))]
+        messages = [
+          userMessage(syntheticText(userContentTokens(request.inputTokens), options.seed, 'request', position)),
+        ]
       }
       const { outcome } = await sender.send(messages, request.outputTokens, user, request.arrivalMs, {
         ...(request.conversationId !== undefined ? { conversationId: request.conversationId } : {}),
@@ -263,7 +269,10 @@ export async function runTrace(requests: readonly TraceRequest[], options: RunOp
           inFlight.push(sendOne(schedule[next] as TraceRequest, next))
           next++
         }
-        if (next >= schedule.length) return resolve()
+        if (next >= schedule.length) {
+          resolve()
+          return
+        }
         options.clock.setTimeout(tick, Math.max(0, (schedule[next] as TraceRequest).arrivalMs - sender.elapsed()))
       }
       tick()
@@ -313,7 +322,10 @@ export async function runConversations(
     const sender = new RequestSender(options, agent, origin)
     sender.model = model
     const queue = [...conversations]
-    const perClient = Math.max(1, Math.floor((options.maxActiveConversations ?? options.numClients) / options.numClients))
+    const perClient = Math.max(
+      1,
+      Math.floor((options.maxActiveConversations ?? options.numClients) / options.numClients),
+    )
     const commonPrefix = syntheticText(options.commonPrefixTokens ?? 0, options.seed, 'common-prefix')
     let sent = 0
     let abandoned = 0
@@ -337,17 +349,27 @@ export async function runConversations(
           active.splice(turnPointer, 1)
           continue
         }
-        let content = turn.userText ?? syntheticText(turn.userTokens, options.seed, current.conversation.id, current.nextTurn, 'user')
+        let content =
+          turn.userText ??
+          syntheticText(turn.userTokens, options.seed, current.conversation.id, current.nextTurn, 'user')
         if (current.nextTurn === 0) {
           content =
-            commonPrefix + syntheticText(current.conversation.prefixTokens, options.seed, current.conversation.id, 'prefix') + content
+            commonPrefix +
+            syntheticText(current.conversation.prefixTokens, options.seed, current.conversation.id, 'prefix') +
+            content
         }
         current.messages.push(userMessage(content))
         sent++
-        const { outcome } = await sender.send([...current.messages], turn.outputTokens, current.user, sender.elapsed(), {
-          conversationId: current.conversation.id,
-          round: current.nextTurn,
-        })
+        const { outcome } = await sender.send(
+          [...current.messages],
+          turn.outputTokens,
+          current.user,
+          sender.elapsed(),
+          {
+            conversationId: current.conversation.id,
+            round: current.nextTurn,
+          },
+        )
         if (outcome.kind === 'completed') {
           current.messages.push(assistantMessage(outcome.text))
           current.nextTurn++
@@ -364,9 +386,17 @@ export async function runConversations(
       }
     }
     await Promise.all(
-      Array.from({ length: options.numClients }, (_, i) => client(createSeededRandom(seedFor(options.seed, 'client', i)))),
+      Array.from({ length: options.numClients }, (_, i) =>
+        client(createSeededRandom(seedFor(options.seed, 'client', i))),
+      ),
     )
-    return { records: sender.records, startedAtWallMs, runtimeMs: sender.elapsed(), model, abandonedConversations: abandoned }
+    return {
+      records: sender.records,
+      startedAtWallMs,
+      runtimeMs: sender.elapsed(),
+      model,
+      abandonedConversations: abandoned,
+    }
   } finally {
     await agent.close()
   }

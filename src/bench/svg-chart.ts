@@ -29,7 +29,10 @@ export const PALETTE = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '
 const MARGIN = { top: 28, right: 130, bottom: 40, left: 60 }
 
 export function escapeXml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string)
+  return text.replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string,
+  )
 }
 
 /** 1, 2 or 5 × 10^k steps giving about `count` ticks, the last at or above max. */
@@ -70,18 +73,30 @@ export function lineChart(options: LineChartOptions): string {
   const sy = (y: number) => MARGIN.top + plotH - (Math.min(y, yMax) / yMax) * plotH
   const yFormat = options.yFormat ?? compactNumber
   const parts: string[] = []
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeXml(options.title)}">`)
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeXml(options.title)}">`,
+  )
   parts.push(`<text x="${MARGIN.left}" y="16" class="title">${escapeXml(options.title)}</text>`)
   for (const t of yTicks) {
-    parts.push(`<line x1="${MARGIN.left}" x2="${MARGIN.left + plotW}" y1="${sy(t).toFixed(1)}" y2="${sy(t).toFixed(1)}" class="grid"/>`)
-    parts.push(`<text x="${MARGIN.left - 6}" y="${(sy(t) + 4).toFixed(1)}" class="tick" text-anchor="end">${escapeXml(yFormat(t))}</text>`)
+    parts.push(
+      `<line x1="${MARGIN.left}" x2="${MARGIN.left + plotW}" y1="${sy(t).toFixed(1)}" y2="${sy(t).toFixed(1)}" class="grid"/>`,
+    )
+    parts.push(
+      `<text x="${MARGIN.left - 6}" y="${(sy(t) + 4).toFixed(1)}" class="tick" text-anchor="end">${escapeXml(yFormat(t))}</text>`,
+    )
   }
   for (const t of xTicks) {
-    parts.push(`<text x="${sx(t).toFixed(1)}" y="${MARGIN.top + plotH + 16}" class="tick" text-anchor="middle">${escapeXml(compactNumber(t))}</text>`)
+    parts.push(
+      `<text x="${sx(t).toFixed(1)}" y="${MARGIN.top + plotH + 16}" class="tick" text-anchor="middle">${escapeXml(compactNumber(t))}</text>`,
+    )
   }
   parts.push(`<rect x="${MARGIN.left}" y="${MARGIN.top}" width="${plotW}" height="${plotH}" class="frame"/>`)
-  parts.push(`<text x="${MARGIN.left + plotW / 2}" y="${height - 6}" class="label" text-anchor="middle">${escapeXml(options.xLabel)}</text>`)
-  parts.push(`<text transform="translate(14 ${MARGIN.top + plotH / 2}) rotate(-90)" class="label" text-anchor="middle">${escapeXml(options.yLabel)}</text>`)
+  parts.push(
+    `<text x="${MARGIN.left + plotW / 2}" y="${height - 6}" class="label" text-anchor="middle">${escapeXml(options.xLabel)}</text>`,
+  )
+  parts.push(
+    `<text transform="translate(14 ${MARGIN.top + plotH / 2}) rotate(-90)" class="label" text-anchor="middle">${escapeXml(options.yLabel)}</text>`,
+  )
   options.series.forEach((s, i) => {
     const colour = PALETTE[i % PALETTE.length] as string
     let d = ''
@@ -94,10 +109,14 @@ export function lineChart(options: LineChartOptions): string {
       previousY = y
     }
     if (d !== '') {
-      parts.push(`<path class="series" data-series="${escapeXml(s.name)}" d="${d}" stroke="${colour}" fill="none" stroke-width="1.8"/>`)
+      parts.push(
+        `<path class="series" data-series="${escapeXml(s.name)}" d="${d}" stroke="${colour}" fill="none" stroke-width="1.8"/>`,
+      )
     }
     const ly = MARGIN.top + 6 + i * 16
-    parts.push(`<line x1="${MARGIN.left + plotW + 10}" x2="${MARGIN.left + plotW + 26}" y1="${ly}" y2="${ly}" stroke="${colour}" stroke-width="3"/>`)
+    parts.push(
+      `<line x1="${MARGIN.left + plotW + 10}" x2="${MARGIN.left + plotW + 26}" y1="${ly}" y2="${ly}" stroke="${colour}" stroke-width="3"/>`,
+    )
     parts.push(`<text x="${MARGIN.left + plotW + 30}" y="${ly + 4}" class="legend">${escapeXml(s.name)}</text>`)
   })
   parts.push('</svg>')

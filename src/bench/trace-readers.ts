@@ -40,7 +40,10 @@ export async function parseTraceStream(
   options: TraceParseOptions = {},
 ): Promise<TraceParseResult> {
   const source = options.source ?? '(input)'
-  const lines = createInterface({ input: input instanceof Readable ? input : Readable.from(input as AsyncIterable<string | Buffer>), crlfDelay: Infinity })
+  const lines = createInterface({
+    input: input instanceof Readable ? input : Readable.from(input as AsyncIterable<string | Buffer>),
+    crlfDelay: Infinity,
+  })
   let parser: ReturnType<TraceReader['createParser']> | undefined
   let line = 0
   for await (const raw of lines) {

@@ -28,7 +28,7 @@ function describeAjvError(error: ErrorObject): string {
   const path = error.instancePath.replace(/^\//, '').replaceAll('/', '.') || '(root)'
   if (error.keyword === 'additionalProperties') {
     const field = (error.params as { additionalProperty: string }).additionalProperty
-    return `${path === '(root)' ? '' : path + '.'}${field}: unknown field`
+    return `${path === '(root)' ? '' : `${path}.`}${field}: unknown field`
   }
   if (error.keyword === 'enum') {
     const allowed = (error.params as { allowedValues: unknown[] }).allowedValues
@@ -36,7 +36,7 @@ function describeAjvError(error: ErrorObject): string {
   }
   if (error.keyword === 'required') {
     const field = (error.params as { missingProperty: string }).missingProperty
-    return `${path === '(root)' ? '' : path + '.'}${field}: is required`
+    return `${path === '(root)' ? '' : `${path}.`}${field}: is required`
   }
   return `${path}: ${error.message ?? 'is invalid'}`
 }
@@ -117,10 +117,22 @@ function semanticProblems(config: KvgateConfig): string[] {
       counts.add(value)
     })
   }
-  seen(config.backends.map((b) => b.name), 'backends.name')
-  seen(config.backends.map((b) => b.url), 'backends.url')
-  seen(config.users.map((u) => u.name), 'users.name')
-  seen(config.identity.apiKeys.map((k) => k.key), 'identity.apiKeys.key')
+  seen(
+    config.backends.map((b) => b.name),
+    'backends.name',
+  )
+  seen(
+    config.backends.map((b) => b.url),
+    'backends.url',
+  )
+  seen(
+    config.users.map((u) => u.name),
+    'users.name',
+  )
+  seen(
+    config.identity.apiKeys.map((k) => k.key),
+    'identity.apiKeys.key',
+  )
   if (config.admission.maxDeadlineMs < config.admission.defaultDeadlineMs) {
     problems.push('admission.maxDeadlineMs: must be >= admission.defaultDeadlineMs')
   }

@@ -107,7 +107,12 @@ export const errors = Object.freeze({
   ),
 
   // Admission rejections (429: capacity exists but is contended)
-  queueFull: createError('queue_full', 429, RATE_LIMIT, 'The admission queue is full (%d waiting). Please try again in %s.'),
+  queueFull: createError(
+    'queue_full',
+    429,
+    RATE_LIMIT,
+    'The admission queue is full (%d waiting). Please try again in %s.',
+  ),
   deadlineExceeded: createError(
     'queue_deadline_exceeded',
     429,
@@ -134,7 +139,12 @@ export const errors = Object.freeze({
     INVALID_REQUEST,
     'The prompt needs %d tokens of KV cache but the largest backend can hold at most %d. Please reduce the length of the messages.',
   ),
-  requestCancelled: createError('request_cancelled', 499, INVALID_REQUEST, 'The client closed the request while it %s.'),
+  requestCancelled: createError(
+    'request_cancelled',
+    499,
+    INVALID_REQUEST,
+    'The client closed the request while it %s.',
+  ),
 
   // Upstream and gateway state
   noBackendAvailable: createError('no_backend_available', 503, UNAVAILABLE, 'No backend can serve requests: %s'),

@@ -46,7 +46,13 @@ const COMPLETION_PATHS = new Set(['/v1/chat/completions', '/v1/completions'])
 // Sections a reload cannot change in a running gateway (sockets, pollers and queues are built from them).
 const RESTART_ONLY_SECTIONS = ['server', 'backends', 'metricsPoll', 'predictor'] as const
 // The admission queue's own tuning, fixed when it is built; the deadline fields are read per request.
-const RESTART_ONLY_ADMISSION_FIELDS = ['headroomRatio', 'deadlineTickMs', 'maxQueueLength', 'earlyReject', 'maxBypassMs'] as const
+const RESTART_ONLY_ADMISSION_FIELDS = [
+  'headroomRatio',
+  'deadlineTickMs',
+  'maxQueueLength',
+  'earlyReject',
+  'maxBypassMs',
+] as const
 
 function buildPolicy(config: KvgateConfig, identity: IdentityResolver): Policy {
   const factory = policyFactories[config.policy.name]
@@ -112,7 +118,10 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
 
   const onAdmissionEvent = (event: AdmissionEvent): void => {
     if (event.kind === 'rejected' || event.kind === 'cancelled') {
-      logger.debug({ reqId: event.id, outcome: event.outcome, reason: event.reason, waitedMs: event.waitedMs }, 'not admitted')
+      logger.debug(
+        { reqId: event.id, outcome: event.outcome, reason: event.reason, waitedMs: event.waitedMs },
+        'not admitted',
+      )
     }
   }
   const admission = createAdmissionController({
@@ -147,7 +156,11 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     policyUsers: () =>
       policy
         .userStates(clock.now())
-        .map((s) => ({ user: identity.labelFor(s.user), counter: s.counter, quotaTokensPerMinute: s.quotaTokensPerMinute }))
+        .map((s) => ({
+          user: identity.labelFor(s.user),
+          counter: s.counter,
+          quotaTokensPerMinute: s.quotaTokensPerMinute,
+        }))
         // Unlabelled users would all write the one `other` series; leave it out rather than show one at random.
         .filter((s) => s.user !== OTHER_USER_LABEL),
   })
@@ -184,7 +197,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     }
     if (err.statusCode !== undefined && err.statusCode < 500) {
       return reply.code(err.statusCode).send({
-        error: { message: err.message, type: 'invalid_request_error', param: null, code: (err.code ?? 'invalid_request').toLowerCase() },
+        error: {
+          message: err.message,
+          type: 'invalid_request_error',
+          param: null,
+          code: (err.code ?? 'invalid_request').toLowerCase(),
+        },
       })
     }
     const error = toKvgateError(err)
@@ -217,7 +235,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     const usable = states.filter((s) => s.usable).length
     const body = {
       status: usable > 0 ? 'ok' : 'unavailable',
-      backends: states.map((s) => ({ name: s.id, usable: s.usable, up: s.up, metricsAgeMs: Number.isFinite(s.metricsAgeMs) ? Math.round(s.metricsAgeMs) : null })),
+      backends: states.map((s) => ({
+        name: s.id,
+        usable: s.usable,
+        up: s.up,
+        metricsAgeMs: Number.isFinite(s.metricsAgeMs) ? Math.round(s.metricsAgeMs) : null,
+      })),
     }
     return reply.code(usable > 0 ? 200 : 503).send(body)
   })
@@ -237,7 +260,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     },
     reservations: ledger.list(),
     queued: admission.queued(),
-    backends: pool.states().map((s) => ({ ...s, metricsAgeMs: Number.isFinite(s.metricsAgeMs) ? s.metricsAgeMs : null })),
+    backends: pool
+      .states()
+      .map((s) => ({ ...s, metricsAgeMs: Number.isFinite(s.metricsAgeMs) ? s.metricsAgeMs : null })),
   }))
 
   await registerPassthrough(app, {
@@ -269,7 +294,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     // connection must not hold shutdown for the whole grace period.
     const deadlineMs = Date.now() + graceMs
     while (inFlight.size > 0 && Date.now() < deadlineMs) {
-      await new Promise((resolve) => setTimeout(resolve, Math.min(SHUTDOWN_CHECK_MS, Math.max(1, deadlineMs - Date.now()))))
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.min(SHUTDOWN_CHECK_MS, Math.max(1, deadlineMs - Date.now()))),
+      )
     }
     if (inFlight.size > 0) {
       logger.warn({ forwarding: inFlight.size }, 'grace period over: aborting streams still running')
@@ -324,7 +351,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         if (previous.admission[field] !== next.admission[field]) needsRestart.push(`admission.${field}`)
       }
       logger.info(
-        { policy: next.policy.name, policyRebuilt: policyChanged, users: next.users.length, queued: admission.queueDepth() },
+        {
+          policy: next.policy.name,
+          policyRebuilt: policyChanged,
+          users: next.users.length,
+          queued: admission.queueDepth(),
+        },
         'config reloaded',
       )
       if (needsRestart.length > 0) {

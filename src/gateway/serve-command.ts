@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs'
 import { Command, InvalidArgumentError } from 'commander'
-import { createConfigWatcher, loadConfig, type ConfigOverrides } from '../config/index.js'
+import { createConfigWatcher, loadConfig, type ConfigOverrides, type KvgateConfig } from '../config/index.js'
 import { KvgateError } from '../errors/index.js'
 import { createGateway, type Gateway } from './create-gateway.js'
 
@@ -48,14 +48,19 @@ export function createServeCommand(): Command {
     .option('-c, --config <path>', 'YAML config file (missing default file = built-in defaults)', DEFAULT_CONFIG_PATH)
     .option('-p, --port <port>', 'listen port (overrides server.port)', parsePort)
     .option('--host <host>', 'listen address (overrides server.host)')
-    .option('-b, --backend <url>', 'vLLM base URL, repeatable (replaces backends); none = built-in emulator', collect, [])
+    .option(
+      '-b, --backend <url>',
+      'vLLM base URL, repeatable (replaces backends); none = built-in emulator',
+      collect,
+      [],
+    )
     .option('--policy <name>', 'admission policy: fifo, tpm, vtc, dynamic-tpm (overrides policy.name)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
     .action(async (flags: ServeFlags, command: Command) => {
       const explicitConfig = command.getOptionValueSource('config') !== 'default'
       const path = explicitConfig || existsSync(flags.config) ? flags.config : undefined
       const overrides = flagOverrides(flags)
-      let config
+      let config: KvgateConfig
       try {
         config = loadConfig(path, overrides)
       } catch (err) {

@@ -72,7 +72,12 @@ export interface PollMark {
 }
 
 export interface Ledger {
-  reserve(input: { backendId: string; requestId: string; promptTokens: number; predictedOutputTokens: number }): Reservation
+  reserve(input: {
+    backendId: string
+    requestId: string
+    promptTokens: number
+    predictedOutputTokens: number
+  }): Reservation
   /** Σ max(0, reserved − visible) — what admission subtracts from the polled free space. */
   outstandingTokens(backendId?: string): number
   reservedTokens(backendId?: string): number
@@ -125,7 +130,14 @@ class ReservationImpl implements Reservation {
   #started = false
   #released = false
 
-  constructor(book: BackendBook, options: LedgerOptions, requestId: string, backendId: string, promptTokens: number, reservedTokens: number) {
+  constructor(
+    book: BackendBook,
+    options: LedgerOptions,
+    requestId: string,
+    backendId: string,
+    promptTokens: number,
+    reservedTokens: number,
+  ) {
     this.#book = book
     this.#options = options
     this.requestId = requestId
@@ -218,10 +230,22 @@ class LedgerImpl implements Ledger {
     return book
   }
 
-  reserve(input: { backendId: string; requestId: string; promptTokens: number; predictedOutputTokens: number }): Reservation {
+  reserve(input: {
+    backendId: string
+    requestId: string
+    promptTokens: number
+    predictedOutputTokens: number
+  }): Reservation {
     const prompt = Math.max(0, Math.ceil(input.promptTokens))
     const predicted = Math.max(0, Math.ceil(input.predictedOutputTokens))
-    const reservation = new ReservationImpl(this.#book(input.backendId), this.#options, input.requestId, input.backendId, prompt, prompt + predicted)
+    const reservation = new ReservationImpl(
+      this.#book(input.backendId),
+      this.#options,
+      input.requestId,
+      input.backendId,
+      prompt,
+      prompt + predicted,
+    )
     this.#options.onChange?.()
     return reservation
   }

@@ -253,7 +253,7 @@ export function createDynamicTpmPolicy(context: PolicyContext): Policy {
           if (served > 0) capacityTokensPerMinute = served
         } else if (kvBound || served > capacityTokensPerMinute) {
           const dtMs = lastTickMs === undefined ? options.intervalMs : Math.max(0, atMs - lastTickMs)
-          const alpha = options.halfLifeMs === 0 ? 1 : 1 - Math.pow(2, -dtMs / options.halfLifeMs)
+          const alpha = options.halfLifeMs === 0 ? 1 : 1 - 2 ** (-dtMs / options.halfLifeMs)
           capacityTokensPerMinute += alpha * (served - capacityTokensPerMinute)
         }
       }

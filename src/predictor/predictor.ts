@@ -104,7 +104,8 @@ class PredictorImpl implements Predictor {
   readonly #models = new Map<string, ModelState>()
 
   constructor(options: PredictorOptions) {
-    if (!(options.quantile > 0 && options.quantile <= 1)) throw new RangeError(`quantile must be in (0, 1], got ${options.quantile}`)
+    if (!(options.quantile > 0 && options.quantile <= 1))
+      throw new RangeError(`quantile must be in (0, 1], got ${options.quantile}`)
     if (!(options.coldStartOutputTokens >= 0)) throw new RangeError('coldStartOutputTokens must be ≥ 0')
     if (!(options.minSamples >= 1 && options.minSamples <= options.windowSize)) {
       throw new RangeError(`minSamples must be in [1, windowSize], got ${options.minSamples}`)
@@ -157,7 +158,8 @@ class PredictorImpl implements Predictor {
         observed: state.observed,
         coldStart: state.lengths.size < this.#options.minSamples,
         coverageRatio: n === 0 ? Number.NaN : state.coverage.coveredCount / n,
-        overReservationRatio: state.coverage.predictedSum > 0 ? state.coverage.overSum / state.coverage.predictedSum : 0,
+        overReservationRatio:
+          state.coverage.predictedSum > 0 ? state.coverage.overSum / state.coverage.predictedSum : 0,
       })
     }
     return out

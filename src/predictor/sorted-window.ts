@@ -14,7 +14,8 @@ export class SortedWindow {
   #size = 0
 
   constructor(capacity: number) {
-    if (!(Number.isInteger(capacity) && capacity > 0)) throw new RangeError(`window size must be a positive integer, got ${capacity}`)
+    if (!(Number.isInteger(capacity) && capacity > 0))
+      throw new RangeError(`window size must be a positive integer, got ${capacity}`)
     this.#ring = new Float64Array(capacity)
     this.#sorted = new Float64Array(capacity)
   }

@@ -35,7 +35,9 @@ function optionalPositiveInteger(body: Record<string, unknown>, field: string): 
   const value = body[field]
   if (value === undefined || value === null) return undefined
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw errors.invalidRequest([`'${field}' must be a positive integer, got ${JSON.stringify(value)}`], { param: field })
+    throw errors.invalidRequest([`'${field}' must be a positive integer, got ${JSON.stringify(value)}`], {
+      param: field,
+    })
   }
   return value
 }
@@ -47,7 +49,9 @@ function chatPromptTokens(body: Record<string, unknown>, tokens: TokenCounter): 
   }
   messages.forEach((message, i) => {
     if (!isObject(message) || typeof message['role'] !== 'string') {
-      throw errors.invalidRequest([`'messages[${i}]' must be an object with a string 'role'`], { param: `messages[${i}]` })
+      throw errors.invalidRequest([`'messages[${i}]' must be an object with a string 'role'`], {
+        param: `messages[${i}]`,
+      })
     }
   })
   return tokens.countChat(messages as ChatMessage[])
@@ -111,8 +115,7 @@ export function parseCompletionRequest(kind: CompletionKind, body: unknown, toke
     kind,
     model: typeof model === 'string' && model.length > 0 ? model : DEFAULT_MODEL_KEY,
     stream: stream === true,
-    clientWantsUsage:
-      stream === true && isObject(streamOptions) && streamOptions['include_usage'] !== false,
+    clientWantsUsage: stream === true && isObject(streamOptions) && streamOptions['include_usage'] !== false,
     maxTokens,
     sequences,
     promptTokens: promptTokens * n,

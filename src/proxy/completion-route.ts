@@ -190,7 +190,10 @@ export function createCompletionHandler(deps: CompletionRouteDeps, kind: Complet
 
     const sendError = (err: KvgateError): void => {
       if (clientGone || reply.sent) return
-      void reply.code(err.statusCode).headers({ ...err.headers, 'x-kvgate-request-id': id }).send(err.toBody())
+      void reply
+        .code(err.statusCode)
+        .headers({ ...err.headers, 'x-kvgate-request-id': id })
+        .send(err.toBody())
     }
 
     try {
@@ -243,7 +246,11 @@ export function createCompletionHandler(deps: CompletionRouteDeps, kind: Complet
         const error = toKvgateError(err)
         metrics.queueWait('rejected', waitedSeconds)
         sendError(error)
-        log({ outcome: REJECTION_OUTCOMES[error.code] ?? 'rejected_unavailable', status: error.statusCode, errorCode: error.code })
+        log({
+          outcome: REJECTION_OUTCOMES[error.code] ?? 'rejected_unavailable',
+          status: error.statusCode,
+          errorCode: error.code,
+        })
         return
       }
       const admission = admitted
@@ -353,7 +360,8 @@ export function createCompletionHandler(deps: CompletionRouteDeps, kind: Complet
         if (clientGone) return { outcome: 'cancelled_streaming', status: 499 }
         if (upstream.statusCode === 200) {
           try {
-            const usage = (JSON.parse(text) as { usage?: { completion_tokens?: unknown; prompt_tokens?: unknown } }).usage
+            const usage = (JSON.parse(text) as { usage?: { completion_tokens?: unknown; prompt_tokens?: unknown } })
+              .usage
             if (typeof usage?.completion_tokens === 'number') completionTokens = usage.completion_tokens
             if (typeof usage?.prompt_tokens === 'number') promptTokensServed = usage.prompt_tokens
           } catch {
@@ -364,7 +372,10 @@ export function createCompletionHandler(deps: CompletionRouteDeps, kind: Complet
         await reply.code(upstream.statusCode).headers(extraHeaders).type(contentType).send(text)
         if (upstream.statusCode === 200) return { outcome: 'completed', status: 200 }
         // vLLM refusing the request itself (context too long, bad parameter) is the client's mistake.
-        return { outcome: upstream.statusCode < 500 ? 'invalid_request' : 'upstream_error', status: upstream.statusCode }
+        return {
+          outcome: upstream.statusCode < 500 ? 'invalid_request' : 'upstream_error',
+          status: upstream.statusCode,
+        }
       }
 
       // Streaming: hand the raw response over from Fastify and relay each upstream chunk as it comes (its complete events in one write, never buffered whole).
@@ -414,13 +425,13 @@ export function createCompletionHandler(deps: CompletionRouteDeps, kind: Complet
         // The stream broke after it started: vLLM's way is an error event, then [DONE], on the 200.
         const reason = failure === undefined ? 'the stream ended without [DONE]' : (failure as Error).message
         const error = errors.upstreamError([reason], { cause: failure })
-        raw.end(sseEvent(error.toBody()) + 'data: [DONE]\n\n')
+        raw.end(`${sseEvent(error.toBody())}data: [DONE]\n\n`)
         return { outcome: 'upstream_error', status: 200, errorCode: error.code }
       }
       raw.end()
-      if (relay.upstreamError !== undefined) return { outcome: 'upstream_error', status: 200, errorCode: 'upstream_error' }
+      if (relay.upstreamError !== undefined)
+        return { outcome: 'upstream_error', status: 200, errorCode: 'upstream_error' }
       return { outcome: 'completed', status: 200 }
     }
   }
 }
-

@@ -25,8 +25,17 @@ function number(name: string): (value: string) => number {
 
 /** SimOptions fields with a flag of the same name; a flag given wins over the config file. */
 const SCALAR_FLAGS = [
-  'host', 'model', 'numGpuBlocks', 'blockSize', 'maxNumSeqs', 'maxNumBatchedTokens', 'maxModelLen', 'speed', 'seed',
-  'metricsCompat', 'enablePrefixCaching',
+  'host',
+  'model',
+  'numGpuBlocks',
+  'blockSize',
+  'maxNumSeqs',
+  'maxNumBatchedTokens',
+  'maxModelLen',
+  'speed',
+  'seed',
+  'metricsCompat',
+  'enablePrefixCaching',
 ] as const
 
 type SimFlags = Pick<SimOptions, 'port' | (typeof SCALAR_FLAGS)[number]> & {
@@ -74,18 +83,35 @@ export function createSimCommand(): Command {
     .option('--num-gpu-blocks <n>', 'KV cache blocks (default 4096)', integer('--num-gpu-blocks'))
     .option('--block-size <tokens>', 'tokens per KV block (default 16)', integer('--block-size'))
     .option('--max-num-seqs <n>', 'sequences per batch (default 256)', integer('--max-num-seqs'))
-    .option('--max-num-batched-tokens <n>', 'tokens per engine step (default 8192)', integer('--max-num-batched-tokens'))
-    .option('--max-model-len <tokens>', 'context length (default 8192, capped to the KV cache)', integer('--max-model-len'))
+    .option(
+      '--max-num-batched-tokens <n>',
+      'tokens per engine step (default 8192)',
+      integer('--max-num-batched-tokens'),
+    )
+    .option(
+      '--max-model-len <tokens>',
+      'context length (default 8192, capped to the KV cache)',
+      integer('--max-model-len'),
+    )
     .option('--speed <x>', 'emulated time runs x times faster than real time (default 1)', number('--speed'))
     .option('--seed <s>', 'seed for output lengths and text (default 0)', integer('--seed'))
     .option('--config <file>', 'YAML/JSON file: any option in camelCase, plus latency, outputLength and faults')
-    .addOption(new Option('--metrics-compat <version>', 'v0 emits vllm:gpu_cache_usage_perc (pre-0.10 name)').choices(['v1', 'v0']))
+    .addOption(
+      new Option('--metrics-compat <version>', 'v0 emits vllm:gpu_cache_usage_perc (pre-0.10 name)').choices([
+        'v1',
+        'v0',
+      ]),
+    )
     .option('--no-enable-prefix-caching', 'disable prefix caching')
     .option('--fault-latency-spike-rate <p>', 'probability an engine step stalls', number('--fault-latency-spike-rate'))
     .option('--fault-latency-spike-ms <ms>', 'how long a stalled step stalls', number('--fault-latency-spike-ms'))
     .option('--fault-error-rate <p>', 'share of requests answered 500', number('--fault-error-rate'))
     .option('--fault-stream-cut-rate <p>', 'share of streams cut mid-way', number('--fault-stream-cut-rate'))
-    .option('--fault-stream-error-rate <p>', 'share of streams ending mid-way with an SSE error event', number('--fault-stream-error-rate'))
+    .option(
+      '--fault-stream-error-rate <p>',
+      'share of streams ending mid-way with an SSE error event',
+      number('--fault-stream-error-rate'),
+    )
     .option('--fault-engine-dead', '/health answers 503 and generation 500')
     .option('--fault-metrics-unavailable', '/metrics answers 500')
     .option('--fault-metrics-delay-ms <ms>', '/metrics answers this late', number('--fault-metrics-delay-ms'))

@@ -33,7 +33,7 @@ export interface EngineSink {
    * One output token (a word with its leading space); called once per token, in order. Returning `true`
    * ends the sequence here with `stop` (a stop string matched).
    */
-  onToken(text: string, outputTokens: number): boolean | void
+  onToken(text: string, outputTokens: number): boolean | undefined
   /** The request left the engine; not called for `abort()`ed requests. */
   onFinish(reason: 'stop' | 'length'): void
 }
@@ -93,7 +93,7 @@ export interface Engine {
   close(): void
 }
 
-const enum Status {
+enum Status {
   Waiting,
   Running,
   Finished,
@@ -427,7 +427,13 @@ export function createEngine(options: EngineOptions): Engine {
       }
     },
     usage: () => pool.usage(),
-    inspect: () => running.map((r) => ({ id: r.id, blocks: r.blocks.length, computedTokens: r.numComputed, tokens: r.tokenIds.length })),
+    inspect: () =>
+      running.map((r) => ({
+        id: r.id,
+        blocks: r.blocks.length,
+        computedTokens: r.numComputed,
+        tokens: r.tokenIds.length,
+      })),
     close() {
       closed = true
       if (stepTimer !== null) clock.clearTimeout(stepTimer)

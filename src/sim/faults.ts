@@ -30,8 +30,9 @@ export function parseFaults(raw: unknown, where = 'faults'): Partial<FaultConfig
   if (validateFaults(raw)) return raw as Partial<FaultConfig>
   const first = validateFaults.errors?.[0]
   const field = first?.instancePath ? `${where}${first.instancePath.replace(/\//g, '.')}` : where
-  const detail = first?.keyword === 'additionalProperties'
-    ? `unknown field "${String(first.params.additionalProperty)}"`
-    : (first?.message ?? 'invalid')
+  const detail =
+    first?.keyword === 'additionalProperties'
+      ? `unknown field "${String(first.params['additionalProperty'])}"`
+      : (first?.message ?? 'invalid')
   throw errors.invalidRequest([`${field}: ${detail}`], { param: field })
 }

@@ -90,10 +90,14 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
   const plan = (kind: Kind, body: ChatBody | CompletionBody, headerRequestId: string | undefined): Generation => {
     checkModel(body.model, deps.model)
     if (body.stream_options != null && body.stream !== true) {
-      throw errors.invalidRequest(['Stream options can only be defined when `stream=True`.'], { param: 'stream_options' })
+      throw errors.invalidRequest(['Stream options can only be defined when `stream=True`.'], {
+        param: 'stream_options',
+      })
     }
     if (body.priority != null && body.priority !== 0) {
-      throw errors.invalidRequest([`Got priority ${body.priority} but Priority scheduling is not enabled.`], { param: 'priority' })
+      throw errors.invalidRequest([`Got priority ${body.priority} but Priority scheduling is not enabled.`], {
+        param: 'priority',
+      })
     }
     const ids = promptIds(kind, body)
     const promptTokens = ids.length
@@ -106,7 +110,8 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
       )
     }
     // Chat prefers `max_completion_tokens`; completions default to 16, chat to the rest of the context.
-    const requested = kind === 'chat' ? (body.max_completion_tokens ?? body.max_tokens ?? null) : (body.max_tokens ?? null)
+    const requested =
+      kind === 'chat' ? (body.max_completion_tokens ?? body.max_tokens ?? null) : (body.max_tokens ?? null)
     const room = maxModelLen - promptTokens
     if (requested !== null && requested < 1) {
       throw errors.invalidRequest([`max_tokens must be at least 1, got ${requested}.`], { param: 'max_tokens' })
@@ -122,13 +127,17 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
     const maxTokens = requested ?? (kind === 'chat' ? room : Math.min(16, room))
     const minTokens = body.min_tokens ?? 0
     if (minTokens > maxTokens) {
-      throw errors.invalidRequest([`min_tokens must be less than or equal to max_tokens=${maxTokens}, got ${minTokens}.`], {
-        param: 'min_tokens',
-      })
+      throw errors.invalidRequest(
+        [`min_tokens must be less than or equal to max_tokens=${maxTokens}, got ${minTokens}.`],
+        {
+          param: 'min_tokens',
+        },
+      )
     }
     // A request with a `seed` gets the same lengths and text every time, whatever else the server serves.
     const seed = body.seed ?? null
-    const sample = seed === null ? deps.sampleLength : createOutputLengthSampler(deps.outputLength, createSeededRandom(seed))
+    const sample =
+      seed === null ? deps.sampleLength : createOutputLengthSampler(deps.outputLength, createSeededRandom(seed))
     const n = body.n ?? 1
     // `ignore_eos` runs to max_tokens; otherwise the emulated EOS comes after a drawn length, never
     // before min_tokens.
@@ -160,13 +169,22 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
     generation.targetTokens.map((targetTokens, choice) => {
       const random = generation.randoms[choice]
       return engine.add(
-        { promptTokenIds: generation.promptIds, maxTokens: generation.maxTokens, targetTokens, ...(random === undefined ? {} : { random }) },
+        {
+          promptTokenIds: generation.promptIds,
+          maxTokens: generation.maxTokens,
+          targetTokens,
+          ...(random === undefined ? {} : { random }),
+        },
         sink(choice),
       )
     })
 
   const stream = (res: ServerResponse, generation: Generation, streamPlan: StreamPlan): void => {
-    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' })
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+    })
     // Headers go out at once, as from vLLM: a queued request already has its 200 while it waits for a seat.
     res.flushHeaders()
     const encoder = createStreamEncoder(generation, streamPlan.continuousUsage)
@@ -233,13 +251,21 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
       const engineRequests = addChoices(generation, (choice) => ({
         onToken(text, k) {
           tokens[choice] = k
-          const matched = matchers[choice]?.push(text, finishOf(generation, choice, k) !== null) ?? { emit: text, stop: null }
+          const matched = matchers[choice]?.push(text, finishOf(generation, choice, k) !== null) ?? {
+            emit: text,
+            stop: null,
+          }
           pieces[choice]!.push(matched.emit)
           stopReasons[choice] = matched.stop
           return matched.stop !== null
         },
         onFinish(reason) {
-          results[choice] = { text: pieces[choice]!.join(''), tokens: tokens[choice]!, finish: reason, stopReason: stopReasons[choice]! }
+          results[choice] = {
+            text: pieces[choice]!.join(''),
+            tokens: tokens[choice]!,
+            finish: reason,
+            stopReason: stopReasons[choice]!,
+          }
           if (--unfinished === 0) resolve(completionResponseBody(generation, results))
         },
       }))
@@ -267,7 +293,8 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
     const halfway = Math.max(1, Math.floor(generation.targetTokens[0]! / 2))
     // `include_usage` defaults to true once `stream_options` is present at all; per-chunk usage needs it.
     // vLLM reads the field as sent, so an explicit null is falsy like false.
-    const includeUsage = streamOptions !== null && (streamOptions.include_usage === undefined || streamOptions.include_usage === true)
+    const includeUsage =
+      streamOptions !== null && (streamOptions.include_usage === undefined || streamOptions.include_usage === true)
     const streamPlan: StreamPlan = {
       includeUsage,
       continuousUsage: includeUsage && streamOptions.continuous_usage_stats === true,

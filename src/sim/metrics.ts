@@ -204,10 +204,18 @@ class Exposition {
   }
 
   /** A counter (`base_total`) with one sample per label set, then its `base_created` gauge. */
-  counter(base: string, help: string, samples: ReadonlyArray<[Readonly<Record<string, string>> | undefined, number]>): void {
+  counter(
+    base: string,
+    help: string,
+    samples: ReadonlyArray<[Readonly<Record<string, string>> | undefined, number]>,
+  ): void {
     this.out.push(`# HELP ${base}_total ${help}`, `# TYPE ${base}_total counter`)
     for (const [extra, value] of samples) this.out.push(`${base}_total{${this.labels(extra)}} ${formatFloat(value)}`)
-    this.#createdSeries(base, help, samples.map(([extra]) => extra))
+    this.#createdSeries(
+      base,
+      help,
+      samples.map(([extra]) => extra),
+    )
   }
 
   histogram(name: string, help: string, h: Histogram): void {
@@ -216,7 +224,11 @@ class Exposition {
     this.#createdSeries(name, help, [undefined])
   }
 
-  #createdSeries(base: string, help: string, labelSets: ReadonlyArray<Readonly<Record<string, string>> | undefined>): void {
+  #createdSeries(
+    base: string,
+    help: string,
+    labelSets: ReadonlyArray<Readonly<Record<string, string>> | undefined>,
+  ): void {
     this.out.push(`# HELP ${base}_created ${help}`, `# TYPE ${base}_created gauge`)
     for (const extra of labelSets) this.out.push(`${base}_created{${this.labels(extra)}} ${this.#created}`)
   }
@@ -232,9 +244,15 @@ export function renderMetrics(metrics: SimMetrics, gauges: SimMetricsGauges, con
   } else {
     e.gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', gauges.kvCacheUsage)
   }
-  e.counter('vllm:prefix_cache_queries', 'Prefix cache queries, in terms of number of queried tokens.', [[undefined, metrics.prefixCacheQueries]])
-  e.counter('vllm:prefix_cache_hits', 'Prefix cache hits, in terms of number of cached tokens.', [[undefined, metrics.prefixCacheHits]])
-  e.counter('vllm:num_preemptions', 'Cumulative number of preemption from the engine.', [[undefined, metrics.preemptions]])
+  e.counter('vllm:prefix_cache_queries', 'Prefix cache queries, in terms of number of queried tokens.', [
+    [undefined, metrics.prefixCacheQueries],
+  ])
+  e.counter('vllm:prefix_cache_hits', 'Prefix cache hits, in terms of number of cached tokens.', [
+    [undefined, metrics.prefixCacheHits],
+  ])
+  e.counter('vllm:num_preemptions', 'Cumulative number of preemption from the engine.', [
+    [undefined, metrics.preemptions],
+  ])
   e.counter('vllm:prompt_tokens', 'Number of prefill tokens processed.', [[undefined, metrics.promptTokens]])
   e.counter('vllm:generation_tokens', 'Number of generation tokens processed.', [[undefined, metrics.generationTokens]])
   e.counter(
@@ -243,18 +261,50 @@ export function renderMetrics(metrics: SimMetrics, gauges: SimMetricsGauges, con
     FINISHED_REASONS.map((reason) => [{ finished_reason: reason }, metrics.requestSuccess[reason]]),
   )
   e.histogram('vllm:request_prompt_tokens', 'Number of prefill tokens processed.', metrics.requestPromptTokens)
-  e.histogram('vllm:request_generation_tokens', 'Number of generation tokens processed.', metrics.requestGenerationTokens)
+  e.histogram(
+    'vllm:request_generation_tokens',
+    'Number of generation tokens processed.',
+    metrics.requestGenerationTokens,
+  )
   e.histogram('vllm:iteration_tokens_total', 'Histogram of number of tokens per engine_step.', metrics.iterationTokens)
   e.histogram('vllm:request_params_n', 'Histogram of the n request parameter.', metrics.requestParamsN)
-  e.histogram('vllm:request_params_max_tokens', 'Histogram of the max_tokens request parameter.', metrics.requestParamsMaxTokens)
+  e.histogram(
+    'vllm:request_params_max_tokens',
+    'Histogram of the max_tokens request parameter.',
+    metrics.requestParamsMaxTokens,
+  )
   e.histogram('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', metrics.ttft)
-  e.histogram('vllm:inter_token_latency_seconds', 'Histogram of inter-token latency in seconds.', metrics.interTokenLatency)
-  e.histogram('vllm:request_time_per_output_token_seconds', 'Histogram of time_per_output_token_seconds per request.', metrics.timePerOutputToken)
+  e.histogram(
+    'vllm:inter_token_latency_seconds',
+    'Histogram of inter-token latency in seconds.',
+    metrics.interTokenLatency,
+  )
+  e.histogram(
+    'vllm:request_time_per_output_token_seconds',
+    'Histogram of time_per_output_token_seconds per request.',
+    metrics.timePerOutputToken,
+  )
   e.histogram('vllm:e2e_request_latency_seconds', 'Histogram of e2e request latency in seconds.', metrics.e2eLatency)
-  e.histogram('vllm:request_queue_time_seconds', 'Histogram of time spent in WAITING phase for request.', metrics.queueTime)
-  e.histogram('vllm:request_inference_time_seconds', 'Histogram of time spent in RUNNING phase for request.', metrics.inferenceTime)
-  e.histogram('vllm:request_prefill_time_seconds', 'Histogram of time spent in PREFILL phase for request.', metrics.prefillTime)
-  e.histogram('vllm:request_decode_time_seconds', 'Histogram of time spent in DECODE phase for request.', metrics.decodeTime)
+  e.histogram(
+    'vllm:request_queue_time_seconds',
+    'Histogram of time spent in WAITING phase for request.',
+    metrics.queueTime,
+  )
+  e.histogram(
+    'vllm:request_inference_time_seconds',
+    'Histogram of time spent in RUNNING phase for request.',
+    metrics.inferenceTime,
+  )
+  e.histogram(
+    'vllm:request_prefill_time_seconds',
+    'Histogram of time spent in PREFILL phase for request.',
+    metrics.prefillTime,
+  )
+  e.histogram(
+    'vllm:request_decode_time_seconds',
+    'Histogram of time spent in DECODE phase for request.',
+    metrics.decodeTime,
+  )
   const infoLabels = Object.keys(context.cacheConfig)
     .sort()
     .map((key) => `${key}="${escapeLabel(context.cacheConfig[key]!)}"`)
@@ -262,5 +312,5 @@ export function renderMetrics(metrics: SimMetrics, gauges: SimMetricsGauges, con
   e.out.push('# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig')
   e.out.push('# TYPE vllm:cache_config_info gauge')
   e.out.push(`vllm:cache_config_info{${infoLabels}} 1.0`)
-  return e.out.join('\n') + '\n'
+  return `${e.out.join('\n')}\n`
 }

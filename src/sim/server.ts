@@ -150,7 +150,10 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
   app.post('/tokenize', { schema: { body: tokenizeRequestSchema } }, async (request) => {
     const body = request.body as TokenizeBody
     checkModel(body.model, config.model)
-    const text = body.messages !== undefined ? tokenCounter.renderChat(body.messages, body.add_generation_prompt ?? true) : (body.prompt ?? '')
+    const text =
+      body.messages !== undefined
+        ? tokenCounter.renderChat(body.messages, body.add_generation_prompt ?? true)
+        : (body.prompt ?? '')
     const tokens = tokenCounter.encode(text)
     return { count: tokens.length, max_model_len: maxModelLen, tokens, token_strs: null }
   })

@@ -32,7 +32,12 @@ export const simOptionsSchema = {
     latency: {
       type: 'object',
       additionalProperties: false,
-      properties: { stepFixedMs: nonNegative, prefillTokenMs: nonNegative, runningSeqMs: nonNegative, contextTokenMs: nonNegative },
+      properties: {
+        stepFixedMs: nonNegative,
+        prefillTokenMs: nonNegative,
+        runningSeqMs: nonNegative,
+        contextTokenMs: nonNegative,
+      },
     },
     outputLength: {
       type: 'object',

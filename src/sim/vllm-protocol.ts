@@ -24,7 +24,12 @@ export interface VllmErrorBody {
 /** vLLM ≥ 0.10.1's `ErrorResponse`: `{"error": {message, type, param, code}}` with the status as `code`. */
 export function vllmErrorBody(err: KvgateError): VllmErrorBody {
   return {
-    error: { message: err.message, type: ERROR_TYPES[err.statusCode] ?? 'InternalServerError', param: err.param, code: err.statusCode },
+    error: {
+      message: err.message,
+      type: ERROR_TYPES[err.statusCode] ?? 'InternalServerError',
+      param: err.param,
+      code: err.statusCode,
+    },
   }
 }
 
@@ -229,7 +234,16 @@ export function completionResponseBody(response: ResponseIdentity, results: read
   if (response.kind === 'chat') {
     const choices = results.map(({ text, finish, stopReason }, index) => ({
       index,
-      message: { role: 'assistant', content: text, refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null },
+      message: {
+        role: 'assistant',
+        content: text,
+        refusal: null,
+        annotations: null,
+        audio: null,
+        function_call: null,
+        tool_calls: [],
+        reasoning_content: null,
+      },
       logprobs: null,
       finish_reason: finish,
       stop_reason: stopReason,

@@ -73,7 +73,9 @@ export interface GatewayMetrics {
 const TTFT_BUCKETS_SECONDS = [
   0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560,
 ]
-const E2E_BUCKETS_SECONDS = [0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680]
+const E2E_BUCKETS_SECONDS = [
+  0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680,
+]
 const QUEUE_WAIT_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120]
 
 /**
@@ -143,9 +145,15 @@ export function createGatewayMetrics(sources: GatewayMetricSources): GatewayMetr
   }
   backendGauge('kvgate_backend_capacity_tokens', 'KV cache capacity of the backend in tokens.', (b) => b.capacityTokens)
   backendGauge('kvgate_backend_used_tokens', 'KV tokens in use on the backend at the last poll.', (b) => b.usedTokens)
-  backendGauge('kvgate_backend_kv_usage_ratio', 'vLLM kv_cache_usage_perc at the last poll (0-1).', (b) => b.kvUsageRatio)
-  backendGauge('kvgate_backend_metrics_age_seconds', 'Seconds since the last good poll of the backend (-1: never).', (b) =>
-    Number.isFinite(b.metricsAgeMs) ? b.metricsAgeMs / 1000 : -1,
+  backendGauge(
+    'kvgate_backend_kv_usage_ratio',
+    'vLLM kv_cache_usage_perc at the last poll (0-1).',
+    (b) => b.kvUsageRatio,
+  )
+  backendGauge(
+    'kvgate_backend_metrics_age_seconds',
+    'Seconds since the last good poll of the backend (-1: never).',
+    (b) => (Number.isFinite(b.metricsAgeMs) ? b.metricsAgeMs / 1000 : -1),
   )
   backendGauge('kvgate_backend_up', '1 when the last poll of the backend succeeded.', (b) => (b.up ? 1 : 0))
 
@@ -179,7 +187,11 @@ export function createGatewayMetrics(sources: GatewayMetricSources): GatewayMetr
       },
     })
   }
-  predictorGauge('kvgate_predictor_output_tokens', 'Predicted completion length (the configured quantile).', (p) => p.outputTokens)
+  predictorGauge(
+    'kvgate_predictor_output_tokens',
+    'Predicted completion length (the configured quantile).',
+    (p) => p.outputTokens,
+  )
   predictorGauge(
     'kvgate_predictor_coverage_ratio',
     'Share of recent requests whose completion was within the prediction.',

@@ -80,7 +80,7 @@ export function createWordPieceTokenCounter(): TokenCounter {
   const renderChat = (messages: readonly ChatMessage[], addGenerationPrompt = true): string => {
     let prompt = ''
     for (const message of messages) prompt += roleMarker(message.role) + contentText(message.content)
-    return addGenerationPrompt ? prompt + '<|assistant|>' : prompt
+    return addGenerationPrompt ? `${prompt}<|assistant|>` : prompt
   }
   return {
     name: 'word-piece',

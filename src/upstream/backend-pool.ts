@@ -107,8 +107,7 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
   let timer: TimerHandle | undefined
   let closed = false
 
-  const capacityOf = (backend: Backend): number =>
-    backend.config.capacityTokens ?? backend.metrics?.capacityTokens ?? 0
+  const capacityOf = (backend: Backend): number => backend.config.capacityTokens ?? backend.metrics?.capacityTokens ?? 0
 
   const stateOf = (backend: Backend): BackendState => {
     const nowMs = clock.now()
@@ -165,7 +164,9 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
       backend.failing = false
       // Up but unusable without a capacity: say why, so the operator knows which setting is missing.
       backend.lastError =
-        capacityOf(backend) > 0 ? undefined : 'KV capacity unknown: no vllm:cache_config_info; set backends[].capacityTokens'
+        capacityOf(backend) > 0
+          ? undefined
+          : 'KV capacity unknown: no vllm:cache_config_info; set backends[].capacityTokens'
       const total = metrics.promptTokensTotal + metrics.generationTokensTotal
       const last = backend.counters.at(-1)
       // A counter that went down means vLLM restarted: the old samples describe another process.
@@ -207,7 +208,12 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
     capacities: () =>
       backends.map((backend) => {
         const state = stateOf(backend)
-        return { id: state.id, capacityTokens: state.capacityTokens, usedTokens: state.usedTokens, usable: state.usable }
+        return {
+          id: state.id,
+          capacityTokens: state.capacityTokens,
+          usedTokens: state.usedTokens,
+          usable: state.usable,
+        }
       }),
     states: () => backends.map(stateOf),
     pickForPassthrough() {

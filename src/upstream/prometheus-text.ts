@@ -59,7 +59,10 @@ export function parsePrometheusText(text: string, wanted: ReadonlySet<string>): 
     const value = parseValue(valueText)
     if (Number.isNaN(value) && valueText !== 'NaN') continue
     let samples = out.get(name)
-    if (samples === undefined) out.set(name, (samples = []))
+    if (samples === undefined) {
+      samples = []
+      out.set(name, samples)
+    }
     samples.push({ labels, value })
   }
   return out

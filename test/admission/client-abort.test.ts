@@ -22,7 +22,11 @@ describe('admission: a client that goes away while queued (fifo)', () => {
         code: 'request_cancelled',
       },
     })
-    expect(h.events.find((e) => e.id === 'queued')).toMatchObject({ kind: 'cancelled', outcome: 'cancelled_queued', waitedMs: 120 })
+    expect(h.events.find((e) => e.id === 'queued')).toMatchObject({
+      kind: 'cancelled',
+      outcome: 'cancelled_queued',
+      waitedMs: 120,
+    })
     expect(h.controller.queueDepth()).toBe(0)
     expect(h.controller.queued()).toEqual([])
     running.admission?.finish(0)
@@ -61,7 +65,13 @@ describe('admission: a client that goes away while queued (fifo)', () => {
     const h = createHarness({ capacities: [1_000], maxBypassMs: 0 })
     h.submit({ id: 'running', user: user('a'), promptTokens: 600, predictedOutputTokens: 0 })
     const controller = new AbortController()
-    const big = h.submit({ id: 'big', user: user('b'), promptTokens: 800, predictedOutputTokens: 0, signal: controller.signal })
+    const big = h.submit({
+      id: 'big',
+      user: user('b'),
+      promptTokens: 800,
+      predictedOutputTokens: 0,
+      signal: controller.signal,
+    })
     const small = h.submit({ id: 'small', user: user('c'), promptTokens: 100, predictedOutputTokens: 0 })
     await settle()
     expect([big.status, small.status]).toEqual(['pending', 'pending'])

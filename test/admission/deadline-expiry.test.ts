@@ -29,7 +29,9 @@ describe('admission: the deadline tick answers 429 with an honest retry-after (f
     expect(error.statusCode).toBe(429)
     expect(error.code).toBe('queue_deadline_exceeded')
     expect(error.toBody().error.type).toBe('rate_limit_exceeded')
-    expect(error.message).toMatch(/^The request waited 500ms for KV-cache capacity without being admitted\. Please try again in [\d.]+s\.$/)
+    expect(error.message).toMatch(
+      /^The request waited 500ms for KV-cache capacity without being admitted\. Please try again in [\d.]+s\.$/,
+    )
     expect(error.headers['x-kvgate-reject-reason']).toBe('queue_deadline_exceeded')
     const seconds = Number(error.headers['retry-after'])
     const ms = Number(error.headers['retry-after-ms'])
@@ -38,7 +40,11 @@ describe('admission: the deadline tick answers 429 with an honest retry-after (f
     expect(ms).toBeGreaterThanOrEqual(1_000)
     expect(Math.ceil(ms / 1_000)).toBe(seconds)
     expect(h.controller.queueDepth()).toBe(0)
-    expect(h.events.find((e) => e.id === 'waiting')).toMatchObject({ kind: 'rejected', outcome: 'rejected_deadline', waitedMs: 500 })
+    expect(h.events.find((e) => e.id === 'waiting')).toMatchObject({
+      kind: 'rejected',
+      outcome: 'rejected_deadline',
+      waitedMs: 500,
+    })
     // Nothing was reserved for it; the running request's reservation is the only one.
     expect(h.ledger.reservedTokens()).toBe(1_000)
   })
@@ -68,7 +74,13 @@ describe('admission: the deadline tick answers 429 with an honest retry-after (f
     expect(h.controller.queueDepth()).toBe(2)
 
     // bob's request expires: a fair share puts 500 (his) × 2 users' weight = 1,000 tokens before his retry.
-    const bob = h.submit({ id: 'bob', user: user('bob'), promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 200 })
+    const bob = h.submit({
+      id: 'bob',
+      user: user('bob'),
+      promptTokens: 250,
+      predictedOutputTokens: 250,
+      deadlineMs: 200,
+    })
     h.clock.advance(200)
     await settle()
     expect(bob.error?.code).toBe('queue_deadline_exceeded')
@@ -79,7 +91,14 @@ describe('admission: the deadline tick answers 429 with an honest retry-after (f
 
     // The same request with more of alice's work queued ahead of her own retry waits longer.
     const shortQueueWait = h.controller.predictWaitMs(user('alice'), 500)
-    for (let i = 0; i < 10; i++) h.submit({ id: `more${i}`, user: user('alice'), promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 60_000 })
+    for (let i = 0; i < 10; i++)
+      h.submit({
+        id: `more${i}`,
+        user: user('alice'),
+        promptTokens: 250,
+        predictedOutputTokens: 250,
+        deadlineMs: 60_000,
+      })
     await settle()
     expect(h.controller.predictWaitMs(user('alice'), 500)).toBeCloseTo(shortQueueWait + 5_000 / rateNow, 0)
   })
@@ -92,7 +111,8 @@ describe('admission: the deadline tick answers 429 with an honest retry-after (f
     await settle()
     await drainSteadily(h, alice, 4)
     // 200 more of alice's requests: at ~1,000 tokens/s her next one waits ~100 s.
-    for (let i = 0; i < 200; i++) h.submit({ id: `b${i}`, promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 600_000 })
+    for (let i = 0; i < 200; i++)
+      h.submit({ id: `b${i}`, promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 600_000 })
     const late = h.submit({ id: 'late', promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 100 })
     h.clock.advance(100)
     await settle()
@@ -129,9 +149,21 @@ describe('admission: the deadline tick answers 429 with an honest retry-after (f
   })
 
   it('answers quota_exceeded when the policy still holds the user back at the deadline, with x-ratelimit-*', async () => {
-    const limits = { limitTokens: 1_000, remainingTokens: 0, resetTokensMs: 360_000, limitRequests: 10, remainingRequests: 3, resetRequestsMs: 1_500 }
+    const limits = {
+      limitTokens: 1_000,
+      remainingTokens: 0,
+      resetTokensMs: 360_000,
+      limitRequests: 10,
+      remainingRequests: 3,
+      resetRequestsMs: 1_500,
+    }
     const base = fifo()
-    const denied: QuotaDecision = { allowed: false, retryAfterMs: 360_000, reason: 'tokens per minute (1000) used up', limits }
+    const denied: QuotaDecision = {
+      allowed: false,
+      retryAfterMs: 360_000,
+      reason: 'tokens per minute (1000) used up',
+      limits,
+    }
     const quotaPolicy: Policy = { ...base, name: 'quota-mock', checkQuota: () => denied, rateLimits: () => limits }
     const h = createHarness({ capacities: [1_000], policy: quotaPolicy })
     const first = h.submit({ id: 'first', user: user('carol'), deadlineMs: 300 })
@@ -143,7 +175,9 @@ describe('admission: the deadline tick answers 429 with an honest retry-after (f
     for (const t of [first, second]) {
       expect(t.error?.statusCode).toBe(429)
       expect(t.error?.code).toBe('quota_exceeded')
-      expect(t.error?.message).toBe('Rate limit reached for user carol: tokens per minute (1000) used up. Please try again in 6m0s.')
+      expect(t.error?.message).toBe(
+        'Rate limit reached for user carol: tokens per minute (1000) used up. Please try again in 6m0s.',
+      )
       expect(t.error?.headers).toEqual({
         'retry-after': '60',
         'retry-after-ms': '60000',

@@ -8,7 +8,13 @@ function counting(): { policy: Policy; checks: () => number; reset: () => void }
   const base = fifo()
   let checks = 0
   return {
-    policy: { ...base, checkQuota: (request, nowMs) => (checks++, base.checkQuota(request, nowMs)) },
+    policy: {
+      ...base,
+      checkQuota: (request, nowMs) => {
+        checks++
+        return base.checkQuota(request, nowMs)
+      },
+    },
     checks: () => checks,
     reset: () => (checks = 0),
   }
@@ -24,7 +30,13 @@ describe('admission: the work per dispatch decision does not grow with the queue
     const h = createHarness({ capacities: [1_000], policy: probe.policy, maxQueueLength: 20_000 })
     h.submit({ id: 'running', user: user('hog'), promptTokens: 1_000, predictedOutputTokens: 0, deadlineMs: 600_000 })
     for (let i = 0; i < 10_000; i++) {
-      h.submit({ id: `q${i}`, user: user(`u${i % 1_000}`), promptTokens: 10, predictedOutputTokens: 10, deadlineMs: 600_000 })
+      h.submit({
+        id: `q${i}`,
+        user: user(`u${i % 1_000}`),
+        promptTokens: 10,
+        predictedOutputTokens: 10,
+        deadlineMs: 600_000,
+      })
     }
     await settle()
     expect(h.controller.queueDepth()).toBe(10_000)
@@ -37,9 +49,21 @@ describe('admission: the work per dispatch decision does not grow with the queue
     for (const queued of [10, 10_000]) {
       const probe = counting()
       const h = createHarness({ capacities: [1_000], policy: probe.policy, maxQueueLength: 20_000 })
-      const running = h.submit({ id: 'running', user: user('hog'), promptTokens: 1_000, predictedOutputTokens: 0, deadlineMs: 600_000 })
+      const running = h.submit({
+        id: 'running',
+        user: user('hog'),
+        promptTokens: 1_000,
+        predictedOutputTokens: 0,
+        deadlineMs: 600_000,
+      })
       for (let i = 0; i < queued; i++) {
-        h.submit({ id: `q${i}`, user: user(`u${i % 1_000}`), promptTokens: 50, predictedOutputTokens: 50, deadlineMs: 600_000 })
+        h.submit({
+          id: `q${i}`,
+          user: user(`u${i % 1_000}`),
+          promptTokens: 50,
+          predictedOutputTokens: 50,
+          deadlineMs: 600_000,
+        })
       }
       await settle()
       probe.reset()

@@ -18,8 +18,16 @@ describe('admission: the drain rate counts only time spent waiting for KV', () =
   it('keeps the estimate through idle time, an outage and a quota-only backlog', async () => {
     let blockCarol = false
     const base = fifo()
-    const denied: QuotaDecision = { allowed: false, retryAfterMs: 30_000, reason: 'requests per minute used up', limits: {} }
-    const policy: Policy = { ...base, checkQuota: (r, now) => (blockCarol && r.user.name === 'carol' ? denied : base.checkQuota(r, now)) }
+    const denied: QuotaDecision = {
+      allowed: false,
+      retryAfterMs: 30_000,
+      reason: 'requests per minute used up',
+      limits: {},
+    }
+    const policy: Policy = {
+      ...base,
+      checkQuota: (r, now) => (blockCarol && r.user.name === 'carol' ? denied : base.checkQuota(r, now)),
+    }
     const h = createHarness({ capacities: [1_000], policy })
     const running = await measure(h)
     for (const t of running) t.admission?.finish(0) // the rest run dry: the queue empties

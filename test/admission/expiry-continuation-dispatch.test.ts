@@ -10,7 +10,12 @@ describe('admission: the end of a capped deadline sweep', () => {
     // One more than a sweep takes at once; the last one's client can still leave.
     const leaving = new AbortController()
     const queued = Array.from({ length: MAX_EXPIRIES_PER_TICK + 1 }, (_, i) =>
-      h.submit({ id: `q${i}`, user: user(`u${i % 10}`), deadlineMs: 1_000, ...(i === MAX_EXPIRIES_PER_TICK ? { signal: leaving.signal } : {}) }),
+      h.submit({
+        id: `q${i}`,
+        user: user(`u${i % 10}`),
+        deadlineMs: 1_000,
+        ...(i === MAX_EXPIRIES_PER_TICK ? { signal: leaving.signal } : {}),
+      }),
     )
     await settle()
     expect(running.status).toBe('admitted')

@@ -38,7 +38,7 @@ export interface Harness {
 }
 
 export const fifo = (): Policy => {
-  const factory = policyFactories.fifo
+  const factory = policyFactories['fifo']
   if (factory === undefined) throw new Error('fifo policy missing')
   return factory({ users: [], options: {} })
 }
@@ -69,7 +69,13 @@ export function steppedClock() {
  */
 export async function drainBacklog(h: Harness, who: string, idPrefix = who): Promise<Tracked[]> {
   const running = Array.from({ length: 12 }, (_, i) =>
-    h.submit({ id: `${idPrefix}${i}`, user: user(who), promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 600_000 }),
+    h.submit({
+      id: `${idPrefix}${i}`,
+      user: user(who),
+      promptTokens: 250,
+      predictedOutputTokens: 250,
+      deadlineMs: 600_000,
+    }),
   )
   await settle()
   for (let i = 0; i < 8; i++) {
@@ -138,7 +144,8 @@ export function createHarness(
       for (const backend of backends) {
         const mark = ledger.beginPoll(backend.id)
         let used = 0
-        for (const r of ledger.list()) if (r.backendId === backend.id && r.started) used += r.promptTokens + r.generatedTokens
+        for (const r of ledger.list())
+          if (r.backendId === backend.id && r.started) used += r.promptTokens + r.generatedTokens
         backend.usedTokens = used
         ledger.completePoll(mark)
       }

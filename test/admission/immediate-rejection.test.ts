@@ -30,21 +30,42 @@ describe('admission: immediate 429s (fifo)', () => {
   it('rejects early when the measured wait already exceeds the deadline, and only then', async () => {
     const h = createHarness({ capacities: [1_000], earlyReject: true, maxQueueLength: 1_000 })
     await measuredBacklog(h)
-    for (let i = 0; i < 20; i++) h.submit({ id: `h${i}`, user: user('heavy'), promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 600_000 })
+    for (let i = 0; i < 20; i++)
+      h.submit({ id: `h${i}`, user: user('heavy'), promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 600_000 })
     await settle()
     // heavy's own next request waits behind ~11,000 of its tokens (~11 s at ~1,000 tokens/s).
-    const hopeless = h.submit({ id: 'hopeless', user: user('heavy'), promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 2_000 })
+    const hopeless = h.submit({
+      id: 'hopeless',
+      user: user('heavy'),
+      promptTokens: 250,
+      predictedOutputTokens: 250,
+      deadlineMs: 2_000,
+    })
     await settle()
     expect(hopeless.status).toBe('rejected')
     expect(hopeless.error?.statusCode).toBe(429)
     expect(hopeless.error?.code).toBe('predicted_wait_exceeds_deadline')
-    expect(hopeless.error?.message).toMatch(/^The predicted wait of [\d.]+s exceeds the deadline of 2s\. Please try again in [\d.]+s\.$/)
+    expect(hopeless.error?.message).toMatch(
+      /^The predicted wait of [\d.]+s exceeds the deadline of 2s\. Please try again in [\d.]+s\.$/,
+    )
     expect(hopeless.error?.headers['x-kvgate-reject-reason']).toBe('predicted_wait_exceeds_deadline')
     expect(h.events.find((e) => e.id === 'hopeless')?.outcome).toBe('rejected_early')
     // A light user is not behind the heavy backlog under a fair share: it waits, it is not turned away.
-    const light = h.submit({ id: 'light', user: user('light'), promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 2_000 })
+    const light = h.submit({
+      id: 'light',
+      user: user('light'),
+      promptTokens: 250,
+      predictedOutputTokens: 250,
+      deadlineMs: 2_000,
+    })
     // And a patient heavy request is queued.
-    const patient = h.submit({ id: 'patient', user: user('heavy'), promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 600_000 })
+    const patient = h.submit({
+      id: 'patient',
+      user: user('heavy'),
+      promptTokens: 250,
+      predictedOutputTokens: 250,
+      deadlineMs: 600_000,
+    })
     await settle()
     expect(light.status).toBe('pending')
     expect(patient.status).toBe('pending')
@@ -53,7 +74,9 @@ describe('admission: immediate 429s (fifo)', () => {
 
   it('never rejects early before the drain rate has been measured (a first burst is not turned away)', async () => {
     const h = createHarness({ capacities: [1_000], earlyReject: true })
-    const burst = Array.from({ length: 50 }, (_, i) => h.submit({ id: `b${i}`, promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 1 }))
+    const burst = Array.from({ length: 50 }, (_, i) =>
+      h.submit({ id: `b${i}`, promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 1 }),
+    )
     await settle()
     expect(burst.filter((t) => t.status === 'rejected')).toHaveLength(0)
     expect(burst.filter((t) => t.status === 'admitted')).toHaveLength(2)
@@ -62,8 +85,15 @@ describe('admission: immediate 429s (fifo)', () => {
   it('does not reject early when earlyReject is off', async () => {
     const h = createHarness({ capacities: [1_000], earlyReject: false, maxQueueLength: 1_000 })
     await measuredBacklog(h)
-    for (let i = 0; i < 20; i++) h.submit({ id: `h${i}`, user: user('heavy'), promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 600_000 })
-    const waits = h.submit({ id: 'waits', user: user('heavy'), promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 2_000 })
+    for (let i = 0; i < 20; i++)
+      h.submit({ id: `h${i}`, user: user('heavy'), promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 600_000 })
+    const waits = h.submit({
+      id: 'waits',
+      user: user('heavy'),
+      promptTokens: 250,
+      predictedOutputTokens: 250,
+      deadlineMs: 2_000,
+    })
     await settle()
     expect(waits.status).toBe('pending')
   })

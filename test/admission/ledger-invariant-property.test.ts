@@ -43,8 +43,10 @@ async function run(seed: number, overshoot: boolean, policyName = 'fifo'): Promi
   })
   const clients: Client[] = []
   const deadlines = new Map<string, number>()
-  const pick = <T>(items: T[]): T | undefined => (items.length === 0 ? undefined : items[randomInt(random, 0, items.length - 1)])
-  const streaming = (): Client[] => clients.filter((c) => c.tracked.status === 'admitted' && c.tracked.admission?.finished === false)
+  const pick = <T>(items: T[]): T | undefined =>
+    items.length === 0 ? undefined : items[randomInt(random, 0, items.length - 1)]
+  const streaming = (): Client[] =>
+    clients.filter((c) => c.tracked.status === 'admitted' && c.tracked.admission?.finished === false)
 
   for (let step = 0; step < 3_000; step++) {
     const roll = random.next()
@@ -95,7 +97,8 @@ async function run(seed: number, overshoot: boolean, policyName = 'fifo'): Promi
     } else {
       // Outages: usually one backend's metrics go stale, now and then both (→ 503s), then they recover.
       const down = randomInt(random, 0, 4)
-      for (const [i, backend] of h.backends.entries()) backend.usable = down === 4 ? false : down === 3 ? true : i !== down
+      for (const [i, backend] of h.backends.entries())
+        backend.usable = down === 4 ? false : down === 3 ? true : i !== down
     }
     await settle()
 
@@ -113,7 +116,11 @@ async function run(seed: number, overshoot: boolean, policyName = 'fifo'): Promi
 
   // Wind down: backends back, every stream ends, every deadline passes.
   for (const backend of h.backends) backend.usable = true
-  for (let round = 0; round < 100 && clients.some((c) => c.tracked.status === 'pending' || c.tracked.admission?.finished === false); round++) {
+  for (
+    let round = 0;
+    round < 100 && clients.some((c) => c.tracked.status === 'pending' || c.tracked.admission?.finished === false);
+    round++
+  ) {
     for (const c of streaming()) c.tracked.admission?.finish(c.generated)
     h.clock.advance(500)
     h.pollAll()
@@ -153,7 +160,14 @@ async function run(seed: number, overshoot: boolean, policyName = 'fifo'): Promi
   for (const e of h.events) counts[e.outcome ?? e.kind] = (counts[e.outcome ?? e.kind] ?? 0) + 1
   const expected =
     policyName === 'fifo'
-      ? ['admitted', 'rejected_deadline', 'rejected_queue_full', 'rejected_early', 'rejected_unavailable', 'cancelled_queued']
+      ? [
+          'admitted',
+          'rejected_deadline',
+          'rejected_queue_full',
+          'rejected_early',
+          'rejected_unavailable',
+          'cancelled_queued',
+        ]
       : ['admitted', 'cancelled_queued']
   for (const outcome of expected) {
     expect(counts[outcome] ?? 0, JSON.stringify(counts)).toBeGreaterThan(0)

@@ -8,7 +8,9 @@ const USERS = 50
 /** A full backend and QUEUED requests over USERS users, all due to expire together at 1,000 ms. */
 async function massBacklog(h: Harness): Promise<{ running: Tracked; queued: Tracked[] }> {
   const running = h.submit({ id: 'running', promptTokens: 500, predictedOutputTokens: 500, deadlineMs: 600_000 })
-  const queued = Array.from({ length: QUEUED }, (_, i) => h.submit({ id: `q${i}`, user: user(`u${i % USERS}`), deadlineMs: 1_000 }))
+  const queued = Array.from({ length: QUEUED }, (_, i) =>
+    h.submit({ id: `q${i}`, user: user(`u${i % USERS}`), deadlineMs: 1_000 }),
+  )
   await settle()
   expect(running.status).toBe('admitted')
   expect(h.controller.queueDepth()).toBe(QUEUED)
@@ -81,7 +83,10 @@ describe('admission: a mass deadline expiry', () => {
     await settle()
     const codes = new Map<string, number>()
     for (const t of queued) codes.set(t.error?.code ?? t.status, (codes.get(t.error?.code ?? t.status) ?? 0) + 1)
-    expect(Object.fromEntries(codes)).toEqual({ queue_deadline_exceeded: MAX_EXPIRIES_PER_TICK, shutting_down: QUEUED - MAX_EXPIRIES_PER_TICK })
+    expect(Object.fromEntries(codes)).toEqual({
+      queue_deadline_exceeded: MAX_EXPIRIES_PER_TICK,
+      shutting_down: QUEUED - MAX_EXPIRIES_PER_TICK,
+    })
     expect(h.controller.queueDepth()).toBe(0)
   })
 })

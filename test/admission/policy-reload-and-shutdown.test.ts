@@ -56,7 +56,12 @@ describe('admission: policy reload and shutdown', () => {
     await settle()
     for (const t of queued) {
       expect(t.error?.statusCode).toBe(503)
-      expect(t.error?.toBody().error).toEqual({ message: 'kvgate is shutting down.', type: 'service_unavailable', param: null, code: 'shutting_down' })
+      expect(t.error?.toBody().error).toEqual({
+        message: 'kvgate is shutting down.',
+        type: 'service_unavailable',
+        param: null,
+        code: 'shutting_down',
+      })
     }
     expect(h.events.filter((e) => e.outcome === 'rejected_unavailable').map((e) => e.id)).toEqual(['q1', 'q2'])
     expect(h.clock.pendingTimers()).toBe(0)

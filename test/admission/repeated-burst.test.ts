@@ -24,10 +24,20 @@ async function burst(h: Harness, run: number, predicted: number): Promise<Run> {
   const streams = new Map<Tracked, number>()
   const all: Tracked[] = []
   for (let i = 0; i < 100; i++) {
-    const t = h.submit({ id: `run${run}-${i}`, user: user(`u${i % 4}`), promptTokens: PROMPT, predictedOutputTokens: predicted, deadlineMs: 5_000 })
+    const t = h.submit({
+      id: `run${run}-${i}`,
+      user: user(`u${i % 4}`),
+      promptTokens: PROMPT,
+      predictedOutputTokens: predicted,
+      deadlineMs: 5_000,
+    })
     all.push(t)
   }
-  for (let elapsed = 0; all.some((t) => t.status === 'pending') || [...streams.values()].some((n) => n < OUTPUT); elapsed += TOKEN_MS) {
+  for (
+    let elapsed = 0;
+    all.some((t) => t.status === 'pending') || [...streams.values()].some((n) => n < OUTPUT);
+    elapsed += TOKEN_MS
+  ) {
     await settle()
     for (const t of all) {
       if (t.status === 'admitted' && !streams.has(t)) streams.set(t, 0)
@@ -72,9 +82,13 @@ describe('admission: the same burst twice gives the same share of admissions', (
     expect(first.rejected).toBeGreaterThan(10)
     for (const run of later) {
       expect(run.admitted + run.rejected).toBe(100)
-      expect(Math.abs(run.admitted - first.admitted), JSON.stringify(runs)).toBeLessThanOrEqual(Math.ceil(first.admitted * 0.1))
+      expect(Math.abs(run.admitted - first.admitted), JSON.stringify(runs)).toBeLessThanOrEqual(
+        Math.ceil(first.admitted * 0.1),
+      )
       // Later runs reject early, instead of after waiting out the deadline: the measured rate is used.
-      expect(run.reasons['predicted_wait_exceeds_deadline'] ?? 0, JSON.stringify(runs)).toBeGreaterThan(run.rejected / 2)
+      expect(run.reasons['predicted_wait_exceeds_deadline'] ?? 0, JSON.stringify(runs)).toBeGreaterThan(
+        run.rejected / 2,
+      )
     }
   })
 })

@@ -10,7 +10,9 @@ describe('bench analyze', () => {
   it('prefix sharing on hash-id prompts: an identical prompt reuses every full block', () => {
     // 514 tokens = user marker + one 512-token block + generation marker; block 16 → 32 full blocks.
     const analysis = analyzeWorkload(
-      trace('{"timestamp": 0, "input_length": 514, "output_length": 1, "hash_ids": [7]}\n{"timestamp": 2000, "input_length": 514, "output_length": 1, "hash_ids": [7]}\n'),
+      trace(
+        '{"timestamp": 0, "input_length": 514, "output_length": 1, "hash_ids": [7]}\n{"timestamp": 2000, "input_length": 514, "output_length": 1, "hash_ids": [7]}\n',
+      ),
       { blockSizes: [16] },
     )
     const [figures] = analysis.prefixSharing ?? []
@@ -24,7 +26,9 @@ describe('bench analyze', () => {
 
   it('a shared first block is reused, a different second block is not, and sharing stops at the first miss', () => {
     const analysis = analyzeWorkload(
-      trace('{"timestamp": 0, "input_length": 1026, "output_length": 1, "hash_ids": [1, 2]}\n{"timestamp": 1000, "input_length": 1026, "output_length": 1, "hash_ids": [1, 3]}\n'),
+      trace(
+        '{"timestamp": 0, "input_length": 1026, "output_length": 1, "hash_ids": [1, 2]}\n{"timestamp": 1000, "input_length": 1026, "output_length": 1, "hash_ids": [1, 3]}\n',
+      ),
       { blockSizes: [512] },
     )
     const [figures] = analysis.prefixSharing ?? []
@@ -35,15 +39,20 @@ describe('bench analyze', () => {
   })
 
   it('conversation rounds share their history; single-turn requests share nothing', () => {
-    const conv = analyzeWorkload(trace('user_id time_stamp(seconds) query_length response_length round_index\n1 0 66 64 0\n1 10 34 10 1\n'), {
-      blockSizes: [32],
-    })
+    const conv = analyzeWorkload(
+      trace('user_id time_stamp(seconds) query_length response_length round_index\n1 0 66 64 0\n1 10 34 10 1\n'),
+      {
+        blockSizes: [32],
+      },
+    )
     // Round 1's prompt starts with round 0's 66-token prompt minus its generation marker (65 tokens), then the
     // answer: its first two 32-token blocks are round 0's.
     expect(conv.prefixSharing?.[0]?.sharingFraction['max']).toBeCloseTo(64 / (66 + 64 + 34), 10)
     expect(conv.conversations?.count).toBe(1)
     expect(conv.conversations?.durationSec?.['max']).toBe(10)
-    const single = analyzeWorkload(trace('Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n0,a,100,5,105,x\n1,a,100,5,105,x\n'))
+    const single = analyzeWorkload(
+      trace('Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n0,a,100,5,105,x\n1,a,100,5,105,x\n'),
+    )
     expect(single.prefixSharing).toBeUndefined()
     expect(single.rate?.peak).toBeGreaterThan(0)
   })
@@ -53,7 +62,10 @@ describe('bench analyze', () => {
     let t = 0
     for (let rank = 1; rank <= 6; rank++) {
       const count = Math.round(120 / rank ** 1.2)
-      for (let i = 0; i < count; i++) rows.push(`${rank} ${(t += 0.01).toFixed(2)} 10 5 ${i}`)
+      for (let i = 0; i < count; i++) {
+        t += 0.01
+        rows.push(`${rank} ${t.toFixed(2)} 10 5 ${i}`)
+      }
     }
     const analysis = analyzeWorkload(trace(rows.join('\n')))
     expect(analysis.users.count).toBe(6)

@@ -24,8 +24,14 @@ afterAll(async () => {
 async function bench(args: string[]): Promise<{ stdout: string; stderr: string; exitCode: number | undefined }> {
   let stdout = ''
   let stderr = ''
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((stdout += String(chunk)), true))
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((stderr += String(chunk)), true))
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    stdout += String(chunk)
+    return true
+  })
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+    stderr += String(chunk)
+    return true
+  })
   const before = process.exitCode
   process.exitCode = undefined
   try {
@@ -43,12 +49,31 @@ describe('kvgate bench (command line)', () => {
     const json = join(dir, 'run.json')
     const csv = join(dir, 'run.csv')
     const { stdout, exitCode } = await bench([
-      '-i', fixture('conversation.txt'), '-u', sim.url, '--speed', String(SPEED), '--output-json', json, '--output-csv', csv, '--slo', 'ttft:600000',
+      '-i',
+      fixture('conversation.txt'),
+      '-u',
+      sim.url,
+      '--speed',
+      String(SPEED),
+      '--output-json',
+      json,
+      '--output-csv',
+      csv,
+      '--slo',
+      'ttft:600000',
     ])
     expect(exitCode).toBeUndefined()
     expect(stdout).toContain('Statistics summary:')
     expect(stdout).toMatch(/runtime_sec = \d+\.\d{3}/)
-    for (const row of ['ttft_ms', 'tpot_ms', 'latency_ms', 'input_num_turns', 'input_num_tokens', 'output_num_tokens', 'output_num_chunks']) {
+    for (const row of [
+      'ttft_ms',
+      'tpot_ms',
+      'latency_ms',
+      'input_num_turns',
+      'input_num_tokens',
+      'output_num_tokens',
+      'output_num_chunks',
+    ]) {
       expect(stdout).toMatch(new RegExp(`^${row}\\s+7\\.0\\s`, 'm'))
     }
     expect(stdout).toMatch(/^\s+count\s+mean\s+std\s+min\s+25%\s+50%\s+75%\s+90%\s+max$/m)
@@ -70,30 +95,62 @@ describe('kvgate bench (command line)', () => {
   it('runs vLLM conversation JSON closed-loop with --num-clients, history growing with the answers', async () => {
     const json = join(dir, 'conv.json')
     const { exitCode } = await bench([
-      '-i', fixture('generate_multi_turn.json'), '-u', sim.url, '--speed', String(SPEED), '--num-clients', '2', '--max-active-conversations', '4', '--output-json', json,
+      '-i',
+      fixture('generate_multi_turn.json'),
+      '-u',
+      sim.url,
+      '--speed',
+      String(SPEED),
+      '--num-clients',
+      '2',
+      '--max-active-conversations',
+      '4',
+      '--output-json',
+      json,
     ])
     expect(exitCode).toBeUndefined()
     const out = JSON.parse(readFileSync(json, 'utf8')) as {
       mode: string
-      requests: { conversationId: string; round: number; inputNumTurns: number; inputNumTokens: number; requestedOutputTokens: number; outcome: string }[]
+      requests: {
+        conversationId: string
+        round: number
+        inputNumTurns: number
+        inputNumTokens: number
+        requestedOutputTokens: number
+        outcome: string
+      }[]
     }
     expect(out.mode).toBe('closed-loop')
     expect(out.requests.length).toBeGreaterThanOrEqual(4 * 2) // 4 conversations of 2 or 3 user turns
     const byConversation = new Map<string, typeof out.requests>()
-    for (const r of out.requests) byConversation.set(r.conversationId, [...(byConversation.get(r.conversationId) ?? []), r])
+    for (const r of out.requests)
+      byConversation.set(r.conversationId, [...(byConversation.get(r.conversationId) ?? []), r])
     for (const turns of byConversation.values()) {
       turns.sort((a, b) => a.round - b.round)
-      turns.forEach((t, k) => expect(t.inputNumTurns).toBe(2 * k + 1))
+      turns.forEach((t, k) => {
+        expect(t.inputNumTurns).toBe(2 * k + 1)
+      })
       // Each turn's prompt holds the previous prompt plus the answer actually received.
       for (let k = 1; k < turns.length; k++) {
         const prev = turns[k - 1] as (typeof turns)[number]
-        expect((turns[k] as (typeof turns)[number]).inputNumTokens).toBeGreaterThan(prev.inputNumTokens + prev.requestedOutputTokens)
+        expect((turns[k] as (typeof turns)[number]).inputNumTokens).toBeGreaterThan(
+          prev.inputNumTokens + prev.requestedOutputTokens,
+        )
       }
     }
   })
 
   it('runs ShareGPT conversations, dropping (and reporting) items without a user/assistant pair', async () => {
-    const { stdout, exitCode } = await bench(['-i', fixture('sharegpt.json'), '-u', sim.url, '--speed', String(SPEED), '--num-clients', '1'])
+    const { stdout, exitCode } = await bench([
+      '-i',
+      fixture('sharegpt.json'),
+      '-u',
+      sim.url,
+      '--speed',
+      String(SPEED),
+      '--num-clients',
+      '1',
+    ])
     expect(exitCode).toBeUndefined()
     expect(stdout).toMatch(/requests = 3 {2}completed = 3/)
     expect(stdout).toContain('malformed rows skipped = 1')
@@ -102,7 +159,10 @@ describe('kvgate bench (command line)', () => {
   it('stops with the line of a malformed row, or skips it with --skip-malformed', async () => {
     const bad = join(dir, 'bad.csv')
     const { writeFileSync } = await import('node:fs')
-    writeFileSync(bad, 'Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n0,ChatGPT,20,5,25,API log\n0.1,ChatGPT,x,5,5,API log\n')
+    writeFileSync(
+      bad,
+      'Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n0,ChatGPT,20,5,25,API log\n0.1,ChatGPT,x,5,5,API log\n',
+    )
     const failed = await bench(['-i', bad, '-u', sim.url, '--speed', String(SPEED)])
     expect(failed.exitCode).toBe(1)
     expect(failed.stderr).toContain(`Invalid trace ${bad}, line 3: Request tokens is not a number: "x"`)

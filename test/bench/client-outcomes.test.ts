@@ -29,8 +29,22 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
     const n = (attempts.get(user) ?? 0) + 1
     attempts.set(user, n)
     const reject = () => {
-      res.writeHead(429, { 'content-type': 'application/json', 'x-kvgate-reject-reason': 'queue_deadline_exceeded', 'retry-after': '1', 'retry-after-ms': '30' })
-      res.end(JSON.stringify({ error: { message: 'try again in 0.03s', type: 'rate_limit_exceeded', param: null, code: 'queue_deadline_exceeded' } }))
+      res.writeHead(429, {
+        'content-type': 'application/json',
+        'x-kvgate-reject-reason': 'queue_deadline_exceeded',
+        'retry-after': '1',
+        'retry-after-ms': '30',
+      })
+      res.end(
+        JSON.stringify({
+          error: {
+            message: 'try again in 0.03s',
+            type: 'rate_limit_exceeded',
+            param: null,
+            code: 'queue_deadline_exceeded',
+          },
+        }),
+      )
     }
     if (user === 'always-429' || (user === '429-once' && n === 1)) return reject()
     if (user === 'server-error') {
@@ -40,10 +54,14 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
     }
     res.writeHead(200, { 'content-type': 'text/event-stream' })
     // Role chunk with empty content first: TTFT must wait for the first non-empty content.
-    res.write('data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n')
+    res.write(
+      'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n',
+    )
     if (user === 'stream-error') {
       res.write(chunk(' a'))
-      res.write('data: {"error":{"message":"engine died","type":"InternalServerError","param":null,"code":500}}\n\ndata: [DONE]\n\n')
+      res.write(
+        'data: {"error":{"message":"engine died","type":"InternalServerError","param":null,"code":500}}\n\ndata: [DONE]\n\n',
+      )
       res.end()
       return
     }
@@ -56,7 +74,9 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
       res.write(chunk(' hello', ',"usage":null'))
       res.write(chunk(' big'))
       res.write(chunk(' world'))
-      res.write('data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":10,"total_tokens":13,"completion_tokens":3}}\n\n')
+      res.write(
+        'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":10,"total_tokens":13,"completion_tokens":3}}\n\n',
+      )
       res.end('data: [DONE]\n\n')
     }, 20)
   })
@@ -75,7 +95,8 @@ afterAll(async () => {
 })
 
 const counter = createWordPieceTokenCounter()
-const trace = (users: string[]): TraceRequest[] => users.map((user, i) => ({ arrivalMs: i, user, inputTokens: 10, outputTokens: 3 }))
+const trace = (users: string[]): TraceRequest[] =>
+  users.map((user, i) => ({ arrivalMs: i, user, inputTokens: 10, outputTokens: 3 }))
 
 describe('client outcomes', () => {
   it('measures a stream as vLLM does and sends exact-length requests', async () => {
@@ -83,10 +104,25 @@ describe('client outcomes', () => {
     const run = await runTrace(trace(['ok']), { baseUrl: url, counter, clock: createSystemClock(), seed: 1 })
     const [r] = run.records
     expect(run.model).toBe('scripted')
-    expect(r).toMatchObject({ outcome: 'completed', status: 200, outputNumTokens: 3, outputNumChunks: 2, inputNumTokens: 10, inputNumTurns: 1, attempts: 1 })
+    expect(r).toMatchObject({
+      outcome: 'completed',
+      status: 200,
+      outputNumTokens: 3,
+      outputNumChunks: 2,
+      inputNumTokens: 10,
+      inputNumTurns: 1,
+      attempts: 1,
+    })
     expect(r?.ttftMs).toBeGreaterThanOrEqual(15) // the empty role chunk did not count
     expect(r?.tpotMs).toBeCloseTo(((r?.latencyMs as number) - (r?.ttftMs as number)) / 2, 6)
-    expect(seenBodies[0]).toMatchObject({ model: 'scripted', max_tokens: 3, min_tokens: 3, ignore_eos: true, stream: true, stream_options: { include_usage: true } })
+    expect(seenBodies[0]).toMatchObject({
+      model: 'scripted',
+      max_tokens: 3,
+      min_tokens: 3,
+      ignore_eos: true,
+      stream: true,
+      stream_options: { include_usage: true },
+    })
   })
 
   it('gives every request exactly one outcome: completed, rejected (with reason) or failed', async () => {
@@ -95,7 +131,12 @@ describe('client outcomes', () => {
     const run = await runTrace(trace(users), { baseUrl: url, counter, clock: createSystemClock(), seed: 1 })
     const by = Object.fromEntries(run.records.map((r) => [r.user, r]))
     expect(run.records).toHaveLength(users.length)
-    expect(by['always-429']).toMatchObject({ outcome: 'rejected', status: 429, rejectReason: 'queue_deadline_exceeded', attempts: 1 })
+    expect(by['always-429']).toMatchObject({
+      outcome: 'rejected',
+      status: 429,
+      rejectReason: 'queue_deadline_exceeded',
+      attempts: 1,
+    })
     expect(by['429-once']).toMatchObject({ outcome: 'rejected', attempts: 1 }) // not retried without --retry-429
     expect(by['server-error']).toMatchObject({ outcome: 'failed', status: 500, error: 'boom' })
     expect(by['stream-error']).toMatchObject({ outcome: 'failed', status: 200, error: 'engine died' })

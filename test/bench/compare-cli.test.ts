@@ -17,7 +17,10 @@ describe('kvgate bench compare (command line)', () => {
     try {
       await createBenchCommand()
         .exitOverride()
-        .parseAsync(['compare', '-i', fixture('burstgpt.csv'), '--policies', 'fifo', '--speed', '20', '--report', report], { from: 'user' })
+        .parseAsync(
+          ['compare', '-i', fixture('burstgpt.csv'), '--policies', 'fifo', '--speed', '20', '--report', report],
+          { from: 'user' },
+        )
     } finally {
       out.mockRestore()
       err.mockRestore()

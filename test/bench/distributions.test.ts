@@ -22,7 +22,9 @@ describe("vLLM's generate_conversations distributions", () => {
     // median/average ≈ 0.85 by construction
     expect((sorted[250] as number) / 1000).toBeGreaterThan(0.7)
     expect((sorted[250] as number) / 1000).toBeLessThan(1)
-    const capped = createDistribution({ distribution: 'lognormal', average: 1000, max: 1200 }, random(), 'f').sample(500)
+    const capped = createDistribution({ distribution: 'lognormal', average: 1000, max: 1200 }, random(), 'f').sample(
+      500,
+    )
     expect(Math.max(...capped)).toBe(1200)
   })
 
@@ -71,7 +73,13 @@ describe("vLLM's generate_conversations distributions", () => {
     expect(generateConversations(spec(3), random(), 'x').conversations[0]?.turns).toHaveLength(2)
     expect(generateConversations(spec(6), random(), 'x').conversations[0]?.turns).toHaveLength(3)
     const c = generateConversations(spec(4), random(), 'x').conversations[0]
-    expect(c).toMatchObject({ prefixTokens: 5, turns: [{ userTokens: 20, outputTokens: 8 }, { userTokens: 20, outputTokens: 8 }] })
+    expect(c).toMatchObject({
+      prefixTokens: 5,
+      turns: [
+        { userTokens: 20, outputTokens: 8 },
+        { userTokens: 20, outputTokens: 8 },
+      ],
+    })
   })
 })
 
@@ -93,7 +101,13 @@ describe('arrivals', () => {
 
   it('time scale, duration, request cap and Zipf labels', () => {
     const trace = Array.from({ length: 100 }, (_, i) => ({ arrivalMs: i * 1000, inputTokens: 10, outputTokens: 5 }))
-    const out = scheduleTrace(trace, { timeScale: 0.01, durationSec: 0.5, maxNumRequests: 40, zipfUsers: { numUsers: 5, alpha: 1.5 }, random: random() })
+    const out = scheduleTrace(trace, {
+      timeScale: 0.01,
+      durationSec: 0.5,
+      maxNumRequests: 40,
+      zipfUsers: { numUsers: 5, alpha: 1.5 },
+      random: random(),
+    })
     expect(out).toHaveLength(40)
     expect(out[10]?.arrivalMs).toBeCloseTo(100, 6)
     const counts = new Map<string, number>()

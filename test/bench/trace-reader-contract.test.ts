@@ -48,7 +48,10 @@ const cases: Record<string, ReaderCase> = {
   },
   mooncake: {
     header: '{"timestamp": 2000, "input_length": 600, "output_length": 9, "hash_ids": [0, 1]}',
-    rows: ['{"timestamp": 1000, "input_length": 512, "output_length": 7, "hash_ids": [0]}', '{"timestamp": 1500, "input_length": 10, "output_length": 3, "hash_ids": [5]}'],
+    rows: [
+      '{"timestamp": 1000, "input_length": 512, "output_length": 7, "hash_ids": [0]}',
+      '{"timestamp": 1500, "input_length": 10, "output_length": 3, "hash_ids": [5]}',
+    ],
     malformed: '{"timestamp": 3000, "input_length": 1600, "output_length": 9, "hash_ids": [0]}',
     expected: [
       { arrivalMs: 0, inputTokens: 512, outputTokens: 7 },
@@ -59,8 +62,8 @@ const cases: Record<string, ReaderCase> = {
 }
 
 // Mooncake has no header line: its "header" is the first record.
-const text = (name: string, c: ReaderCase, extra: string[] = []): string =>
-  [c.header, ...c.rows, ...extra].join('\n') + '\n'
+const text = (_name: string, c: ReaderCase, extra: string[] = []): string =>
+  `${[c.header, ...c.rows, ...extra].join('\n')}\n`
 
 describe('every trace reader has a contract case', () => {
   it('covers all registered readers', () => {
@@ -83,9 +86,13 @@ for (const [name, reader] of Object.entries(traceReaders)) {
       const result = reader.parse(text(name, c))
       expect(result.format).toBe(name)
       expect(result.skipped).toEqual([])
-      expect(result.requests.map(({ arrivalMs, inputTokens, outputTokens }) => ({ arrivalMs: Math.round(arrivalMs), inputTokens, outputTokens }))).toEqual(
-        c.expected,
-      )
+      expect(
+        result.requests.map(({ arrivalMs, inputTokens, outputTokens }) => ({
+          arrivalMs: Math.round(arrivalMs),
+          inputTokens,
+          outputTokens,
+        })),
+      ).toEqual(c.expected)
       for (const r of result.requests) expect(r.line).toBeGreaterThan(0)
     })
 
@@ -93,11 +100,15 @@ for (const [name, reader] of Object.entries(traceReaders)) {
       const whole = text(name, c, [c.malformed])
       // Chunks of 7 bytes split lines (and CRLF pairs) at arbitrary points.
       const crlf = whole.replace(/\n/g, '\r\n')
-      const chunks = Array.from({ length: Math.ceil(crlf.length / 7) }, (_, i) => Buffer.from(crlf.slice(i * 7, i * 7 + 7)))
+      const chunks = Array.from({ length: Math.ceil(crlf.length / 7) }, (_, i) =>
+        Buffer.from(crlf.slice(i * 7, i * 7 + 7)),
+      )
       const streamed = await parseTraceStream(Readable.from(chunks), 'auto', { onMalformed: 'skip' })
       expect(streamed).toEqual(parseTrace(whole, 'auto', { onMalformed: 'skip' }))
       expect(streamed.format).toBe(name)
-      await expect(parseTraceStream(Readable.from([whole]), name, { source: 's' })).rejects.toThrow(`s, line ${c.rows.length + 2}:`)
+      await expect(parseTraceStream(Readable.from([whole]), name, { source: 's' })).rejects.toThrow(
+        `s, line ${c.rows.length + 2}:`,
+      )
     })
 
     it('stops at a malformed row with an error naming the file and line', () => {
@@ -126,7 +137,12 @@ for (const [name, reader] of Object.entries(traceReaders)) {
 describe('format-specific readings', () => {
   it('seed 000: a user whose round index restarts begins a new conversation', () => {
     const result = parseTrace(
-      ['user_id time_stamp(seconds) query_length response_length round_index', '1 0 10 5 0', '1 1 10 5 1', '1 2 10 5 0'].join('\n'),
+      [
+        'user_id time_stamp(seconds) query_length response_length round_index',
+        '1 0 10 5 0',
+        '1 1 10 5 1',
+        '1 2 10 5 0',
+      ].join('\n'),
     )
     expect(result.requests.map((r) => [r.conversationId, r.round])).toEqual([
       ['1#1', 0],
@@ -142,14 +158,18 @@ describe('format-specific readings', () => {
   })
 
   it('Azure: 7 fractional digits and offsets are read as UTC date-times', () => {
-    const result = parseTrace('TIMESTAMP,ContextTokens,GeneratedTokens\n2024-05-10 00:00:00.1234567,1,1\n2024-05-10T02:00:01+02:00,2,2\n')
+    const result = parseTrace(
+      'TIMESTAMP,ContextTokens,GeneratedTokens\n2024-05-10 00:00:00.1234567,1,1\n2024-05-10T02:00:01+02:00,2,2\n',
+    )
     expect(result.requests.map((r) => Math.round(r.arrivalMs * 10) / 10)).toEqual([0, 876.5])
   })
 
   it('Mooncake: keeps hash ids and rejects a row whose ids do not cover its length', () => {
     const result = parseTrace('{"timestamp": 0, "input_length": 1025, "output_length": 1, "hash_ids": [4, 5, 6]}\n')
     expect(result.requests[0]?.hashIds).toEqual([4, 5, 6])
-    expect(() => parseTrace('{"timestamp": 0, "input_length": 1100, "output_length": 1, "hash_ids": [4]}\n')).toThrow(/line 1: hash_ids has 1 blocks/)
+    expect(() => parseTrace('{"timestamp": 0, "input_length": 1100, "output_length": 1, "hash_ids": [4]}\n')).toThrow(
+      /line 1: hash_ids has 1 blocks/,
+    )
   })
 
   it('an unknown first line names the known formats', () => {
@@ -157,9 +177,13 @@ describe('format-specific readings', () => {
   })
 
   it('a CSV row with the wrong number of fields is malformed, not a crash', () => {
-    const result = parseTrace('Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n1,ChatGPT,5\n2,ChatGPT,5,5,10,API log\n', 'auto', {
-      onMalformed: 'skip',
-    })
+    const result = parseTrace(
+      'Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n1,ChatGPT,5\n2,ChatGPT,5,5,10,API log\n',
+      'auto',
+      {
+        onMalformed: 'skip',
+      },
+    )
     expect(result.requests).toHaveLength(1)
     expect(result.skipped).toEqual([{ line: 2, reason: 'expected 6 fields, got 3' }])
   })

@@ -75,7 +75,9 @@ describe('end-to-end replay against the emulator', () => {
     const workload = await prepareWorkload(options(fixture('mooncake.jsonl')), counter)
     const run = await runWorkload(workload, { baseUrl: sim.url, counter, clock: createScaledClock(SPEED), seed: 3 })
     expect(run.records.every((r) => r.outcome === 'completed')).toBe(true)
-    expect([...run.records].sort((a, b) => a.scheduledMs - b.scheduledMs).map((r) => r.inputNumTokens)).toEqual([1100, 700, 1024, 300])
+    expect([...run.records].sort((a, b) => a.scheduledMs - b.scheduledMs).map((r) => r.inputNumTokens)).toEqual([
+      1100, 700, 1024, 300,
+    ])
     // Requests 2 and 3 start with block 0 (and 3 with block 1) of request 1: at least one 512-token block hits.
     expect((await prefixHits()) - before).toBeGreaterThanOrEqual(496)
   })

@@ -21,14 +21,19 @@ describe('workload inputs', () => {
     expect(ranked[0]?.[0]).toBe('user-1') // the most popular rank
     expect(workload.requests.every((r) => r.arrivalMs <= 12_000)).toBe(true)
     const rounds = new Map<string, number[]>()
-    for (const r of workload.requests) rounds.set(r.conversationId as string, [...(rounds.get(r.conversationId as string) ?? []), r.round as number])
+    for (const r of workload.requests)
+      rounds.set(r.conversationId as string, [...(rounds.get(r.conversationId as string) ?? []), r.round as number])
     for (const list of rounds.values()) expect(list).toEqual(list.map((_, i) => i))
     // Same seed, same workload.
     expect(load(read('../../config/workloads/bursty-multi-user.json'))).toEqual(workload)
   })
 
   it('detects vLLM conversation JSON and ShareGPT by content, and refuses a format that does not match', () => {
-    expect(load(read('./fixtures/generate_multi_turn.json'))).toMatchObject({ kind: 'conversations', format: 'generate-conversations', commonPrefixTokens: 20 })
+    expect(load(read('./fixtures/generate_multi_turn.json'))).toMatchObject({
+      kind: 'conversations',
+      format: 'generate-conversations',
+      commonPrefixTokens: 20,
+    })
     const sharegpt = load(read('./fixtures/sharegpt.json'))
     expect(sharegpt).toMatchObject({ kind: 'conversations', format: 'sharegpt' })
     if (sharegpt.kind !== 'conversations') return
@@ -36,7 +41,9 @@ describe('workload inputs', () => {
     expect(sharegpt.conversations[1]?.turns[0]).toEqual({ userText: 'Say hello.', userTokens: 3, outputTokens: 2 })
     expect(sharegpt.skipped).toHaveLength(1)
     expect(() => load(read('./fixtures/burstgpt.csv'), 'sharegpt')).toThrow(/is not a sharegpt JSON document/)
-    expect(() => load('{"filetype": "generate_conversations", "num_conversations": 0}')).toThrow(/num_conversations must be a positive integer/)
+    expect(() => load('{"filetype": "generate_conversations", "num_conversations": 0}')).toThrow(
+      /num_conversations must be a positive integer/,
+    )
   })
 
   it('a trace run closed-loop becomes its conversations, rounds in order', () => {

@@ -63,9 +63,9 @@ describe('config validation', () => {
     expect(problemOf(() => parseConfig({ users: [{ name: 'a' }, { name: 'a' }] }))).toContain(
       'users.name[1]: duplicate "a"',
     )
-    expect(
-      problemOf(() => parseConfig({ admission: { defaultDeadlineMs: 5000, maxDeadlineMs: 1000 } })),
-    ).toContain('admission.maxDeadlineMs: must be >= admission.defaultDeadlineMs')
+    expect(problemOf(() => parseConfig({ admission: { defaultDeadlineMs: 5000, maxDeadlineMs: 1000 } }))).toContain(
+      'admission.maxDeadlineMs: must be >= admission.defaultDeadlineMs',
+    )
   })
 
   it('lists the valid policies for an unknown one', () => {

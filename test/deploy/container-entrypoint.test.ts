@@ -1,5 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, statSync } from 'node:fs'
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  statSync,
+} from 'node:fs'
 import { builtinModules } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -39,8 +49,11 @@ describe.skipIf(npm === undefined)("the image's entrypoint, run from an /app-lik
     app = join(scratch, 'app')
     mkdirSync(app)
     // The build stage runs `npm run build`; here its output goes to app/dist instead of the shared tree's dist/.
-    const build = await runTool(npm ?? 'npm', ['run', 'build', '--', '--outDir', join(app, 'dist')], { timeoutMs: 90_000 })
-    if (!existsSync(join(app, 'dist', 'cli.js'))) throw new Error(`npm run build produced no dist/cli.js:\n${build.stdout}${build.stderr}`)
+    const build = await runTool(npm ?? 'npm', ['run', 'build', '--', '--outDir', join(app, 'dist')], {
+      timeoutMs: 90_000,
+    })
+    if (!existsSync(join(app, 'dist', 'cli.js')))
+      throw new Error(`npm run build produced no dist/cli.js:\n${build.stdout}${build.stderr}`)
     copyFileSync(repoPath('package.json'), join(app, 'package.json'))
     symlinkSync(repoPath('node_modules'), join(app, 'node_modules'), 'dir')
   }, 120_000)
@@ -60,7 +73,8 @@ describe.skipIf(npm === undefined)("the image's entrypoint, run from an /app-lik
     for (const file of jsFiles(join(app, 'dist'))) {
       const text = readFileSync(file, 'utf8')
       // Static `import … from 'x'` / `export … from 'x'` / `import 'x'` statements and dynamic `import('x')`.
-      const statements = /^\s*(?:import|export)\s+(?:[^'";]*?\sfrom\s*)?['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]\s*\)/gm
+      const statements =
+        /^\s*(?:import|export)\s+(?:[^'";]*?\sfrom\s*)?['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]\s*\)/gm
       for (const match of text.matchAll(statements)) {
         const specifier = match[1] ?? match[2] ?? ''
         if (specifier.startsWith('.') || specifier.startsWith('node:') || builtins.has(specifier)) continue
@@ -69,7 +83,8 @@ describe.skipIf(npm === undefined)("the image's entrypoint, run from an /app-lik
       }
     }
     expect(imported.size).toBeGreaterThan(3)
-    for (const name of imported) expect(Object.keys(pkg.dependencies), `${name} is imported by dist/ but is not a dependency`).toContain(name)
+    for (const name of imported)
+      expect(Object.keys(pkg.dependencies), `${name} is imported by dist/ but is not a dependency`).toContain(name)
   })
 
   it('starts with the baked-in config, passes the HEALTHCHECK, serves, and stops cleanly on STOPSIGNAL', async () => {

@@ -49,6 +49,7 @@ describe('Grafana dashboard', () => {
     const text = readRepoFile('deploy/grafana/dashboards/kvgate.json')
     const uids = [...text.matchAll(/"uid":\s*"([^"]*)"/g)].map((m) => m[1])
     // The dashboard's own uid and Grafana's built-in annotation source are the only other uids.
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's own variable syntax, not a template
     expect(new Set(uids.filter((uid) => uid !== '${DS_PROMETHEUS}'))).toEqual(new Set(['kvgate', '-- Grafana --']))
   })
 
@@ -73,7 +74,10 @@ describe.skipIf(!promtool.run)('Grafana dashboard queries (promtool)', () => {
     writeFileSync(
       file,
       recordingRulesFor(
-        targets.map((target, i) => ({ name: `kvgate:dashboard_expression_${i}:check`, expr: substituteVariables(target.expr, dashboard) })),
+        targets.map((target, i) => ({
+          name: `kvgate:dashboard_expression_${i}:check`,
+          expr: substituteVariables(target.expr, dashboard),
+        })),
       ),
     )
     const result = await runTool(requireTool(promtool, 'promtool'), ['check', 'rules', file])

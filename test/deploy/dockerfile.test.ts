@@ -47,10 +47,10 @@ function dockerIgnored(path: string, patterns: readonly string[]): boolean {
       '^' +
         glob
           .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-          .replace(/\*\*/g, '\u0000')
+          .replace(/\*\*/g, '\u0001')
           .replace(/\*/g, '[^/]*')
           .replace(/\?/g, '[^/]')
-          .replace(/\u0000/g, '.*') +
+          .replaceAll('\u0001', '.*') +
         '$',
     )
   const parts = posix.normalize(path).split('/')
@@ -78,7 +78,8 @@ const dockerignore = readRepoFile('.dockerignore')
   .filter((line) => line.length > 0 && !line.startsWith('#'))
 const stages = instructions.filter((i) => i.keyword === 'FROM')
 const finalStage = stages.length - 1
-const inFinal = (keyword: string): Instruction[] => instructions.filter((i) => i.keyword === keyword && i.stage === finalStage)
+const inFinal = (keyword: string): Instruction[] =>
+  instructions.filter((i) => i.keyword === keyword && i.stage === finalStage)
 const only = <T>(items: readonly T[], what: string): T => {
   expect(items, what).toHaveLength(1)
   return items[0] as T
@@ -99,7 +100,10 @@ describe('Dockerfile', () => {
     const copies = instructions.filter((i) => i.keyword === 'COPY' && !i.args.startsWith('--from'))
     expect(copies.length).toBeGreaterThan(0)
     for (const copy of copies) {
-      const sources = copy.args.split(/\s+/).filter((word) => !word.startsWith('--')).slice(0, -1)
+      const sources = copy.args
+        .split(/\s+/)
+        .filter((word) => !word.startsWith('--'))
+        .slice(0, -1)
       for (const source of sources) {
         expect(existsSync(repoPath(source)), `${source} (COPY ${copy.args})`).toBe(true)
         for (const file of filesUnder(source)) {
@@ -120,10 +124,17 @@ describe('Dockerfile', () => {
   })
 
   it('starts the CLI that `npm run build` produces, with `serve` and the documented config path', () => {
-    const pkg = JSON.parse(readRepoFile('package.json')) as { scripts: Record<string, string>; bin: Record<string, string> }
-    const tsconfig = JSON.parse(readRepoFile('tsconfig.build.json')) as { compilerOptions: { rootDir: string; outDir: string } }
+    const pkg = JSON.parse(readRepoFile('package.json')) as {
+      scripts: Record<string, string>
+      bin: Record<string, string>
+    }
+    const tsconfig = JSON.parse(readRepoFile('tsconfig.build.json')) as {
+      compilerOptions: { rootDir: string; outDir: string }
+    }
     expect(pkg.scripts['build']).toBe('tsc -p tsconfig.build.json')
-    const builtCli = posix.join(tsconfig.compilerOptions.outDir, posix.relative(tsconfig.compilerOptions.rootDir, 'src/cli.ts')).replace(/\.ts$/, '.js')
+    const builtCli = posix
+      .join(tsconfig.compilerOptions.outDir, posix.relative(tsconfig.compilerOptions.rootDir, 'src/cli.ts'))
+      .replace(/\.ts$/, '.js')
     expect(builtCli).toBe('dist/cli.js')
     expect(pkg.bin['kvgate']).toBe(builtCli)
 
@@ -136,7 +147,10 @@ describe('Dockerfile', () => {
     const workdir = only(inFinal('WORKDIR'), 'WORKDIR').args
     const buildWorkdir = instructions.find((i) => i.keyword === 'WORKDIR' && i.stage === 0)?.args ?? ''
     const fromBuild = inFinal('COPY').find((c) => c.args.startsWith('--from='))
-    expect(fromBuild?.args.split(/\s+/).slice(1)).toEqual([posix.join(buildWorkdir, tsconfig.compilerOptions.outDir), `./${posix.dirname(builtCli)}`])
+    expect(fromBuild?.args.split(/\s+/).slice(1)).toEqual([
+      posix.join(buildWorkdir, tsconfig.compilerOptions.outDir),
+      `./${posix.dirname(builtCli)}`,
+    ])
     expect(inFinal('COPY').some((c) => /\bpackage\.json\b/.test(c.args) && c.args.trim().endsWith('./'))).toBe(true)
     expect(workdir).toBe('/app')
   })

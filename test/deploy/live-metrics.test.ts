@@ -87,7 +87,9 @@ describe.skipIf(!promtool.run || !prometheusBin.run)('kvgate /metrics with promt
     })
     gateway = await createGateway({ config, logger: false })
     gatewayUrl = await gateway.listen({ port: 0, host: '127.0.0.1' })
-    await pollUntil('kvgate /health to be 200', async () => ((await httpText(`${gatewayUrl}/health`)).status === 200 ? true : undefined))
+    await pollUntil('kvgate /health to be 200', async () =>
+      (await httpText(`${gatewayUrl}/health`)).status === 200 ? true : undefined,
+    )
     await sendTraffic()
   })
 
@@ -119,9 +121,9 @@ describe.skipIf(!promtool.run || !prometheusBin.run)('kvgate /metrics with promt
     const families = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]))
     const queried = [
       ...dashboardTargets(dashboard).map((t) => t.expr),
-      ...(parse(readRepoFile('deploy/prometheus/kvgate-alerts.yml')) as { groups: { rules: { expr: string }[] }[] }).groups.flatMap(
-        (g) => g.rules.map((r) => r.expr),
-      ),
+      ...(
+        parse(readRepoFile('deploy/prometheus/kvgate-alerts.yml')) as { groups: { rules: { expr: string }[] }[] }
+      ).groups.flatMap((g) => g.rules.map((r) => r.expr)),
     ]
     const names = new Set(queried.flatMap((expr) => [...expr.matchAll(/\bkvgate_[a-z_]+/g)].map((m) => m[0])))
     expect(names.size).toBeGreaterThan(10)
@@ -226,14 +228,18 @@ describe.skipIf(!promtool.run || !prometheusBin.run)('kvgate /metrics with promt
       const query = substituteVariables(panel?.expr ?? '', dashboard, '1m')
       // New admissions while Prometheus is scraping, so the rate over the last minute is above zero.
       await pollUntil('kvgate scraped once by Prometheus', async () => {
-        const { data } = await httpJson<PromQueryResult>(`${prometheusUrl}/api/v1/query?query=${encodeURIComponent('up{job="kvgate"}')}`)
+        const { data } = await httpJson<PromQueryResult>(
+          `${prometheusUrl}/api/v1/query?query=${encodeURIComponent('up{job="kvgate"}')}`,
+        )
         return data.result.length > 0 ? true : undefined
       })
       await sendTraffic()
       const result = await pollUntil(
         `a non-zero answer to ${query}`,
         async () => {
-          const answer = await httpJson<PromQueryResult>(`${prometheusUrl}/api/v1/query?query=${encodeURIComponent(query)}`)
+          const answer = await httpJson<PromQueryResult>(
+            `${prometheusUrl}/api/v1/query?query=${encodeURIComponent(query)}`,
+          )
           expect(answer.status).toBe('success')
           const positive = answer.data.result.filter((series) => Number(series.value[1]) > 0)
           return positive.length > 0 ? answer.data.result : undefined
@@ -247,7 +253,9 @@ describe.skipIf(!promtool.run || !prometheusBin.run)('kvgate /metrics with promt
       const empty: string[] = []
       for (const target of dashboardTargets(dashboard)) {
         const query = substituteVariables(target.expr, dashboard, '1m')
-        const answer = await httpJson<PromQueryResult>(`${prometheusUrl}/api/v1/query?query=${encodeURIComponent(query)}`)
+        const answer = await httpJson<PromQueryResult>(
+          `${prometheusUrl}/api/v1/query?query=${encodeURIComponent(query)}`,
+        )
         expect(answer.status, `${target.panel} ${target.refId}: ${query}`).toBe('success')
         if (answer.data.result.length === 0) empty.push(`${target.panel} ${target.refId}`)
       }

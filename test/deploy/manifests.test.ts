@@ -14,6 +14,7 @@ import { findExecutable, readRepoFile, repoPath, repoRoot, runTool } from './sup
  * generated names, mounted paths). With kubectl on PATH, `kubectl kustomize` also builds the overlay.
  */
 // Manifests are untyped YAML; the assertions below are the schema.
+// biome-ignore lint/suspicious/noExplicitAny: walking untyped YAML; every access is checked by an assertion
 type Doc = Record<string, any>
 
 const k8s = (file: string): Doc => parse(readRepoFile(`deploy/kubernetes/${file}`)) as Doc
@@ -98,7 +99,7 @@ describe('Kubernetes manifests', () => {
     expect(endpoint['path']).toBe('/metrics')
   })
 
-  describe('the init container that adds the Secret\'s API keys to the config', () => {
+  describe("the init container that adds the Secret's API keys to the config", () => {
     let scratch = ''
     beforeAll(() => {
       scratch = mkdtempSync(join(tmpdir(), 'kvgate-k8s-'))
@@ -120,7 +121,9 @@ describe('Kubernetes manifests', () => {
         env: {
           ...process.env,
           KVGATE_BASE_CONFIG: repoPath('deploy/kubernetes/kvgate.yaml'),
-          KVGATE_API_KEYS_FILE: repoPath(`deploy/kubernetes/${fileOf(kustomization['secretGenerator'][0]['files'][0])}`),
+          KVGATE_API_KEYS_FILE: repoPath(
+            `deploy/kubernetes/${fileOf(kustomization['secretGenerator'][0]['files'][0])}`,
+          ),
           KVGATE_RENDERED_CONFIG: rendered,
         },
       })
@@ -133,24 +136,31 @@ describe('Kubernetes manifests', () => {
   })
 
   const kubectl = findExecutable('kubectl')
-  if (kubectl === undefined) console.warn('[test/deploy] skipping `kubectl kustomize`: kubectl is not on PATH (optional)')
-  it.skipIf(kubectl === undefined)('kubectl kustomize builds the overlay with the generated names wired in', async () => {
-    const result = await runTool(kubectl ?? 'kubectl', ['kustomize', 'deploy/kubernetes'])
-    expect(result.code, result.stderr).toBe(0)
-    const docs = parseAllDocuments(result.stdout).map((d) => d.toJS() as Doc)
-    expect(docs.map((d) => d['kind']).sort()).toEqual(
-      ['ConfigMap', 'Deployment', 'PrometheusRule', 'Secret', 'Service', 'ServiceMonitor'].sort(),
-    )
-    const configMap = docs.find((d) => d['kind'] === 'ConfigMap') as Doc
-    const secret = docs.find((d) => d['kind'] === 'Secret') as Doc
-    const built = docs.find((d) => d['kind'] === 'Deployment') as Doc
-    const volumes = built['spec']['template']['spec']['volumes'] as Doc[]
-    expect(volumes.map((v) => v['configMap']?.['name'] ?? v['secret']?.['secretName']).filter(Boolean).sort()).toEqual(
-      [configMap['metadata']['name'], secret['metadata']['name']].sort(),
-    )
-    expect(configMap['metadata']['name']).toMatch(new RegExp(`^${configMapName}-\\w+$`))
-    parseConfig(parse(configMap['data']['kvgate.yaml']))
-  })
+  if (kubectl === undefined)
+    console.warn('[test/deploy] skipping `kubectl kustomize`: kubectl is not on PATH (optional)')
+  it.skipIf(kubectl === undefined)(
+    'kubectl kustomize builds the overlay with the generated names wired in',
+    async () => {
+      const result = await runTool(kubectl ?? 'kubectl', ['kustomize', 'deploy/kubernetes'])
+      expect(result.code, result.stderr).toBe(0)
+      const docs = parseAllDocuments(result.stdout).map((d) => d.toJS() as Doc)
+      expect(docs.map((d) => d['kind']).sort()).toEqual(
+        ['ConfigMap', 'Deployment', 'PrometheusRule', 'Secret', 'Service', 'ServiceMonitor'].sort(),
+      )
+      const configMap = docs.find((d) => d['kind'] === 'ConfigMap') as Doc
+      const secret = docs.find((d) => d['kind'] === 'Secret') as Doc
+      const built = docs.find((d) => d['kind'] === 'Deployment') as Doc
+      const volumes = built['spec']['template']['spec']['volumes'] as Doc[]
+      expect(
+        volumes
+          .map((v) => v['configMap']?.['name'] ?? v['secret']?.['secretName'])
+          .filter(Boolean)
+          .sort(),
+      ).toEqual([configMap['metadata']['name'], secret['metadata']['name']].sort())
+      expect(configMap['metadata']['name']).toMatch(new RegExp(`^${configMapName}-\\w+$`))
+      parseConfig(parse(configMap['data']['kvgate.yaml']))
+    },
+  )
 })
 
 describe('docker compose files', () => {
@@ -166,12 +176,16 @@ describe('docker compose files', () => {
     for (const [name, service] of Object.entries(services)) {
       for (const volume of (service['volumes'] ?? []) as string[]) {
         const [source] = volume.split(':')
-        if (source?.startsWith('.')) expect(existsSync(repoPath(posix.join('deploy/compose', source))), `${name}: ${volume}`).toBe(true)
+        if (source?.startsWith('.'))
+          expect(existsSync(repoPath(posix.join('deploy/compose', source))), `${name}: ${volume}`).toBe(true)
       }
-      if (service['build']) expect(existsSync(repoPath(posix.join('deploy/compose', service['build']['context'], 'Dockerfile')))).toBe(true)
+      if (service['build'])
+        expect(existsSync(repoPath(posix.join('deploy/compose', service['build']['context'], 'Dockerfile')))).toBe(true)
     }
     // kvgate's config is mounted at the image's config path and passes parseConfig.
-    const kvgateMount = (services['kvgate']?.['volumes'] as string[]).find((v) => v.includes(':/etc/kvgate/kvgate.yaml'))
+    const kvgateMount = (services['kvgate']?.['volumes'] as string[] | undefined)?.find((v) =>
+      v.includes(':/etc/kvgate/kvgate.yaml'),
+    )
     const config = parseConfig(parse(readRepoFile(posix.join('deploy/compose', kvgateMount?.split(':')[0] ?? ''))))
     // Prometheus' scrape targets are these services on these ports.
     expect(targetsOf('kvgate')).toEqual([`kvgate:${config.server.port}`])
@@ -179,9 +193,13 @@ describe('docker compose files', () => {
     expect(services['kvgate']?.['ports']).toContain(`${config.server.port}:${config.server.port}`)
     // Grafana's provisioning finds the dashboard where compose mounts it, and its datasource is this Prometheus.
     const provider = parse(readRepoFile('deploy/grafana/provisioning/dashboards/kvgate.yaml')) as Doc
-    const dashboardsMount = (services['grafana']?.['volumes'] as string[]).find((v) => v.startsWith('../grafana/dashboards:'))
+    const dashboardsMount = (services['grafana']?.['volumes'] as string[] | undefined)?.find((v) =>
+      v.startsWith('../grafana/dashboards:'),
+    )
     expect(dashboardsMount?.split(':')[1]).toBe(provider['providers'][0]['options']['path'])
-    const datasource = (parse(readRepoFile('deploy/grafana/provisioning/datasources/prometheus.yaml')) as Doc)['datasources'][0]
+    const datasource = (parse(readRepoFile('deploy/grafana/provisioning/datasources/prometheus.yaml')) as Doc)[
+      'datasources'
+    ][0]
     expect(datasource['url']).toBe('http://prometheus:9090')
     expect(services['prometheus']?.['volumes']).toContain('../prometheus:/etc/prometheus:ro')
   })
@@ -197,6 +215,9 @@ describe('docker compose files', () => {
   it('the GPU stack reserves an NVIDIA GPU for vLLM', () => {
     const vllm = (parse(readRepoFile('deploy/compose/docker-compose.yml')) as Doc)['services']['vllm']
     expect(vllm['image']).toMatch(/^vllm\/vllm-openai:/)
-    expect(vllm['deploy']['resources']['reservations']['devices'][0]).toMatchObject({ driver: 'nvidia', capabilities: ['gpu'] })
+    expect(vllm['deploy']['resources']['reservations']['devices'][0]).toMatchObject({
+      driver: 'nvidia',
+      capabilities: ['gpu'],
+    })
   })
 })

@@ -41,7 +41,11 @@ describe.skipIf(!promtool.run)('alerting rules and scrape config (promtool)', ()
   })
 
   it('promtool check config accepts prometheus.yml and finds the rule file', async () => {
-    const result = await runTool(requireTool(promtool, 'promtool'), ['check', 'config', 'deploy/prometheus/prometheus.yml'])
+    const result = await runTool(requireTool(promtool, 'promtool'), [
+      'check',
+      'config',
+      'deploy/prometheus/prometheus.yml',
+    ])
     expect(result.code, result.stdout + result.stderr).toBe(0)
     expect(result.stdout).toContain('1 rule files found')
   })
@@ -54,7 +58,10 @@ describe.skipIf(!promtool.run)('alerting rules and scrape config (promtool)', ()
 
   it('a broken rule is refused (the check can fail)', async () => {
     const broken = join(scratch, 'broken.yml')
-    writeFileSync(broken, 'groups:\n  - name: x\n    rules:\n      - alert: X\n        expr: sum by (le (rate(x[5m]))\n')
+    writeFileSync(
+      broken,
+      'groups:\n  - name: x\n    rules:\n      - alert: X\n        expr: sum by (le (rate(x[5m]))\n',
+    )
     const result = await runTool(requireTool(promtool, 'promtool'), ['check', 'rules', broken])
     expect(result.code).not.toBe(0)
   })

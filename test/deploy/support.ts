@@ -7,7 +7,8 @@ import { promisify } from 'node:util'
 /** Shared helpers for the checks of deploy/ with real tools (promtool, prometheus, kubectl). */
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url))
-export const repoPath = (relative: string): string => fileURLToPath(new URL(relative, new URL('../../', import.meta.url)))
+export const repoPath = (relative: string): string =>
+  fileURLToPath(new URL(relative, new URL('../../', import.meta.url)))
 export const readRepoFile = (relative: string): string => readFileSync(repoPath(relative), 'utf8')
 
 /** The absolute path of an executable on PATH, or undefined. */
@@ -156,12 +157,13 @@ export function dashboardTargets(dashboard: Dashboard): DashboardTarget[] {
  * left starting with `$` is a variable the dashboard does not define, which the caller should catch.
  */
 export function substituteVariables(expr: string, dashboard: Dashboard, rateInterval = '1m'): string {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's own variable syntax, not a template
   let out = expr.replaceAll('${__rate_interval}', rateInterval).replaceAll('$__rate_interval', rateInterval)
   out = out.replaceAll('$__interval', rateInterval).replaceAll('$__range', rateInterval)
   for (const variable of dashboard.templating.list) {
     if (variable.type !== 'query') continue
     const value = variable.allValue ?? '.*'
-    out = out.replaceAll('${' + variable.name + '}', value).replace(new RegExp(`\\$${variable.name}\\b`, 'g'), value)
+    out = out.replaceAll(`\${${variable.name}}`, value).replace(new RegExp(`\\$${variable.name}\\b`, 'g'), value)
   }
   return out
 }
@@ -172,5 +174,5 @@ export function recordingRulesFor(exprs: readonly { name: string; expr: string }
   for (const { name, expr } of exprs) {
     lines.push(`      - record: ${name}`, `        expr: ${JSON.stringify(expr)}`)
   }
-  return lines.join('\n') + '\n'
+  return `${lines.join('\n')}\n`
 }

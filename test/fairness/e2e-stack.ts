@@ -175,7 +175,14 @@ export class FairnessClients {
   async #one(user: string): Promise<void> {
     const clock = this.#stack.clock
     const weight = this.#weights.get(user) ?? 1
-    const record: ClientRecord = { user, sentMs: clock.now(), firstTokenMs: undefined, lastTokenMs: undefined, tokens: 0, status: 0 }
+    const record: ClientRecord = {
+      user,
+      sentMs: clock.now(),
+      firstTokenMs: undefined,
+      lastTokenMs: undefined,
+      tokens: 0,
+      status: 0,
+    }
     this.records.push(record)
     try {
       const response = await request(`${this.#stack.url}/v1/chat/completions`, {

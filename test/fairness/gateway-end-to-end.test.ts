@@ -138,7 +138,14 @@ describe('fairness end to end: gateway + emulator', () => {
   })
 
   it('vtc weights 2:1 give a 2:1 service ratio within 10%', async () => {
-    stack = await startE2eStack({ speed: SPEED, policy: 'vtc', users: [{ name: 'gold', weight: 2 }, { name: 'silver', weight: 1 }] })
+    stack = await startE2eStack({
+      speed: SPEED,
+      policy: 'vtc',
+      users: [
+        { name: 'gold', weight: 2 },
+        { name: 'silver', weight: 1 },
+      ],
+    })
     const clients = new FairnessClients(stack, { gold: 2, silver: 1 })
     clients.closedLoop('gold', 30)
     clients.closedLoop('silver', 30)
@@ -151,10 +158,14 @@ describe('fairness end to end: gateway + emulator', () => {
     // Weighted service is tokens / weight: raw tokens are service × weight.
     const gold = ((clients.service.get('gold') ?? 0) - (base.get('gold') ?? 0)) * 2
     const silver = (clients.service.get('silver') ?? 0) - (base.get('silver') ?? 0)
-    printTable(`gateway + emulator: weights 2:1 under vtc`, ['user', 'weighted tokens served', 'ratio'], [
-      ['gold (w=2)', gold, gold / silver],
-      ['silver (w=1)', silver, 1],
-    ])
+    printTable(
+      `gateway + emulator: weights 2:1 under vtc`,
+      ['user', 'weighted tokens served', 'ratio'],
+      [
+        ['gold (w=2)', gold, gold / silver],
+        ['silver (w=1)', silver, 1],
+      ],
+    )
     expect(gold / silver).toBeGreaterThan(1.8)
     expect(gold / silver).toBeLessThan(2.2)
     // The in-process reference comparison of fifo and vtc on the two-user workload, for the log.
@@ -194,7 +205,11 @@ describe('fairness end to end: gateway + emulator', () => {
       await stack.close()
       stack = undefined
     }
-    printTable(`gateway + emulator: light user TTFT (emulated ms) next to a heavy user with 40 outstanding`, ['policy', 'sent', 'first token came', 'p50', 'p90', 'a request runs (p50)'], rows)
+    printTable(
+      `gateway + emulator: light user TTFT (emulated ms) next to a heavy user with 40 outstanding`,
+      ['policy', 'sent', 'first token came', 'p50', 'p90', 'a request runs (p50)'],
+      rows,
+    )
     expect((p90.get('vtc') ?? Infinity) * 3).toBeLessThanOrEqual(p90.get('fifo') ?? 0)
     // "About the time until the next running request completes": never more than one request's run time away
     // (measured in the same run, ~4 emulated s); allow half again for the gateway's poll to see the freed KV.
@@ -227,14 +242,20 @@ describe('fairness end to end: gateway + emulator', () => {
     const rows: (string | number)[][] = []
     for (let minute = 0; minute < 2; minute++) {
       const from = startMs + minute * 60_000
-      const admitted = clients.records.filter((r) => r.firstTokenMs !== undefined && r.firstTokenMs >= from && r.firstTokenMs < from + 60_000)
+      const admitted = clients.records.filter(
+        (r) => r.firstTokenMs !== undefined && r.firstTokenMs >= from && r.firstTokenMs < from + 60_000,
+      )
       const tokens = admitted.length * (E2E.promptTokens + E2E.outputTokens)
       rows.push([minute + 1, quota, tokens, tokens / quota])
       // The first token comes a little after admission: allow one request of slack at the minute's edge.
       expect(tokens, `minute ${minute + 1}`).toBeLessThanOrEqual(quota + (E2E.promptTokens + E2E.outputTokens))
       expect(tokens, `minute ${minute + 1}`).toBeGreaterThanOrEqual(0.95 * quota)
     }
-    printTable(`gateway + emulator (speed ${speed}, scaled gateway clock): tpm tokens admitted per minute`, ['minute', 'quota', 'tokens', 'ratio'], rows)
+    printTable(
+      `gateway + emulator (speed ${speed}, scaled gateway clock): tpm tokens admitted per minute`,
+      ['minute', 'quota', 'tokens', 'ratio'],
+      rows,
+    )
     // The in-process reference comparison of fifo and vtc on the two-user workload, for the log.
     await compareFifoAndVtc('end-to-end file')
   })
@@ -280,11 +301,15 @@ describe('fairness end to end: gateway + emulator', () => {
     const back = [await quotaOf('a'), await quotaOf('b')]
     await a.stop()
     await b.stop()
-    printTable(`gateway + emulator (speed ${speed}): dynamic-tpm quotas (tokens/min) from /metrics`, ['phase', 'a', 'b'], [
-      ['both active', shared[0] ?? NaN, shared[1] ?? NaN],
-      ['b idle', alone ?? NaN, '-'],
-      ['b back', back[0] ?? NaN, back[1] ?? NaN],
-    ])
+    printTable(
+      `gateway + emulator (speed ${speed}): dynamic-tpm quotas (tokens/min) from /metrics`,
+      ['phase', 'a', 'b'],
+      [
+        ['both active', shared[0] ?? NaN, shared[1] ?? NaN],
+        ['b idle', alone ?? NaN, '-'],
+        ['b back', back[0] ?? NaN, back[1] ?? NaN],
+      ],
+    )
     const [sharedA, sharedB] = shared as [number, number]
     expect(sharedA).toBeGreaterThan(0)
     expect(sharedA / sharedB).toBeCloseTo(1, 1)

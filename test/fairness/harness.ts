@@ -33,7 +33,13 @@ export interface FairnessRun {
   /** Raw tokens served per user (prompt at admission + completion as streamed). */
   readonly tokens: ReadonlyMap<string, number>
   /** Per admitted request: its user, when it was admitted, its need, its TTFT. */
-  readonly requests: readonly { user: string; enqueuedAtMs: number; admittedAtMs: number; needTokens: number; ttftMs: number }[]
+  readonly requests: readonly {
+    user: string
+    enqueuedAtMs: number
+    admittedAtMs: number
+    needTokens: number
+    ttftMs: number
+  }[]
   readonly rejections: readonly { user: string; atMs: number; error: KvgateError }[]
   /** Requests that never produced a token before the run ended (still queued or just admitted). */
   readonly unserved: readonly { user: string; enqueuedAtMs: number }[]
@@ -235,7 +241,11 @@ export function percentile(values: readonly number[], p: number): number {
 }
 
 /** A small fixed-width table for the test log. */
-export function printTable(title: string, header: readonly string[], rows: readonly (readonly (string | number)[])[]): void {
+export function printTable(
+  title: string,
+  header: readonly string[],
+  rows: readonly (readonly (string | number)[])[],
+): void {
   const cells = [header, ...rows].map((row) => row.map((c) => (typeof c === 'number' ? formatNumber(c) : c)))
   const widths = header.map((_, i) => Math.max(...cells.map((row) => (row[i] ?? '').length)))
   const line = (row: readonly string[]): string => row.map((c, i) => c.padStart(widths[i] ?? 0)).join('  ')
@@ -271,8 +281,18 @@ export async function compareFifoAndVtc(title: string): Promise<Map<string, { di
     const run = await runFairness({
       policy,
       users: [
-        { user: light, ratePerSecond: REFERENCE.lightRatePerSecond, promptTokens: REFERENCE.promptTokens, outputTokens: REFERENCE.outputTokens },
-        { user: heavy, ratePerSecond: REFERENCE.heavyRatePerSecond, promptTokens: REFERENCE.promptTokens, outputTokens: REFERENCE.outputTokens },
+        {
+          user: light,
+          ratePerSecond: REFERENCE.lightRatePerSecond,
+          promptTokens: REFERENCE.promptTokens,
+          outputTokens: REFERENCE.outputTokens,
+        },
+        {
+          user: heavy,
+          ratePerSecond: REFERENCE.heavyRatePerSecond,
+          promptTokens: REFERENCE.promptTokens,
+          outputTokens: REFERENCE.outputTokens,
+        },
       ],
       capacityTokens: REFERENCE.capacityTokens,
       durationMs: REFERENCE.durationMs,

@@ -35,7 +35,11 @@ describe('fairness: a user of large requests next to a user of small ones, under
       results.set(maxBypassMs, { utilization: run.kvUtilization, bigShare, jain })
       rows.push([maxBypassMs === 600_000 ? 'unbounded' : `${maxBypassMs} ms`, run.kvUtilization, bigShare, jain])
     }
-    printTable('vtc, large (1,200+400) vs small (100+50) requests, both backlogged, 60 s', ['maxBypassMs', 'KV utilization', "big's service share", "Jain's index"], rows)
+    printTable(
+      'vtc, large (1,200+400) vs small (100+50) requests, both backlogged, 60 s',
+      ['maxBypassMs', 'KV utilization', "big's service share", "Jain's index"],
+      rows,
+    )
     const strict = results.get(0)
     const bounded = results.get(2_000)
     const unbounded = results.get(600_000)

@@ -33,7 +33,11 @@ describe('fairness: quotas through the admission controller', () => {
         expect(admitted, `${user} minute ${minute + 1}`).toBeGreaterThanOrEqual(0.95 * quota)
       }
     }
-    printTable('tpm: tokens admitted per minute vs quota (300-token requests, 5/s offered each)', ['user', 'minute', 'quota', 'admitted', 'ratio'], rows)
+    printTable(
+      'tpm: tokens admitted per minute vs quota (300-token requests, 5/s offered each)',
+      ['user', 'minute', 'quota', 'admitted', 'ratio'],
+      rows,
+    )
     // Offered 90,000 tokens/min each: what the quota holds back waits, and 429s at its deadline with the quota's figures.
     const quotaRejections = run.rejections.filter((r) => r.error.code === 'quota_exceeded')
     expect(quotaRejections.length).toBeGreaterThan(0)
@@ -66,10 +70,19 @@ describe('fairness: quotas through the admission controller', () => {
     const share = (fromMs: number, toMs: number) => {
       const inWindow = run.requests.filter((r) => r.admittedAtMs >= fromMs && r.admittedAtMs < toMs)
       const total = inWindow.reduce((s, r) => s + r.needTokens, 0)
-      return Object.fromEntries(['a', 'b', 'c'].map((u) => [u, inWindow.filter((r) => r.user === u).reduce((s, r) => s + r.needTokens, 0) / total])) as Record<string, number>
+      return Object.fromEntries(
+        ['a', 'b', 'c'].map((u) => [
+          u,
+          inWindow.filter((r) => r.user === u).reduce((s, r) => s + r.needTokens, 0) / total,
+        ]),
+      ) as Record<string, number>
     }
     const throughput = (fromMs: number, toMs: number) =>
-      (run.requests.filter((r) => r.admittedAtMs >= fromMs && r.admittedAtMs < toMs).reduce((s, r) => s + r.needTokens, 0) * MINUTE) / (toMs - fromMs)
+      (run.requests
+        .filter((r) => r.admittedAtMs >= fromMs && r.admittedAtMs < toMs)
+        .reduce((s, r) => s + r.needTokens, 0) *
+        MINUTE) /
+      (toMs - fromMs)
     // Quotas count over a sliding minute, so shares are measured over whole minutes where possible: c is
     // inactive from 60 s (20 s after its last request) and back from 120 s.
     const phases = [
@@ -85,7 +98,11 @@ describe('fairness: quotas through the admission controller', () => {
         return [name, s['a'] ?? 0, s['b'] ?? 0, s['c'] ?? 0, throughput(from, to)]
       }),
     )
-    const [all, idle, back] = phases.map(([, from, to]) => share(from, to)) as [Record<string, number>, Record<string, number>, Record<string, number>]
+    const [all, idle, back] = phases.map(([, from, to]) => share(from, to)) as [
+      Record<string, number>,
+      Record<string, number>,
+      Record<string, number>,
+    ]
     for (const u of ['a', 'b', 'c']) expect(all[u]).toBeCloseTo(1 / 3, 1)
     // Work-conserving: with c idle, a and b split everything and the KV stays busy.
     expect(idle['c']).toBe(0)

@@ -49,7 +49,13 @@ describe('fairness: service difference of continuously backlogged users', () => 
     const names = ['light', 'heavy']
     const rates = [REFERENCE.lightRatePerSecond, REFERENCE.heavyRatePerSecond]
     const half = async (policy: string) => {
-      const run = await runFairness({ policy, users: workload(names, rates), capacityTokens: REFERENCE.capacityTokens, durationMs: 60_000, seed: 5 })
+      const run = await runFairness({
+        policy,
+        users: workload(names, rates),
+        capacityTokens: REFERENCE.capacityTokens,
+        durationMs: 60_000,
+        seed: 5,
+      })
       return [maxServiceDifference(run, names, 2_000), run.samples] as const
     }
     const [, fifoSamples] = await half('fifo')
@@ -82,7 +88,13 @@ describe('fairness: service difference of continuously backlogged users', () => 
     const rows: (string | number)[][] = []
     const differences = new Map<string, number>()
     for (const policy of ['fifo', 'vtc']) {
-      const run = await runFairness({ policy, users: workload(names, rates), capacityTokens, durationMs: 60_000, seed: 9 })
+      const run = await runFairness({
+        policy,
+        users: workload(names, rates),
+        capacityTokens,
+        durationMs: 60_000,
+        seed: 9,
+      })
       const difference = maxServiceDifference(run, names, 4_000)
       const jain = jainIndex(serviceSince(run, names, 4_000))
       rows.push([policy, difference, jain])
@@ -90,7 +102,11 @@ describe('fairness: service difference of continuously backlogged users', () => 
       if (policy === 'vtc') expect(jain).toBeGreaterThan(0.99)
       else expect(jain).toBeLessThan(0.8)
     }
-    printTable('ten users, rates 1..10 per second, 60 s', ['policy', 'max service difference (max−min)', "Jain's index"], rows)
+    printTable(
+      'ten users, rates 1..10 per second, 60 s',
+      ['policy', 'max service difference (max−min)', "Jain's index"],
+      rows,
+    )
     // fifo spreads service in proportion to the rates: 3,000 weighted tokens/s × 9/55 ≈ 490/s between u1 and u10.
     expect(differences.get('vtc')).toBeLessThanOrEqual(bound)
     expect(differences.get('vtc')).toBeGreaterThan(0)
@@ -111,9 +127,11 @@ describe('fairness: service difference of continuously backlogged users', () => 
     // 2·max(w_in·L_in, w_out·M) = 2·max(200, 2·3,000) = 12,000 (docs/policies.md; not checked against the paper).
     const paperBound = 2 * Math.max(1 * REFERENCE.promptTokens, 2 * REFERENCE.capacityTokens)
     const difference = maxServiceDifference(run, names, 2_000)
-    printTable('vtc, predictive: false, reference workload', ['max service difference', "Jain's index", 'bound'], [
-      [difference, jainIndex(serviceSince(run, names, 2_000)), paperBound],
-    ])
+    printTable(
+      'vtc, predictive: false, reference workload',
+      ['max service difference', "Jain's index", 'bound'],
+      [[difference, jainIndex(serviceSince(run, names, 2_000)), paperBound]],
+    )
     expect(difference).toBeLessThanOrEqual(paperBound)
     await compareFifoAndVtc('predictive: false test')
   })
@@ -133,10 +151,14 @@ describe('fairness: service difference of continuously backlogged users', () => 
     const goldTokens = run.tokens.get('gold') ?? 0
     const silverTokens = run.tokens.get('silver') ?? 0
     const ratio = goldTokens / silverTokens
-    printTable('weights 2:1 under vtc, 40 s', ['user', 'tokens served', 'ratio'], [
-      ['gold (w=2)', goldTokens, ratio],
-      ['silver (w=1)', silverTokens, 1],
-    ])
+    printTable(
+      'weights 2:1 under vtc, 40 s',
+      ['user', 'tokens served', 'ratio'],
+      [
+        ['gold (w=2)', goldTokens, ratio],
+        ['silver (w=1)', silverTokens, 1],
+      ],
+    )
     expect(ratio).toBeGreaterThan(1.8)
     expect(ratio).toBeLessThan(2.2)
   })

@@ -81,8 +81,13 @@ describe('a burst that overloads the emulator', () => {
     const idle = await streamOne(sim.url)
     const results = await burst(sim.url, 100)
     expect(results.every((r) => r.status === 200 && r.done)).toBe(true)
-    const p99 = percentile(results.map((r) => r.ttftMs ?? Infinity), 99)
-    console.log(`direct: idle TTFT ${idle.ttftMs?.toFixed(0)} ms, burst TTFT p99 ${p99.toFixed(0)} ms, preemptions ${await preemptions(sim)}`)
+    const p99 = percentile(
+      results.map((r) => r.ttftMs ?? Infinity),
+      99,
+    )
+    console.log(
+      `direct: idle TTFT ${idle.ttftMs?.toFixed(0)} ms, burst TTFT p99 ${p99.toFixed(0)} ms, preemptions ${await preemptions(sim)}`,
+    )
     expect(await preemptions(sim)).toBeGreaterThan(0)
     expect(p99).toBeGreaterThan(3 * (idle.ttftMs ?? 0))
   })
@@ -111,7 +116,9 @@ describe('a burst that overloads the emulator', () => {
       }
       console.log(`kvgate run ${run + 1}: ${completed.length} completed, ${rejected.length} rejected (queue full)`)
       shares.push(completed.length / 100)
-      await until(async () => (metricValue(await scrape(stack!.url), 'kvgate_ledger_reserved_tokens{backend="sim0"}') === 0 ? true : undefined))
+      await until(async () =>
+        metricValue(await scrape(stack!.url), 'kvgate_ledger_reserved_tokens{backend="sim0"}') === 0 ? true : undefined,
+      )
       expect(stack.gateway.ledgerReservedTokens()).toBe(0)
       expect(stack.gateway.queueDepth()).toBe(0)
     }
@@ -139,8 +146,13 @@ describe('a burst that overloads the emulator', () => {
       expect(Number(r.retryAfter)).toBeGreaterThanOrEqual(1)
       expect(['queue_deadline_exceeded', 'predicted_wait_exceeds_deadline']).toContain(r.reason)
     }
-    const p99 = percentile(completed.map((r) => r.ttftMs ?? Infinity), 99)
-    console.log(`kvgate, ${deadlineMs} ms deadline: ${completed.length} completed, ${rejected.length} rejected, admitted TTFT p99 ${p99.toFixed(0)} ms`)
+    const p99 = percentile(
+      completed.map((r) => r.ttftMs ?? Infinity),
+      99,
+    )
+    console.log(
+      `kvgate, ${deadlineMs} ms deadline: ${completed.length} completed, ${rejected.length} rejected, admitted TTFT p99 ${p99.toFixed(0)} ms`,
+    )
     // Queue wait is capped by the deadline; the rest is one prefill (client, gateway and emulator share this
     // process and its CPU, hence the generous margin).
     expect(p99).toBeLessThan(deadlineMs + 1_000)

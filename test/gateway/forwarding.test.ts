@@ -23,7 +23,9 @@ describe('forwarding through kvgate to the emulator', () => {
     expect(response.headers['content-type']).toContain('text/event-stream')
     const data = sseData(response.text)
     expect(data.at(-1)).toBe('[DONE]')
-    const chunks = data.slice(0, -1).map((d) => JSON.parse(d) as { choices: { delta: { content?: string } }[]; usage?: unknown })
+    const chunks = data
+      .slice(0, -1)
+      .map((d) => JSON.parse(d) as { choices: { delta: { content?: string } }[]; usage?: unknown })
     expect(chunks.every((c) => c.choices.length > 0)).toBe(true)
     const content = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')
     expect(content.trim().split(/\s+/).length).toBe(20)
@@ -39,7 +41,10 @@ describe('forwarding through kvgate to the emulator', () => {
       stream_options: { include_usage: true },
     })
     const data = sseData(response.text)
-    const usage = JSON.parse(data.at(-2) ?? '{}') as { choices: unknown[]; usage: { completion_tokens: number; prompt_tokens: number } }
+    const usage = JSON.parse(data.at(-2) ?? '{}') as {
+      choices: unknown[]
+      usage: { completion_tokens: number; prompt_tokens: number }
+    }
     expect(usage.choices).toEqual([])
     expect(usage.usage.completion_tokens).toBe(7)
     expect(usage.usage.prompt_tokens).toBe(30)
@@ -104,7 +109,10 @@ describe('forwarding through kvgate to the emulator', () => {
   it('passes vLLM routes that need no admission through to the emulator', async () => {
     const version = await request(`${stack.url}/version`)
     expect(await version.body.json()).toHaveProperty('version')
-    const models = (await (await request(`${stack.url}/v1/models`)).body.json()) as { object: string; data: { id: string }[] }
+    const models = (await (await request(`${stack.url}/v1/models`)).body.json()) as {
+      object: string
+      data: { id: string }[]
+    }
     expect(models.object).toBe('list')
     expect(models.data[0]?.id).toBe('kvgate-sim')
     const tokenized = await postJson(`${stack.url}/tokenize`, { prompt: promptOf(7) })

@@ -23,16 +23,24 @@ function slowStream(tokens: number, everyMs: number) {
         return
       }
       clearInterval(timer)
-      res.write(`data: {"object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":${tokens}}}\n\n`)
+      res.write(
+        `data: {"object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":${tokens}}}\n\n`,
+      )
       res.end('data: [DONE]\n\n')
     }, everyMs)
   }
 }
 
 function post(url: string, body: string, headers: Record<string, string> = {}) {
-  return request(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body }).then(
-    async (response) => ({ status: response.statusCode, text: await response.body.text(), headers: response.headers }),
-  )
+  return request(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body,
+  }).then(async (response) => ({
+    status: response.statusCode,
+    text: await response.body.text(),
+    headers: response.headers,
+  }))
 }
 
 describe('gateway lifecycle', () => {
@@ -73,7 +81,12 @@ describe('gateway lifecycle', () => {
       parseConfig({
         ...base,
         backends: [{ url: fake!.url, name: 'fake' }],
-        identity: { apiKeys: [{ key: 'sk-alice-123', user: 'alice' }, { key: 'sk-carol-456', user: 'carol' }] },
+        identity: {
+          apiKeys: [
+            { key: 'sk-alice-123', user: 'alice' },
+            { key: 'sk-carol-456', user: 'carol' },
+          ],
+        },
         policy: { name: 'vtc', options: {} },
       }),
     )
@@ -134,7 +147,8 @@ describe('gateway lifecycle', () => {
     const lines: { msg: string }[] = []
     const sink = new Writable({
       write(chunk: Buffer, _encoding, done) {
-        for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(JSON.parse(line) as { msg: string })
+        for (const line of chunk.toString().split('\n'))
+          if (line.trim()) lines.push(JSON.parse(line) as { msg: string })
         done()
       },
     })
@@ -142,7 +156,10 @@ describe('gateway lifecycle', () => {
     const url = await gateway.listen({ port: 0, host: '127.0.0.1' })
     expect(lines[0]?.msg).toMatch(/no backend configured: starting the built-in vLLM emulator/)
     await until(() => gateway?.backends()[0]?.usable || undefined)
-    const response = await postJson(`${url}/v1/chat/completions`, { messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 })
+    const response = await postJson(`${url}/v1/chat/completions`, {
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 3,
+    })
     expect(response.status).toBe(200)
     const models = await request(`${url}/v1/models`)
     expect(((await models.body.json()) as { data: { id: string }[] }).data[0]?.id).toBe('kvgate-sim')

@@ -7,7 +7,7 @@ type Kind = 'stream' | 'plain' | 'abort-early' | 'abort-mid-stream' | 'short-dea
 
 function sumOf(text: string, name: string): number {
   let total = 0
-  for (const line of text.split('\n')) if (line.startsWith(name + '{')) total += Number(line.split(' ').at(-1))
+  for (const line of text.split('\n')) if (line.startsWith(`${name}{`)) total += Number(line.split(' ').at(-1))
   return total
 }
 
@@ -32,9 +32,22 @@ describe('1,000 mixed requests', () => {
     const random = createSeededRandom(42)
     const kinds: Kind[] = Array.from({ length: 1000 }, () => {
       const r = random.next()
-      return r < 0.4 ? 'stream' : r < 0.6 ? 'plain' : r < 0.75 ? 'abort-early' : r < 0.9 ? 'abort-mid-stream' : 'short-deadline'
+      return r < 0.4
+        ? 'stream'
+        : r < 0.6
+          ? 'plain'
+          : r < 0.75
+            ? 'abort-early'
+            : r < 0.9
+              ? 'abort-mid-stream'
+              : 'short-deadline'
     })
-    const plans = kinds.map((kind) => ({ kind, prompt: randomInt(random, 10, 300), maxTokens: randomInt(random, 2, 40), abortAfterMs: randomInt(random, 0, 40) }))
+    const plans = kinds.map((kind) => ({
+      kind,
+      prompt: randomInt(random, 10, 300),
+      maxTokens: randomInt(random, 2, 40),
+      abortAfterMs: randomInt(random, 0, 40),
+    }))
     const statuses = new Map<string, number>()
     const note = (key: string) => statuses.set(key, (statuses.get(key) ?? 0) + 1)
 
@@ -114,7 +127,8 @@ describe('1,000 mixed requests', () => {
     expect(stack.gateway.ledgerReservedTokens()).toBe(0)
     expect(stack.gateway.queueDepth()).toBe(0)
     // Every kind of ending happened, so the invariant was tested on each path.
-    for (const outcome of ['completed', 'cancelled_streaming', 'upstream_error']) expect(outcomes[outcome] ?? 0).toBeGreaterThan(0)
+    for (const outcome of ['completed', 'cancelled_streaming', 'upstream_error'])
+      expect(outcomes[outcome] ?? 0).toBeGreaterThan(0)
     expect((outcomes['rejected_deadline'] ?? 0) + (outcomes['rejected_early'] ?? 0)).toBeGreaterThan(0)
     expect(outcomes['cancelled_queued'] ?? 0).toBeGreaterThan(0)
     // The emulator is idle again: kvgate left nothing running behind a client that went away.

@@ -52,7 +52,12 @@ describe('several backends', () => {
     await until(() => (gateway.backends()[1]?.usable === false ? true : undefined))
     const health = await request(`${url}/health`)
     expect(health.statusCode).toBe(200)
-    expect(await health.body.json()).toMatchObject({ backends: [{ name: 'gpu0', usable: true }, { name: 'gpu1', usable: false }] })
+    expect(await health.body.json()).toMatchObject({
+      backends: [
+        { name: 'gpu0', usable: true },
+        { name: 'gpu1', usable: false },
+      ],
+    })
     const results = await burst(6)
     expect(results.every((r) => r.status === 200 && r.headers['x-kvgate-backend'] === 'gpu0')).toBe(true)
 

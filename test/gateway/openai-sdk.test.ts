@@ -17,7 +17,11 @@ describe('the openai SDK through kvgate', () => {
   })
 
   it('creates a chat completion', async () => {
-    const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: 'sk-no-key', defaultHeaders: { 'x-user-id': 'alice' } })
+    const client = new OpenAI({
+      baseURL: `${stack.url}/v1`,
+      apiKey: 'sk-no-key',
+      defaultHeaders: { 'x-user-id': 'alice' },
+    })
     const completion = await client.chat.completions.create({
       model: 'kvgate-sim',
       messages: [{ role: 'user', content: promptOf(20) }],
@@ -31,7 +35,11 @@ describe('the openai SDK through kvgate', () => {
   })
 
   it('streams a chat completion, with usage when asked', async () => {
-    const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: 'sk-no-key', defaultHeaders: { 'x-user-id': 'alice' } })
+    const client = new OpenAI({
+      baseURL: `${stack.url}/v1`,
+      apiKey: 'sk-no-key',
+      defaultHeaders: { 'x-user-id': 'alice' },
+    })
     const stream = await client.chat.completions.create({
       model: 'kvgate-sim',
       messages: [{ role: 'user', content: promptOf(20) }],
@@ -55,7 +63,12 @@ describe('the openai SDK through kvgate', () => {
 
   it('streams a legacy completion', async () => {
     const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: 'sk-no-key' })
-    const stream = await client.completions.create({ model: 'kvgate-sim', prompt: promptOf(5), max_tokens: 4, stream: true })
+    const stream = await client.completions.create({
+      model: 'kvgate-sim',
+      prompt: promptOf(5),
+      max_tokens: 4,
+      stream: true,
+    })
     let chunks = 0
     for await (const chunk of stream) if (chunk.choices[0]?.text) chunks++
     expect(chunks).toBeGreaterThan(0)
@@ -67,7 +80,10 @@ describe('the openai SDK through kvgate', () => {
     const startMs = performance.now()
     const error = await client.chat.completions
       .create({ model: 'kvgate-sim', messages: [{ role: 'user', content: promptOf(50) }], max_tokens: 20 })
-      .then(() => undefined, (err: unknown) => err)
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      )
     const elapsedMs = performance.now() - startMs
     expect(error).toBeInstanceOf(RateLimitError)
     const rateLimit = error as RateLimitError

@@ -76,7 +76,7 @@ export async function scrape(url: string): Promise<string> {
 /** The value of one series in Prometheus text (labels as written, e.g. `{backend="sim0"}`). */
 export function metricValue(text: string, series: string): number | undefined {
   for (const line of text.split('\n')) {
-    if (line.startsWith(series + ' ')) return Number(line.slice(series.length + 1))
+    if (line.startsWith(`${series} `)) return Number(line.slice(series.length + 1))
   }
   return undefined
 }

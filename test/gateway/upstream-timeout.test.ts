@@ -39,6 +39,8 @@ describe('a wedged backend', () => {
     expect(response.status).toBe(502)
     const body = JSON.parse(response.text) as { error: { code: string; type: string; param: unknown } }
     expect(body.error).toMatchObject({ code: 'upstream_error', type: 'server_error', param: null })
-    await until(() => (stack.gateway.ledgerReservedTokens() === 0 && stack.gateway.queueDepth() === 0 ? true : undefined))
+    await until(() =>
+      stack.gateway.ledgerReservedTokens() === 0 && stack.gateway.queueDepth() === 0 ? true : undefined,
+    )
   })
 })

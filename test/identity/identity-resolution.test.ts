@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { parseConfig } from '../../src/config/index.js'
-import { KvgateError } from '../../src/errors/index.js'
+import type { KvgateError } from '../../src/errors/index.js'
 import { createIdentityResolver } from '../../src/identity/index.js'
 
 const base = {
@@ -27,7 +27,9 @@ describe('identity resolution', () => {
     const input = { authorization: 'Bearer sk-alice-123', headerValue: 'bob', bodyUser: 'carol' }
     const keyFirst = createIdentityResolver(parseConfig(base))
     expect(keyFirst.resolve(input).user.name).toBe('alice')
-    const bodyFirst = createIdentityResolver(parseConfig({ ...base, identity: { ...base.identity, order: ['body', 'header'] } }))
+    const bodyFirst = createIdentityResolver(
+      parseConfig({ ...base, identity: { ...base.identity, order: ['body', 'header'] } }),
+    )
     expect(bodyFirst.resolve(input).source).toBe('body')
     expect(bodyFirst.resolve({ ...input, bodyUser: 42 }).user.name).toBe('bob')
   })

@@ -92,7 +92,14 @@ describe('ledger: reconciliation with polled usage', () => {
       const op = rand(6)
       const r = live[rand(Math.max(1, live.length))]
       if (op === 0 || live.length === 0) {
-        live.push(ledger.reserve({ backendId: `b${rand(3)}`, requestId: `r${step}`, promptTokens: rand(500), predictedOutputTokens: rand(300) }))
+        live.push(
+          ledger.reserve({
+            backendId: `b${rand(3)}`,
+            requestId: `r${step}`,
+            promptTokens: rand(500),
+            predictedOutputTokens: rand(300),
+          }),
+        )
       } else if (op === 1) r?.markStarted()
       else if (op === 2) r?.addGenerated(rand(40))
       else if (op === 3) marks.push(ledger.beginPoll(`b${rand(3)}`))

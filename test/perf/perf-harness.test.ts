@@ -10,7 +10,9 @@ import { runStreams } from '../../bench/perf/lib/sse-load.js'
 // measured by the benchmarks in bench/perf, never asserted here.
 
 const EVENTS_PER_STREAM = 5
-const STREAM_TEXT = ['data: {"i":1}', 'data: {"i":22}', 'data: x', 'data: {"i":4444}', 'data: [DONE]'].map((event) => `${event}\n\n`).join('')
+const STREAM_TEXT = ['data: {"i":1}', 'data: {"i":22}', 'data: x', 'data: {"i":4444}', 'data: [DONE]']
+  .map((event) => `${event}\n\n`)
+  .join('')
 let server: Server
 let origin: string
 
@@ -55,7 +57,14 @@ describe('closed-loop client', () => {
   })
 
   it('counts non-200 answers as errors, not as served requests', async () => {
-    const result = await runClosedLoop({ origin, path: '/fail', body: {}, concurrency: 2, warmupMs: 0, durationMs: 100 })
+    const result = await runClosedLoop({
+      origin,
+      path: '/fail',
+      body: {},
+      concurrency: 2,
+      warmupMs: 0,
+      durationMs: 100,
+    })
     expect(result.requests).toBe(0)
     expect(result.errors).toBeGreaterThan(0)
   })
@@ -93,7 +102,14 @@ describe('nginx launcher', () => {
   it.skipIf(!existsSync('/usr/sbin/nginx'))('proxies to the upstream', async () => {
     const nginx = await startNginx({ upstream: origin })
     try {
-      const result = await runClosedLoop({ origin: nginx.url, path: '/ok', body: {}, concurrency: 2, warmupMs: 0, durationMs: 100 })
+      const result = await runClosedLoop({
+        origin: nginx.url,
+        path: '/ok',
+        body: {},
+        concurrency: 2,
+        warmupMs: 0,
+        durationMs: 100,
+      })
       expect(result.requests).toBeGreaterThan(0)
       expect(result.errors).toBe(0)
     } finally {

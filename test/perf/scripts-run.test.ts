@@ -12,7 +12,18 @@ const script = (name: string, args: string[], nodeArgs: string[] = []) =>
 describe('perf scripts', () => {
   it('pass-through compares direct, nginx and kvgate in one table', async () => {
     const { stdout } = await script('passthrough.ts', [
-      '--upstream', 'stub', '--policies', 'fifo', '--reps', '1', '--duration-ms', '200', '--warmup-ms', '50', '--concurrency', '2',
+      '--upstream',
+      'stub',
+      '--policies',
+      'fifo',
+      '--reps',
+      '1',
+      '--duration-ms',
+      '200',
+      '--warmup-ms',
+      '50',
+      '--concurrency',
+      '2',
     ])
     expect(stdout).toMatch(/^\| direct +\| 2 /m)
     expect(stdout).toMatch(/^\| kvgate-fifo +\| 2 /m)

@@ -12,9 +12,16 @@ describe('Backlog', () => {
     const backlog = new Backlog()
     const a = [0, 1, 2, 3, 4].map(() => request(alice, 0))
     const b0 = request(bob, 0)
-    expect(backlog.add(a[0]!)).toEqual({ user: 'alice', becameBacklogged: true, becameIdle: false, head: a[0], headSeq: 0 })
+    expect(backlog.add(a[0]!)).toEqual({
+      user: 'alice',
+      becameBacklogged: true,
+      becameIdle: false,
+      head: a[0],
+      headSeq: 0,
+    })
     expect(backlog.add(b0)).toEqual({ user: 'bob', becameBacklogged: true, becameIdle: false, head: b0, headSeq: 1 })
-    for (const r of a.slice(1)) expect(backlog.add(r)).toMatchObject({ becameBacklogged: false, head: a[0], headSeq: 0 })
+    for (const r of a.slice(1))
+      expect(backlog.add(r)).toMatchObject({ becameBacklogged: false, head: a[0], headSeq: 0 })
     expect(backlog.add(a[1]!)).toBeUndefined() // a duplicate enqueue
 
     expect(backlog.remove(a[2]!.id)).toMatchObject({ user: 'alice', becameIdle: false, head: a[0], headSeq: 0 }) // middle
@@ -24,7 +31,13 @@ describe('Backlog', () => {
     expect(backlog.remove(a[2]!.id)).toBeUndefined() // already gone
     expect(backlog.remove('never-seen')).toBeUndefined()
     expect(backlog.remove(a[1]!.id)).toMatchObject({ head: a[3], headSeq: 4 })
-    expect(backlog.remove(a[3]!.id)).toEqual({ user: 'alice', becameBacklogged: false, becameIdle: true, head: undefined, headSeq: -1 })
+    expect(backlog.remove(a[3]!.id)).toEqual({
+      user: 'alice',
+      becameBacklogged: false,
+      becameIdle: true,
+      head: undefined,
+      headSeq: -1,
+    })
     expect(backlog.isBacklogged('alice')).toBe(false)
     expect(backlog.head('alice')).toBeUndefined()
     expect([...backlog.backloggedUsers()]).toEqual(['bob'])

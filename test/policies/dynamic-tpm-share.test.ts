@@ -19,7 +19,14 @@ describe('dynamic-tpm: measured capacity divided among active users', () => {
       { user: 'z', weight: 2, demand: inf },
     ])
     expect(Object.fromEntries(fill)).toEqual({ x: 10, y: 30, z: 60 })
-    expect(Object.fromEntries(waterFill(90, [{ user: 'x', weight: 1, demand: 100 }, { user: 'y', weight: 1, demand: 20 }]))).toEqual({
+    expect(
+      Object.fromEntries(
+        waterFill(90, [
+          { user: 'x', weight: 1, demand: 100 },
+          { user: 'y', weight: 1, demand: 20 },
+        ]),
+      ),
+    ).toEqual({
       x: 70,
       y: 20,
     })
@@ -104,11 +111,11 @@ describe('dynamic-tpm: measured capacity divided among active users', () => {
     const w = makeRequest(a, 20_000)
     policy.onEnqueue(w, 20_000)
     for (let t = 21_000; t <= 40_000; t += 1_000) policy.onTick(t, { servedTokensPerMinute: 1_000 })
-    expect(quotas(policy, 40_000).a).toBeLessThan(1_100)
+    expect(quotas(policy, 40_000)['a']).toBeLessThan(1_100)
     // Served above the estimate raises it even when nobody waits.
     policy.onRemove(w, 40_500)
     policy.onTick(41_000, { servedTokensPerMinute: 50_000 })
-    expect(quotas(policy, 41_000).a).toBeGreaterThan(20_000)
+    expect(quotas(policy, 41_000)['a']).toBeGreaterThan(20_000)
   })
 
   it('rejects bad options naming the field', () => {
@@ -124,12 +131,15 @@ describe('dynamic-tpm: measured capacity divided among active users', () => {
   })
 
   it('probes its capacity estimate up while heads wait only for their quotas, and follows the served rate once they wait for KV', () => {
-    const policy = createDynamicTpmPolicy({ users: [a], options: { probeRatio: 0.1, intervalMs: 1_000, halfLifeMs: 1_000 } })
+    const policy = createDynamicTpmPolicy({
+      users: [a],
+      options: { probeRatio: 0.1, intervalMs: 1_000, halfLifeMs: 1_000 },
+    })
     const makeRequest = createRequestFactory()
     const first = makeRequest(a, 0, 500, 500)
     policy.onEnqueue(first, 0)
     policy.onTick(0, { servedTokensPerMinute: 1_000 })
-    expect(quotas(policy, 0).a).toBeCloseTo(1_100)
+    expect(quotas(policy, 0)['a']).toBeCloseTo(1_100)
     policy.onAdmit(first, 0)
     const held = makeRequest(a, 1, 500, 500)
     policy.onEnqueue(held, 1)
@@ -142,7 +152,7 @@ describe('dynamic-tpm: measured capacity divided among active users', () => {
       for (const _ of policy.candidates(t)) policy.checkQuota(held, t) // the dispatcher re-checks and re-parks
     }
     // 1.1^5 ≈ 1.61: the estimate grew by the margin every interval instead of following the held-down rate.
-    expect(quotas(policy, t).a).toBeGreaterThan(1_100 * 1.6)
+    expect(quotas(policy, t)['a']).toBeGreaterThan(1_100 * 1.6)
     // Once the head fits its quota it waits for KV (ready): the served rate is the capacity again.
     policy.onRemove(held, t)
     const kvBound = makeRequest(a, t, 1, 1)
@@ -151,6 +161,6 @@ describe('dynamic-tpm: measured capacity divided among active users', () => {
       t += 1_000
       policy.onTick(t, { servedTokensPerMinute: 1_000 })
     }
-    expect(quotas(policy, t).a).toBeLessThan(1_200)
+    expect(quotas(policy, t)['a']).toBeLessThan(1_200)
   })
 })

@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest'
 import { createSeededRandom, randomInt } from '../../src/core/index.js'
 import { KvgateError } from '../../src/errors/index.js'
-import { policyFactories, policyNames, type Policy, type PolicyRequest, type PolicyUser } from '../../src/policies/index.js'
+import {
+  policyFactories,
+  policyNames,
+  type Policy,
+  type PolicyRequest,
+  type PolicyUser,
+} from '../../src/policies/index.js'
 import { createRequestFactory, take } from './helpers.js'
 
 // One functional suite run against every registered policy: whatever its order or quotas, a policy must
@@ -141,7 +147,9 @@ describe.each(policyNames())('policy contract: %s', (name) => {
     const policy = build(name)
     const makeRequest = createRequestFactory()
     const queued = users.map((u, i) => makeRequest(u, i))
-    queued.forEach((r, i) => policy.onEnqueue(r, i))
+    queued.forEach((r, i) => {
+      policy.onEnqueue(r, i)
+    })
     const seen: string[] = []
     for (const user of policy.candidates(10)) {
       seen.push(user)

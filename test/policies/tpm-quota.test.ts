@@ -44,7 +44,7 @@ describe('tpm: static per-user quotas over a sliding minute', () => {
     const policy = createTpmPolicy({ users: [carol], options: {} })
     const makeRequest = createRequestFactory()
     const burst = Array.from({ length: 10 }, () => makeRequest(carol, 0, 100, 100))
-    burst.forEach((r) => policy.onEnqueue(r, 0))
+    for (const r of burst) policy.onEnqueue(r, 0)
     let admitted = 0
     for (const request of burst) {
       if (!policy.checkQuota(request, clock.now()).allowed) break
@@ -147,7 +147,7 @@ describe('tpm: static per-user quotas over a sliding minute', () => {
     if (!denied.allowed) expect(denied.retryAfterMs).toBe(MINUTE - 20) // when the big charge leaves the window
   })
 
-  it('exports the static quota and the last minute\'s usage per user', () => {
+  it("exports the static quota and the last minute's usage per user", () => {
     const frank: PolicyUser = { name: 'frank', weight: 2, tokensPerMinute: 5_000 }
     const policy = createTpmPolicy({ users: [frank], options: {} })
     const makeRequest = createRequestFactory()

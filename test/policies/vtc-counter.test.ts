@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest'
 import { jainIndex } from '../../src/bench/index.js'
 import { KvgateError } from '../../src/errors/index.js'
-import { createFifoPolicy, createVtcPolicy, vtcServiceBound, type Policy, type PolicyUser } from '../../src/policies/index.js'
+import {
+  createFifoPolicy,
+  createVtcPolicy,
+  vtcServiceBound,
+  type Policy,
+  type PolicyUser,
+} from '../../src/policies/index.js'
 import { createRequestFactory, simulatePolicy, take } from './helpers.js'
 
 const counterOf = (policy: Policy, user: string): number | undefined =>
@@ -69,7 +75,8 @@ describe('vtc: virtual token counter', () => {
     }
     // Admit ten of heavy's twenty (each charges 100).
     const heavyQueue = Array.from({ length: 10 }, (_, i) => `r${i + 1}`)
-    for (const id of heavyQueue) policy.onAdmit({ id, user: heavy, promptTokens: 100, predictedOutputTokens: 0, enqueuedAtMs: 0 }, 200)
+    for (const id of heavyQueue)
+      policy.onAdmit({ id, user: heavy, promptTokens: 100, predictedOutputTokens: 0, enqueuedAtMs: 0 }, 200)
     // heavy joined an empty queue and was lifted to the counter light left with (100).
     expect(counterOf(policy, 'heavy')).toBe(1_100)
     expect(counterOf(policy, 'light')).toBe(100)
@@ -150,7 +157,9 @@ describe('vtc: virtual token counter', () => {
         seed: 7,
       })
     const diffs = (result: ReturnType<typeof run>) =>
-      result.samples.filter((s) => s.atMs >= 2_000).map((s) => Math.abs((s.service.get('light') ?? 0) - (s.service.get('heavy') ?? 0)))
+      result.samples
+        .filter((s) => s.atMs >= 2_000)
+        .map((s) => Math.abs((s.service.get('light') ?? 0) - (s.service.get('heavy') ?? 0)))
     const vtc = diffs(run(createVtcPolicy({ users: [], options: {} })))
     const fifo = diffs(run(createFifoPolicy({ users: [], options: {} })))
     expect(Math.max(...vtc)).toBeLessThanOrEqual(bound)

@@ -64,7 +64,12 @@ describe('predictor: bounded memory', () => {
     p.observe('b', 0, 22)
     p.observe('a', 0, 11) // a is the most recent now
     p.observe('c', 0, 33) // evicts b
-    expect(p.stats().map((s) => s.model).sort()).toEqual(['a', 'c'])
+    expect(
+      p
+        .stats()
+        .map((s) => s.model)
+        .sort(),
+    ).toEqual(['a', 'c'])
     expect(p.predict('b', undefined)).toBe(256)
     expect(p.predict('a', undefined)).toBe(11)
   })

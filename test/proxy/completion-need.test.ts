@@ -8,7 +8,15 @@ describe('a completion request as admission sees it', () => {
   it('counts a chat prompt with the shared counter and prefers max_completion_tokens', () => {
     const request = parseCompletionRequest(
       'chat',
-      { model: 'm', messages: [{ role: 'system', content: ' be brief' }, { role: 'user', content: ' hi there' }], max_tokens: 50, max_completion_tokens: 20 },
+      {
+        model: 'm',
+        messages: [
+          { role: 'system', content: ' be brief' },
+          { role: 'user', content: ' hi there' },
+        ],
+        max_tokens: 50,
+        max_completion_tokens: 20,
+      },
       tokens,
     )
     // 2 role markers + 2 + 2 content tokens + the generation prompt.
@@ -27,7 +35,11 @@ describe('a completion request as admission sees it', () => {
   })
 
   it('asks upstream for usage on streams only, keeping the client options', () => {
-    const streamed = parseCompletionRequest('chat', { messages: [{ role: 'user', content: 'x' }], stream: true, stream_options: { continuous_usage_stats: true } }, tokens)
+    const streamed = parseCompletionRequest(
+      'chat',
+      { messages: [{ role: 'user', content: 'x' }], stream: true, stream_options: { continuous_usage_stats: true } },
+      tokens,
+    )
     expect(streamed.clientWantsUsage).toBe(true)
     expect(upstreamBody(streamed)['stream_options']).toEqual({ continuous_usage_stats: true, include_usage: true })
     const quiet = parseCompletionRequest('chat', { messages: [{ role: 'user', content: 'x' }], stream: true }, tokens)

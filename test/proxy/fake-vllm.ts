@@ -40,10 +40,14 @@ export function metricsPage(usage: number): string {
 export function chatStream(res: ServerResponse, tokens: number, withUsage: boolean, promptTokens = 3): void {
   res.writeHead(200, { 'content-type': 'text/event-stream' })
   const base = { id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: 'fake' }
-  res.write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] })}\n\n`)
+  res.write(
+    `data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] })}\n\n`,
+  )
   for (let i = 0; i < tokens; i++) {
     const finish = i === tokens - 1 ? 'length' : null
-    res.write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { content: ' word' }, finish_reason: finish }] })}\n\n`)
+    res.write(
+      `data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { content: ' word' }, finish_reason: finish }] })}\n\n`,
+    )
   }
   if (withUsage) {
     const usage = { prompt_tokens: promptTokens, completion_tokens: tokens, total_tokens: promptTokens + tokens }
@@ -63,7 +67,14 @@ export async function startFakeVllm(): Promise<FakeVllm> {
       const body = JSON.parse(req.body) as { stream?: boolean; stream_options?: { include_usage?: boolean } }
       if (body.stream) return chatStream(res, 4, body.stream_options?.include_usage === true)
       res.writeHead(200, { 'content-type': 'application/json' })
-      res.end(JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion', choices: [], usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 } }))
+      res.end(
+        JSON.stringify({
+          id: 'chatcmpl-1',
+          object: 'chat.completion',
+          choices: [],
+          usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 },
+        }),
+      )
     },
     close: () => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve())),
   }

@@ -86,7 +86,8 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
     expect(without.some((d) => d.includes('"usage"'))).toBe(false)
     expect(without.at(-1)).toBe('[DONE]')
     const withUsage = sseData(
-      (await postJson(`${url}/v1/chat/completions`, chat({ stream: true, stream_options: { include_usage: true } }))).text,
+      (await postJson(`${url}/v1/chat/completions`, chat({ stream: true, stream_options: { include_usage: true } })))
+        .text,
     )
     expect(JSON.parse(withUsage.at(-2) ?? '{}')).toMatchObject({ choices: [], usage: { completion_tokens: 6 } })
     const text = await scrape(url)
@@ -107,7 +108,9 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
 
     fake.handler = (_req, res) => {
       res.writeHead(500, { 'content-type': 'application/json' })
-      res.end(JSON.stringify({ error: { message: 'engine dead', type: 'InternalServerError', param: null, code: 500 } }))
+      res.end(
+        JSON.stringify({ error: { message: 'engine dead', type: 'InternalServerError', param: null, code: 500 } }),
+      )
     }
     expect((await postJson(`${url}/v1/chat/completions`, chat())).status).toBe(500)
     const text = await scrape(url)
@@ -120,7 +123,9 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
     await start()
     fake.handler = (_req, res) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' })
-      res.write('data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" a"}}]}\n\n')
+      res.write(
+        'data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" a"}}]}\n\n',
+      )
       setTimeout(() => res.destroy(), 20)
     }
     const response = await postJson(`${url}/v1/chat/completions`, chat({ stream: true }))
@@ -136,7 +141,9 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
     await start()
     fake.handler = (_req, res) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' })
-      res.write('data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" a"}}]}\n\n')
+      res.write(
+        'data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" a"}}]}\n\n',
+      )
       // ...and never ends on its own.
     }
     const controller = new AbortController()
@@ -193,7 +200,10 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
   it('is not ready and answers 503 while no backend is usable', async () => {
     fake = await startFakeVllm()
     gateway = await createGateway({
-      config: parseConfig({ backends: [{ url: 'http://127.0.0.1:9', name: 'dead' }], metricsPoll: { intervalMs: 20, timeoutMs: 100 } }),
+      config: parseConfig({
+        backends: [{ url: 'http://127.0.0.1:9', name: 'dead' }],
+        metricsPoll: { intervalMs: 20, timeoutMs: 100 },
+      }),
       logger: false,
     })
     url = await gateway.listen({ port: 0, host: '127.0.0.1' })
@@ -222,7 +232,9 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
     const reservedPrompt = async (): Promise<number> => {
       const pending = postJson(`${url}/v1/chat/completions`, chat({ model: 'fake', n: 2 }))
       await until(() => held)
-      const debug = (await (await request(`${url}/debug/reservations`)).body.json()) as { reservations: { promptTokens: number }[] }
+      const debug = (await (await request(`${url}/debug/reservations`)).body.json()) as {
+        reservations: { promptTokens: number }[]
+      }
       held?.writeHead(200, { 'content-type': 'application/json' })
       held?.end('{"object":"chat.completion","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}')
       held = undefined

@@ -41,7 +41,11 @@ describe('request validation and authentication', () => {
       ['/v1/chat/completions', { messages: [] }, 'messages'],
       ['/v1/chat/completions', { messages: [{ content: 'x' }] }, 'messages[0]'],
       ['/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], max_tokens: -1 }, 'max_tokens'],
-      ['/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 1.5 }, 'max_completion_tokens'],
+      [
+        '/v1/chat/completions',
+        { messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 1.5 },
+        'max_completion_tokens',
+      ],
       ['/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], stream: 'yes' }, 'stream'],
       ['/v1/completions', { model: 'm' }, 'prompt'],
       ['/v1/completions', { prompt: [{}] }, 'prompt'],
@@ -50,13 +54,18 @@ describe('request validation and authentication', () => {
     for (const [url, body, param] of cases) {
       const response = await post(url, JSON.stringify(body))
       expect(response.statusCode, `${url} ${JSON.stringify(body)}`).toBe(400)
-      expect(response.json()).toMatchObject({ error: { type: 'invalid_request_error', code: 'invalid_request', param } })
+      expect(response.json()).toMatchObject({
+        error: { type: 'invalid_request_error', code: 'invalid_request', param },
+      })
     }
     expect(fake.received).toEqual([])
   })
 
   it('refuses a deadline header that is not a positive number', async () => {
-    const response = await post('/v1/completions', JSON.stringify({ prompt: 'x' }), { ...auth, 'x-kvgate-deadline-ms': 'soon' })
+    const response = await post('/v1/completions', JSON.stringify({ prompt: 'x' }), {
+      ...auth,
+      'x-kvgate-deadline-ms': 'soon',
+    })
     expect(response.statusCode).toBe(400)
     expect(response.json()).toMatchObject({ error: { param: 'x-kvgate-deadline-ms' } })
   })
@@ -73,7 +82,10 @@ describe('request validation and authentication', () => {
         code: 'missing_api_key',
       },
     })
-    const wrong = await post('/v1/completions', payload, { 'content-type': 'application/json', authorization: 'Bearer sk-nope-000' })
+    const wrong = await post('/v1/completions', payload, {
+      'content-type': 'application/json',
+      authorization: 'Bearer sk-nope-000',
+    })
     expect(wrong.statusCode).toBe(401)
     expect(wrong.json()).toMatchObject({ error: { code: 'invalid_api_key' } })
   })

@@ -80,7 +80,10 @@ describe('SSE relay chunking', () => {
         expect(run.writes.every((text) => text.endsWith('\n\n'))).toBe(true)
       }
       // One byte at a time.
-      const bytewise = relayParts(Array.from(bytes, (_, i) => bytes.slice(i, i + 1)), stripUsageChunk)
+      const bytewise = relayParts(
+        Array.from(bytes, (_, i) => bytes.slice(i, i + 1)),
+        stripUsageChunk,
+      )
       expect(summary(bytewise)).toEqual(summary(whole))
       // Several events per chunk, with chunk edges falling inside events.
       for (const size of [64, 300, 1000]) {
@@ -100,13 +103,15 @@ describe('SSE relay chunking', () => {
     expect(whole.text).toBe(crlf)
     expect(whole).toMatchObject({ tokens: 6, firstContent: 1, sawDone: true })
     for (let cut = 1; cut < bytes.length; cut++) {
-      expect(summary(relayParts([bytes.slice(0, cut), bytes.slice(cut)], false)), `cut at byte ${cut}`).toEqual(summary(whole))
+      expect(summary(relayParts([bytes.slice(0, cut), bytes.slice(cut)], false)), `cut at byte ${cut}`).toEqual(
+        summary(whole),
+      )
     }
   })
 
   it('passes on a final event the upstream left unterminated, after the complete ones', () => {
-    const run = relayParts([encoder.encode(chat(' a') + 'data: [DONE]')], false)
-    expect(run.text).toBe(chat(' a') + 'data: [DONE]')
+    const run = relayParts([encoder.encode(`${chat(' a')}data: [DONE]`)], false)
+    expect(run.text).toBe(`${chat(' a')}data: [DONE]`)
     expect(run.sawDone).toBe(true)
     expect(run.tokens).toBe(1)
   })

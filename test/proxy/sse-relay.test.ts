@@ -4,7 +4,8 @@ import { createSseRelay } from '../../src/proxy/index.js'
 const encoder = new TextEncoder()
 const chunk = (content: string) =>
   `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":${JSON.stringify(content)}},"finish_reason":null}]}\n\n`
-const usage = 'data: {"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}\n\n'
+const usage =
+  'data: {"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}\n\n'
 
 describe('SSE relay', () => {
   it('passes events on whole, even when the network splits them, and counts tokens', () => {
@@ -17,7 +18,7 @@ describe('SSE relay', () => {
       onFirstContent: () => first++,
       onTokens: (n) => (counted += n),
     })
-    const stream = chunk('') + chunk(' a') + chunk(' b') + chunk(' c') + usage + 'data: [DONE]\n\n'
+    const stream = `${chunk('') + chunk(' a') + chunk(' b') + chunk(' c') + usage}data: [DONE]\n\n`
     const bytes = encoder.encode(stream)
     // Split at every 7th byte, across event boundaries and inside JSON.
     for (let i = 0; i < bytes.length; i += 7) relay.push(bytes.slice(i, i + 7))
@@ -33,7 +34,7 @@ describe('SSE relay', () => {
   it('strips the usage chunk, lets the usage settle an undercount, and notices in-stream errors', () => {
     const out: string[] = []
     const relay = createSseRelay({ stripUsageChunk: true, write: (text) => out.push(text) })
-    relay.push(encoder.encode(chunk(' ab') + usage + 'data: {"error":{"message":"boom","code":500}}\n\n'))
+    relay.push(encoder.encode(`${chunk(' ab') + usage}data: {"error":{"message":"boom","code":500}}\n\n`))
     relay.end()
     expect(out.join('')).not.toContain('usage')
     expect(relay.completionTokens).toBe(3)

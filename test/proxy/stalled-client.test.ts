@@ -45,7 +45,12 @@ describe('a streaming client that stops reading', () => {
     gateway = gw
     const url = new URL(await gw.listen({ port: 0, host: '127.0.0.1' }))
     await until(() => gw.backends()[0]?.usable || undefined)
-    const body = JSON.stringify({ model: 'fake', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8, stream: true })
+    const body = JSON.stringify({
+      model: 'fake',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 8,
+      stream: true,
+    })
     client = connect(Number(url.port), '127.0.0.1')
     client.pause()
     client.write(
@@ -74,7 +79,9 @@ describe('a streaming client that stops reading', () => {
     const gw = await stalledStream({ forwarding: { idleTimeoutMs: 300 } })
     await until(() => (gw.ledgerReservedTokens() === 0 ? true : undefined), 5_000)
     await until(() => (fake?.closedEarly === 1 ? true : undefined), 5_000)
-    const metrics = await (await fetch(`http://127.0.0.1:${(gw.app.server.address() as { port: number }).port}/metrics`)).text()
+    const metrics = await (
+      await fetch(`http://127.0.0.1:${(gw.app.server.address() as { port: number }).port}/metrics`)
+    ).text()
     expect(metrics).toContain('kvgate_requests_total{outcome="cancelled_streaming",user="anonymous"} 1')
   })
 })

@@ -17,9 +17,12 @@ describe('KV block pool', () => {
   it('keeps freed blocks cached until evicted, deepest first, and a hit takes them back from the free queue', () => {
     const pool = createBlockPool(5, true) // 4 usable
     const ids = Array.from({ length: 48 }, (_, i) => i + 1)
-    const hashes = [0, 1, 2].reduce<number[]>((acc, i) => [...acc, hashBlock(acc[i - 1] ?? 0, ids, i * 16, (i + 1) * 16)], [])
+    const hashes: number[] = []
+    for (const i of [0, 1, 2]) hashes.push(hashBlock(hashes[i - 1] ?? 0, ids, i * 16, (i + 1) * 16))
     const blocks = pool.allocate(3)!
-    blocks.forEach((block, i) => pool.cacheBlock(block, hashes[i]!))
+    blocks.forEach((block, i) => {
+      pool.cacheBlock(block, hashes[i]!)
+    })
     // Freed in reverse: the chain's tail reaches the free queue first, so it is evicted first.
     pool.free(blocks.slice().reverse())
     expect(pool.usage()).toBe(0)

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startSim, type SimHandle } from '../../src/sim/index.js'
-import { promptOf, scrape, stream, valueOf, waitFor } from './support.js'
+import { promptOf, scrape, stream, sampleValue, waitFor } from './support.js'
 
 /**
  * The issue's acceptance burst: 64 streams of 500 prompt + 300 output tokens against 256 blocks (4,080
@@ -23,8 +23,8 @@ describe('burst beyond KV capacity', () => {
     const poller = (async () => {
       while (polling) {
         const families = await scrape(sim.url)
-        maxWaiting = Math.max(maxWaiting, valueOf(families, 'vllm:num_requests_waiting'))
-        maxUsage = Math.max(maxUsage, valueOf(families, 'vllm:kv_cache_usage_perc'))
+        maxWaiting = Math.max(maxWaiting, sampleValue(families, 'vllm:num_requests_waiting'))
+        maxUsage = Math.max(maxUsage, sampleValue(families, 'vllm:kv_cache_usage_perc'))
         await new Promise((resolve) => setTimeout(resolve, 10))
       }
     })()
@@ -45,21 +45,21 @@ describe('burst beyond KV capacity', () => {
     for (const result of results) {
       expect(result.status).toBe(200)
       expect(result.done).toBe(true)
-      const usage = result.events.at(-1)?.usage as { prompt_tokens: number; completion_tokens: number }
+      const usage = result.events.at(-1)?.['usage'] as { prompt_tokens: number; completion_tokens: number }
       expect(usage).toEqual({ prompt_tokens: 500, completion_tokens: 300, total_tokens: 800 })
-      expect(result.events.filter((e) => (e.choices as unknown[]).length > 0)).toHaveLength(300)
+      expect(result.events.filter((e) => (e['choices'] as unknown[]).length > 0)).toHaveLength(300)
     }
     expect(maxWaiting).toBeGreaterThan(0)
     expect(maxUsage).toBeGreaterThan(0.9)
 
     const after = await scrape(sim.url)
-    expect(valueOf(after, 'vllm:num_preemptions_total')).toBeGreaterThan(0)
-    expect(valueOf(after, 'vllm:num_preemptions_total')).toBe(sim.engineState().preemptions)
+    expect(sampleValue(after, 'vllm:num_preemptions_total')).toBeGreaterThan(0)
+    expect(sampleValue(after, 'vllm:num_preemptions_total')).toBe(sim.engineState().preemptions)
     await waitFor(() => sim.engineState().usedBlocks === 0, 5_000, 'blocks to drain')
     const drained = await scrape(sim.url)
-    expect(valueOf(drained, 'vllm:kv_cache_usage_perc')).toBe(0)
-    expect(valueOf(drained, 'vllm:num_requests_running')).toBe(0)
-    expect(valueOf(drained, 'vllm:num_requests_waiting')).toBe(0)
-    expect(valueOf(drained, 'vllm:generation_tokens_total')).toBe(64 * 300)
+    expect(sampleValue(drained, 'vllm:kv_cache_usage_perc')).toBe(0)
+    expect(sampleValue(drained, 'vllm:num_requests_running')).toBe(0)
+    expect(sampleValue(drained, 'vllm:num_requests_waiting')).toBe(0)
+    expect(sampleValue(drained, 'vllm:generation_tokens_total')).toBe(64 * 300)
   })
 })

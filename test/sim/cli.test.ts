@@ -10,7 +10,20 @@ describe('kvgate sim command', () => {
     const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', cli, 'sim', '--port', '0', '--num-gpu-blocks', '256', '--model', 'cli-model', '--die-after-ms', '4000'],
+      [
+        '--import',
+        'tsx',
+        cli,
+        'sim',
+        '--port',
+        '0',
+        '--num-gpu-blocks',
+        '256',
+        '--model',
+        'cli-model',
+        '--die-after-ms',
+        '4000',
+      ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     )
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
@@ -24,7 +37,9 @@ describe('kvgate sim command', () => {
         })
         child.once('exit', (code) => reject(new Error(`exited with ${code} before listening`)))
       })
-      const models = (await (await request(`${url}/v1/models`)).body.json()) as { data: Array<{ id: string; max_model_len: number }> }
+      const models = (await (await request(`${url}/v1/models`)).body.json()) as {
+        data: Array<{ id: string; max_model_len: number }>
+      }
       expect(models.data[0]).toMatchObject({ id: 'cli-model', max_model_len: 255 * 16 })
       const metrics = await (await request(`${url}/metrics`)).body.text()
       expect(metrics).toMatch(/vllm:cache_config_info\{[^}]*num_gpu_blocks="256"/)
@@ -36,7 +51,9 @@ describe('kvgate sim command', () => {
 
   it('refuses a bad flag with exit status 2 and the reason', async () => {
     const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
-    const child = spawn(process.execPath, ['--import', 'tsx', cli, 'sim', '--speed', '0'], { stdio: ['ignore', 'ignore', 'pipe'] })
+    const child = spawn(process.execPath, ['--import', 'tsx', cli, 'sim', '--speed', '0'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
     let stderr = ''
     child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))

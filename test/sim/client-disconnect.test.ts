@@ -15,15 +15,26 @@ describe('client disconnect', () => {
 
   const abortCount = async (): Promise<number> => {
     const family = (await scrape(sim.url)).get('vllm:request_success_total')
-    return Number(family?.metrics.find((m) => m.labels?.finished_reason === 'abort')?.value)
+    return Number(family?.metrics.find((m) => m.labels?.['finished_reason'] === 'abort')?.value)
   }
 
   it('aborts a streaming request mid-stream and a queued one, freeing their blocks', async () => {
     const running = new AbortController()
     const queued = new AbortController()
-    const body = (seed: number): string => JSON.stringify({ prompt: promptOf(300, seed), max_tokens: 2000, ignore_eos: true, stream: true })
-    const first = await request(`${sim.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(1), signal: running.signal })
-    const second = request(`${sim.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(2), signal: queued.signal })
+    const body = (seed: number): string =>
+      JSON.stringify({ prompt: promptOf(300, seed), max_tokens: 2000, ignore_eos: true, stream: true })
+    const first = await request(`${sim.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: body(1),
+      signal: running.signal,
+    })
+    const second = request(`${sim.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: body(2),
+      signal: queued.signal,
+    })
     // Read a few tokens of the first; the second waits because max_num_seqs is 1.
     // (Breaking out of a for-await would destroy the body, so listen and pause instead.)
     await new Promise<void>((resolve) => {
@@ -38,7 +49,11 @@ describe('client disconnect', () => {
       }
       first.body.on('data', onData)
     })
-    await waitFor(() => sim.engineState().running === 1 && sim.engineState().waiting === 1, 5_000, 'one running, one waiting')
+    await waitFor(
+      () => sim.engineState().running === 1 && sim.engineState().waiting === 1,
+      5_000,
+      'one running, one waiting',
+    )
     expect(sim.engineState().usedBlocks).toBeGreaterThanOrEqual(19)
 
     queued.abort()
@@ -47,7 +62,11 @@ describe('client disconnect', () => {
     expect(sim.engineState().running).toBe(1)
 
     running.abort()
-    await waitFor(() => sim.engineState().running === 0 && sim.engineState().usedBlocks === 0, 5_000, 'the running request to leave')
+    await waitFor(
+      () => sim.engineState().running === 0 && sim.engineState().usedBlocks === 0,
+      5_000,
+      'the running request to leave',
+    )
     expect(await abortCount()).toBe(2)
   })
 
@@ -62,6 +81,10 @@ describe('client disconnect', () => {
     await waitFor(() => sim.engineState().running === 1, 5_000, 'the request to run')
     controller.abort()
     await pending.catch(() => undefined)
-    await waitFor(() => sim.engineState().running === 0 && sim.engineState().usedBlocks === 0, 5_000, 'the request to be aborted')
+    await waitFor(
+      () => sim.engineState().running === 0 && sim.engineState().usedBlocks === 0,
+      5_000,
+      'the request to be aborted',
+    )
   })
 })

@@ -27,7 +27,13 @@ describe('utility endpoints', () => {
     const body = (await res.body.json()) as { object: string; data: Array<Record<string, unknown>> }
     expect(body.object).toBe('list')
     expect(body.data).toHaveLength(1)
-    expect(body.data[0]).toMatchObject({ id: 'llama', object: 'model', owned_by: 'vllm', root: 'llama', max_model_len: 4096 })
+    expect(body.data[0]).toMatchObject({
+      id: 'llama',
+      object: 'model',
+      owned_by: 'vllm',
+      root: 'llama',
+      max_model_len: 4096,
+    })
   })
 
   it('/tokenize counts as the shared token counter and as the generation endpoints do', async () => {

@@ -52,7 +52,15 @@ function runWorkload(seed: number, enablePrefixCaching: boolean): void {
         : Array.from({ length: promptTokens }, () => nextId++)
     const max = randomInt(random, 1, 300)
     const target = randomInt(random, 1, max)
-    const t: Tracked = { request: undefined as unknown as EngineRequest, target, max, tokens: 0, lastTokenAt: -1, finished: null, aborted: false }
+    const t: Tracked = {
+      request: undefined as unknown as EngineRequest,
+      target,
+      max,
+      tokens: 0,
+      lastTokenAt: -1,
+      finished: null,
+      aborted: false,
+    }
     t.request = engine.add(
       { promptTokenIds: prompt, maxTokens: max, targetTokens: target },
       {
@@ -84,18 +92,22 @@ function runWorkload(seed: number, enablePrefixCaching: boolean): void {
     clock.advance(5)
     const state = engine.state()
     if (state.running > maxNumSeqs) failures.push(`running ${state.running} > max_num_seqs`)
-    if (state.usedBlocks < 0 || state.usedBlocks > numGpuBlocks - 1) failures.push(`usedBlocks ${state.usedBlocks} out of range`)
+    if (state.usedBlocks < 0 || state.usedBlocks > numGpuBlocks - 1)
+      failures.push(`usedBlocks ${state.usedBlocks} out of range`)
     if (state.usedBlocks + state.freeBlocks !== numGpuBlocks - 1) failures.push('used + free != usable blocks')
     // Every running request holds a block for every token computed; without sharing (no prefix caching)
     // the pool's used blocks are exactly the blocks the batch holds.
     const batch = engine.inspect()
     for (const r of batch) {
-      if (r.blocks < Math.ceil(r.computedTokens / 16)) failures.push(`request ${r.id} computed ${r.computedTokens} tokens in ${r.blocks} blocks`)
+      if (r.blocks < Math.ceil(r.computedTokens / 16))
+        failures.push(`request ${r.id} computed ${r.computedTokens} tokens in ${r.blocks} blocks`)
     }
     const held = batch.reduce((sum, r) => sum + r.blocks, 0)
-    if (enablePrefixCaching ? state.usedBlocks > held : state.usedBlocks !== held) failures.push(`pool uses ${state.usedBlocks}, batch holds ${held}`)
+    if (enablePrefixCaching ? state.usedBlocks > held : state.usedBlocks !== held)
+      failures.push(`pool uses ${state.usedBlocks}, batch holds ${held}`)
     const live = tracked.filter((t) => t.finished === null && !t.aborted).length
-    if (state.running + state.waiting !== live) failures.push(`engine holds ${state.running + state.waiting}, ${live} live`)
+    if (state.running + state.waiting !== live)
+      failures.push(`engine holds ${state.running + state.waiting}, ${live} live`)
     if (failures.length > 0) break
   }
   clock.advance(600_000)

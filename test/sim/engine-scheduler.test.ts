@@ -52,7 +52,10 @@ function setup(overrides: Partial<Parameters<typeof createEngine>[0]> = {}) {
   const prompt = (tokens: number): number[] => Array.from({ length: tokens }, () => nextPromptId++)
   const add = (engineUnderTest: Engine, promptTokens: number, outputTokens: number) => {
     const sink = recorder()
-    const request = engineUnderTest.add({ promptTokenIds: prompt(promptTokens), maxTokens: outputTokens, targetTokens: outputTokens }, sink)
+    const request = engineUnderTest.add(
+      { promptTokenIds: prompt(promptTokens), maxTokens: outputTokens, targetTokens: outputTokens },
+      sink,
+    )
     return { sink, request }
   }
   return { clock, metrics, engine, add: (p: number, o: number) => add(engine, p, o) }
@@ -113,7 +116,10 @@ describe('engine scheduler and step-time model', () => {
   })
 
   it('keeps a waiting head that does not fit at the head (no smaller request overtakes it)', () => {
-    const { clock, engine, add } = setup({ numGpuBlocks: 101, latency: { stepFixedMs: 10, prefillTokenMs: 0, runningSeqMs: 0, contextTokenMs: 0 } })
+    const { clock, engine, add } = setup({
+      numGpuBlocks: 101,
+      latency: { stepFixedMs: 10, prefillTokenMs: 0, runningSeqMs: 0, contextTokenMs: 0 },
+    })
     add(1000, 200) // 63 blocks, growing
     clock.advance(1)
     const big = add(1000, 5) // needs 63 more: does not fit
@@ -156,7 +162,10 @@ describe('engine scheduler and step-time model', () => {
   })
 
   it('abort frees blocks at once and lets the waiting head in', () => {
-    const { clock, engine, add } = setup({ numGpuBlocks: 65, latency: { stepFixedMs: 10, prefillTokenMs: 0, runningSeqMs: 0, contextTokenMs: 0 } })
+    const { clock, engine, add } = setup({
+      numGpuBlocks: 65,
+      latency: { stepFixedMs: 10, prefillTokenMs: 0, runningSeqMs: 0, contextTokenMs: 0 },
+    })
     const hog = add(1000, 500)
     clock.advance(1)
     const next = add(500, 5)

@@ -36,10 +36,14 @@ describe('fault injection', () => {
     ).rejects.toThrow()
     expect(text).not.toContain('[DONE]')
     expect(text.split('data: ').length - 1).toBe(10)
-    await waitFor(() => sim!.engineState().usedBlocks === 0 && sim!.engineState().running === 0, 5_000, 'blocks to be freed')
+    await waitFor(
+      () => sim!.engineState().usedBlocks === 0 && sim!.engineState().running === 0,
+      5_000,
+      'blocks to be freed',
+    )
   })
 
-  it('streamErrorRate 1 ends streams mid-way with vLLM\'s error event and [DONE] on the 200', async () => {
+  it("streamErrorRate 1 ends streams mid-way with vLLM's error event and [DONE] on the 200", async () => {
     sim = await startSim({ speed: 100, faults: { streamErrorRate: 1 } })
     const result = await stream(`${sim.url}/v1/chat/completions`, {
       messages: [{ role: 'user', content: 'hi' }],
@@ -50,8 +54,12 @@ describe('fault injection', () => {
     expect(result.status).toBe(200)
     expect(result.done).toBe(true)
     const last = result.events.at(-1)!
-    expect(last).toEqual({ error: { message: expect.any(String), type: 'InternalServerError', param: null, code: 500 } })
-    const contentChunks = result.events.filter((e) => (e.choices as Array<{ delta: { content?: string } }> | undefined)?.[0]?.delta.content)
+    expect(last).toEqual({
+      error: { message: expect.any(String), type: 'InternalServerError', param: null, code: 500 },
+    })
+    const contentChunks = result.events.filter(
+      (e) => (e['choices'] as Array<{ delta: { content?: string } }> | undefined)?.[0]?.delta.content,
+    )
     expect(contentChunks).toHaveLength(10)
     await waitFor(() => sim!.engineState().usedBlocks === 0, 5_000, 'blocks to be freed')
   })
@@ -138,7 +146,12 @@ describe('fault injection', () => {
 
   it('stream results stay complete when no fault is set', async () => {
     sim = await startSim({ speed: 100 })
-    const result = await stream(`${sim.url}/v1/completions`, { prompt: 'hi', max_tokens: 20, ignore_eos: true, stream: true })
+    const result = await stream(`${sim.url}/v1/completions`, {
+      prompt: 'hi',
+      max_tokens: 20,
+      ignore_eos: true,
+      stream: true,
+    })
     expect(result.done).toBe(true)
     expect(result.events).toHaveLength(20)
   })

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createManualClock, type ManualClock } from '../../src/core/index.js'
 import { startSim, type SimHandle } from '../../src/sim/index.js'
-import { promptOf, scrape, stream, valueOf, waitFor } from './support.js'
+import { promptOf, scrape, stream, sampleValue, waitFor } from './support.js'
 
 /**
  * `vllm:kv_cache_usage_perc` follows the blocks that running requests hold, and drains when they end. The
@@ -18,11 +18,16 @@ describe('KV cache usage', () => {
     await sim.close()
   })
 
-  const usage = async (): Promise<number> => valueOf(await scrape(sim.url), 'vllm:kv_cache_usage_perc')
+  const usage = async (): Promise<number> => sampleValue(await scrape(sim.url), 'vllm:kv_cache_usage_perc')
 
   it('rises under concurrent long requests, matches the blocks held, and returns to 0', async () => {
     const requests = Array.from({ length: 8 }, (_, i) =>
-      stream(`${sim.url}/v1/completions`, { prompt: promptOf(800, i), max_tokens: 400, ignore_eos: true, stream: true }),
+      stream(`${sim.url}/v1/completions`, {
+        prompt: promptOf(800, i),
+        max_tokens: 400,
+        ignore_eos: true,
+        stream: true,
+      }),
     )
     await waitFor(() => sim.engineState().waiting === 8, 10_000, 'all requests to arrive')
     expect(await usage()).toBe(0)

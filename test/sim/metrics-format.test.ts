@@ -31,6 +31,12 @@ describe('metrics number format', () => {
     for (const v of [0.5, 1, 1.5, 3]) h.observe(v)
     const out: string[] = []
     h.render('x', (le) => (le === undefined ? 'a="1"' : `a="1",le="${le}"`), out)
-    expect(out).toEqual(['x_bucket{a="1",le="1.0"} 2.0', 'x_bucket{a="1",le="2.0"} 3.0', 'x_bucket{a="1",le="+Inf"} 4.0', 'x_count{a="1"} 4.0', 'x_sum{a="1"} 6.0'])
+    expect(out).toEqual([
+      'x_bucket{a="1",le="1.0"} 2.0',
+      'x_bucket{a="1",le="2.0"} 3.0',
+      'x_bucket{a="1",le="+Inf"} 4.0',
+      'x_count{a="1"} 4.0',
+      'x_sum{a="1"} 6.0',
+    ])
   })
 })

@@ -63,11 +63,22 @@ describe('openai SDK against the emulator', () => {
   })
 
   it('streams and returns legacy completions', async () => {
-    const stream = await client.completions.create({ model: 'llama', prompt: promptOf(20), max_tokens: 7, stream: true, ...({ ignore_eos: true } as object) })
+    const stream = await client.completions.create({
+      model: 'llama',
+      prompt: promptOf(20),
+      max_tokens: 7,
+      stream: true,
+      ...({ ignore_eos: true } as object),
+    })
     let pieces = 0
     for await (const chunk of stream) if (chunk.choices[0]?.text) pieces++
     expect(pieces).toBe(7)
-    const completion = await client.completions.create({ model: 'llama', prompt: promptOf(20), max_tokens: 3, ...({ ignore_eos: true } as object) })
+    const completion = await client.completions.create({
+      model: 'llama',
+      prompt: promptOf(20),
+      max_tokens: 3,
+      ...({ ignore_eos: true } as object),
+    })
     expect(completion.object).toBe('text_completion')
     expect(completion.usage).toMatchObject({ prompt_tokens: 20, completion_tokens: 3, total_tokens: 23 })
   })

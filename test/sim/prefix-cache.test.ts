@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startSim, type SimHandle } from '../../src/sim/index.js'
-import { postJson, promptOf, scrape, valueOf } from './support.js'
+import { postJson, promptOf, scrape, sampleValue } from './support.js'
 
 type Message = { role: string; content: string }
 
@@ -27,8 +27,10 @@ describe('prefix caching', () => {
       const before = await scrape(sim.url)
       const { json } = await postJson(`${sim.url}/v1/chat/completions`, { messages, max_tokens: 40, ignore_eos: true })
       const after = await scrape(sim.url)
-      const queries = valueOf(after, 'vllm:prefix_cache_queries_total') - valueOf(before, 'vllm:prefix_cache_queries_total')
-      const hits = valueOf(after, 'vllm:prefix_cache_hits_total') - valueOf(before, 'vllm:prefix_cache_hits_total')
+      const queries =
+        sampleValue(after, 'vllm:prefix_cache_queries_total') - sampleValue(before, 'vllm:prefix_cache_queries_total')
+      const hits =
+        sampleValue(after, 'vllm:prefix_cache_hits_total') - sampleValue(before, 'vllm:prefix_cache_hits_total')
       const promptTokens = json.usage.prompt_tokens as number
       expect(queries).toBe(promptTokens)
       if (turn === 0) expect(hits).toBe(0)
@@ -44,14 +46,14 @@ describe('prefix caching', () => {
       messages.push({ role: 'assistant', content: json.choices[0].message.content })
     }
     // Nothing runs, so the cached blocks are free (evictable) blocks: usage is 0.
-    expect(valueOf(await scrape(sim.url), 'vllm:kv_cache_usage_perc')).toBe(0)
+    expect(sampleValue(await scrape(sim.url), 'vllm:kv_cache_usage_perc')).toBe(0)
   })
 
   it('misses a different conversation and reports the cache as enabled', async () => {
     const before = await scrape(sim.url)
     await postJson(`${sim.url}/v1/completions`, { prompt: promptOf(200, 99), max_tokens: 1 })
     const after = await scrape(sim.url)
-    expect(valueOf(after, 'vllm:prefix_cache_hits_total')).toBe(valueOf(before, 'vllm:prefix_cache_hits_total'))
-    expect(after.get('vllm:cache_config_info')?.metrics[0]?.labels?.enable_prefix_caching).toBe('True')
+    expect(sampleValue(after, 'vllm:prefix_cache_hits_total')).toBe(sampleValue(before, 'vllm:prefix_cache_hits_total'))
+    expect(after.get('vllm:cache_config_info')?.metrics[0]?.labels?.['enable_prefix_caching']).toBe('True')
   })
 })

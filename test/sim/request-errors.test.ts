@@ -18,13 +18,16 @@ describe('request errors', () => {
     expect(status).toBe(400)
     expect(json).toEqual({
       error: {
-        message: "This model's maximum context length is 1024 tokens. However, your request has 1024 input tokens. Please reduce the length of the input messages.",
+        message:
+          "This model's maximum context length is 1024 tokens. However, your request has 1024 input tokens. Please reduce the length of the input messages.",
         type: 'BadRequestError',
         param: 'input_tokens',
         code: 400,
       },
     })
-    const chat = await postJson(`${sim.url}/v1/chat/completions`, { messages: [{ role: 'user', content: promptOf(1100) }] })
+    const chat = await postJson(`${sim.url}/v1/chat/completions`, {
+      messages: [{ role: 'user', content: promptOf(1100) }],
+    })
     expect(chat.status).toBe(400)
     expect(chat.json.error.param).toBe('input_tokens')
   })
@@ -43,7 +46,11 @@ describe('request errors', () => {
   })
 
   it('bad JSON and missing fields are 400 in the same shape', async () => {
-    const res = await request(`${sim.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"messages": [' })
+    const res = await request(`${sim.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"messages": [',
+    })
     expect(res.statusCode).toBe(400)
     const body = (await res.body.json()) as { error: Record<string, unknown> }
     expect(body.error).toEqual({ message: expect.any(String), type: 'BadRequestError', param: null, code: 400 })
@@ -57,10 +64,16 @@ describe('request errors', () => {
   })
 
   it('stream_options without stream, and a priority under FCFS scheduling, are 400s as in vLLM', async () => {
-    const options = await postJson(`${sim.url}/v1/completions`, { prompt: 'hi', stream_options: { include_usage: true } })
+    const options = await postJson(`${sim.url}/v1/completions`, {
+      prompt: 'hi',
+      stream_options: { include_usage: true },
+    })
     expect(options.status).toBe(400)
     expect(options.json.error.message).toBe('Stream options can only be defined when `stream=True`.')
-    const priority = await postJson(`${sim.url}/v1/chat/completions`, { messages: [{ role: 'user', content: 'hi' }], priority: 5 })
+    const priority = await postJson(`${sim.url}/v1/chat/completions`, {
+      messages: [{ role: 'user', content: 'hi' }],
+      priority: 5,
+    })
     expect(priority.status).toBe(400)
     expect(priority.json.error.param).toBe('priority')
     const zero = await postJson(`${sim.url}/v1/completions`, { prompt: 'hi', max_tokens: 1, priority: 0 })
@@ -70,6 +83,8 @@ describe('request errors', () => {
   it('an unknown model is a 404', async () => {
     const { status, json } = await postJson(`${sim.url}/v1/completions`, { model: 'gpt-9', prompt: 'hi' })
     expect(status).toBe(404)
-    expect(json).toEqual({ error: { message: 'The model `gpt-9` does not exist.', type: 'NotFoundError', param: 'model', code: 404 } })
+    expect(json).toEqual({
+      error: { message: 'The model `gpt-9` does not exist.', type: 'NotFoundError', param: 'model', code: 404 },
+    })
   })
 })

@@ -30,14 +30,26 @@ describe('request parameters', () => {
   })
 
   it('n > 1 streams every choice with its index and one usage chunk at the end', async () => {
-    const result = await stream(`${sim.url}/v1/completions`, { prompt: 'hi', n: 2, max_tokens: 5, ignore_eos: true, stream: true, stream_options: {} })
+    const result = await stream(`${sim.url}/v1/completions`, {
+      prompt: 'hi',
+      n: 2,
+      max_tokens: 5,
+      ignore_eos: true,
+      stream: true,
+      stream_options: {},
+    })
     expect(result.done).toBe(true)
-    const byIndex = [0, 1].map((i) => result.events.filter((e) => (e.choices as Array<{ index: number }>)[0]?.index === i))
+    const byIndex = [0, 1].map((i) =>
+      result.events.filter((e) => (e['choices'] as Array<{ index: number }>)[0]?.index === i),
+    )
     for (const events of byIndex) {
       expect(events).toHaveLength(5)
-      expect((events.at(-1)!.choices as Array<{ finish_reason: string }>)[0]!.finish_reason).toBe('length')
+      expect((events.at(-1)!['choices'] as Array<{ finish_reason: string }>)[0]!.finish_reason).toBe('length')
     }
-    expect(result.events.at(-1)).toMatchObject({ choices: [], usage: { prompt_tokens: 1, completion_tokens: 10, total_tokens: 11 } })
+    expect(result.events.at(-1)).toMatchObject({
+      choices: [],
+      usage: { prompt_tokens: 1, completion_tokens: 10, total_tokens: 11 },
+    })
   })
 
   it('n > 1 counts each choice as a sequence in the batch (engine on a manual clock)', async () => {

@@ -38,13 +38,25 @@ describe('emulator configuration', () => {
   })
 
   it('names the bad field', () => {
-    expect(() => loadSimConfigFile(file('a.yaml', 'numGpuBlocks: many'))).toThrow(/a\.yaml: numGpuBlocks: must be integer/)
-    expect(() => loadSimConfigFile(file('b.yaml', 'latency: { stepFixedMs: -1 }'))).toThrow(/latency\.stepFixedMs: must be >= 0/)
+    expect(() => loadSimConfigFile(file('a.yaml', 'numGpuBlocks: many'))).toThrow(
+      /a\.yaml: numGpuBlocks: must be integer/,
+    )
+    expect(() => loadSimConfigFile(file('b.yaml', 'latency: { stepFixedMs: -1 }'))).toThrow(
+      /latency\.stepFixedMs: must be >= 0/,
+    )
     expect(() => loadSimConfigFile(file('c.yaml', 'blockSzie: 16'))).toThrow(/blockSzie: unknown field/)
-    expect(() => loadSimConfigFile(file('d.yaml', 'outputLength: { type: uniform, min: 5 }'))).toThrow(/outputLength\.max: is required/)
-    expect(() => loadSimConfigFile(file('e.yaml', 'outputLength: { type: zipf }'))).toThrow(/outputLength\.type: must be one of/)
-    expect(() => loadSimConfigFile(file('f.yaml', 'faults: { streamCutRate: 3 }'))).toThrow(/faults\.streamCutRate: must be <= 1/)
-    expect(() => loadSimConfigFile(file('g.yaml', 'metricsCompat: v2'))).toThrow(/metricsCompat: must be one of "v1", "v0"/)
+    expect(() => loadSimConfigFile(file('d.yaml', 'outputLength: { type: uniform, min: 5 }'))).toThrow(
+      /outputLength\.max: is required/,
+    )
+    expect(() => loadSimConfigFile(file('e.yaml', 'outputLength: { type: zipf }'))).toThrow(
+      /outputLength\.type: must be one of/,
+    )
+    expect(() => loadSimConfigFile(file('f.yaml', 'faults: { streamCutRate: 3 }'))).toThrow(
+      /faults\.streamCutRate: must be <= 1/,
+    )
+    expect(() => loadSimConfigFile(file('g.yaml', 'metricsCompat: v2'))).toThrow(
+      /metricsCompat: must be one of "v1", "v0"/,
+    )
     expect(() => loadSimConfigFile(join(dir, 'missing.yaml'))).toThrow(/cannot read the file/)
     expect(() => loadSimConfigFile(file('h.yaml', 'a: [1, 2'))).toThrow(/not valid YAML/)
     expect(() => validateSimOptions({ outputLength: { type: 'uniform', min: 9, max: 3 } })).toThrow(/outputLength\.min/)

@@ -36,12 +36,18 @@ describe('stop strings', () => {
       expect(at).toBeGreaterThan(0) // the seeded text contains the word, or the test proves nothing
 
       const stopped = (await postJson(`${sim.url}/v1/completions`, { ...body, stop: [' cache', 'never-matches'] })).json
-      expect(stopped.choices[0]).toMatchObject({ text: fullText.slice(0, at), finish_reason: 'stop', stop_reason: ' cache' })
+      expect(stopped.choices[0]).toMatchObject({
+        text: fullText.slice(0, at),
+        finish_reason: 'stop',
+        stop_reason: ' cache',
+      })
       // The token that completed the stop string was generated, so it counts.
       expect(stopped.usage.completion_tokens).toBe(fullText.slice(0, at + ' cache'.length).split(' ').length - 1)
 
       const streamed = await stream(`${sim.url}/v1/completions`, { ...body, stop: ' cache', stream: true })
-      const choices = streamed.events.map((e) => (e.choices as Array<{ text: string; finish_reason: string | null; stop_reason: string | null }>)[0]!)
+      const choices = streamed.events.map(
+        (e) => (e['choices'] as Array<{ text: string; finish_reason: string | null; stop_reason: string | null }>)[0]!,
+      )
       expect(choices.map((c) => c.text).join('')).toBe(fullText.slice(0, at))
       expect(choices.at(-1)).toMatchObject({ finish_reason: 'stop', stop_reason: ' cache' })
       expect(streamed.done).toBe(true)

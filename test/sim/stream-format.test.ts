@@ -27,7 +27,7 @@ describe('streaming format', () => {
     expect(result.done).toBe(true)
     expect(result.raw.endsWith('data: [DONE]\n\n')).toBe(true)
     const [role, ...rest] = result.events
-    const id = role!.id as string
+    const id = role!['id'] as string
     expect(id).toMatch(/^chatcmpl-[0-9a-f]{32}$/)
     expect(role).toEqual({
       id,
@@ -38,20 +38,27 @@ describe('streaming format', () => {
     })
     const content = rest.slice(0, 4)
     for (const [i, chunk] of content.entries()) {
-      expect(chunk.id).toBe(id)
-      expect(chunk.object).toBe('chat.completion.chunk')
-      expect(chunk.created).toBe(role!.created)
-      expect(chunk.usage).toBeUndefined()
-      const choice = (chunk.choices as Array<Record<string, unknown>>)[0]!
-      expect(Object.keys(choice.delta as object)).toEqual(['content'])
-      expect((choice.delta as { content: string }).content).toMatch(/^ [a-z]+$/)
-      if (i < 3) expect(choice).toEqual({ index: 0, delta: choice.delta, logprobs: null, finish_reason: null })
-      else expect(choice).toEqual({ index: 0, delta: choice.delta, logprobs: null, finish_reason: 'length', stop_reason: null })
+      expect(chunk['id']).toBe(id)
+      expect(chunk['object']).toBe('chat.completion.chunk')
+      expect(chunk['created']).toBe(role!['created'])
+      expect(chunk['usage']).toBeUndefined()
+      const choice = (chunk['choices'] as Array<Record<string, unknown>>)[0]!
+      expect(Object.keys(choice['delta'] as object)).toEqual(['content'])
+      expect((choice['delta'] as { content: string }).content).toMatch(/^ [a-z]+$/)
+      if (i < 3) expect(choice).toEqual({ index: 0, delta: choice['delta'], logprobs: null, finish_reason: null })
+      else
+        expect(choice).toEqual({
+          index: 0,
+          delta: choice['delta'],
+          logprobs: null,
+          finish_reason: 'length',
+          stop_reason: null,
+        })
     }
     expect(rest[4]).toEqual({
       id,
       object: 'chat.completion.chunk',
-      created: role!.created,
+      created: role!['created'],
       model: 'llama',
       choices: [],
       usage: { prompt_tokens: 4, total_tokens: 8, completion_tokens: 4 },
@@ -65,7 +72,10 @@ describe('streaming format', () => {
     expect(without.events.some((e) => 'usage' in e)).toBe(false)
     expect(without.events).toHaveLength(3)
     const empty = await stream(`${sim.url}/v1/chat/completions`, { ...body, stream_options: {} })
-    expect(empty.events.at(-1)).toMatchObject({ choices: [], usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } })
+    expect(empty.events.at(-1)).toMatchObject({
+      choices: [],
+      usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 },
+    })
     const off = await stream(`${sim.url}/v1/chat/completions`, { ...body, stream_options: { include_usage: false } })
     expect(off.events.some((e) => 'usage' in e)).toBe(false)
   })
@@ -78,10 +88,10 @@ describe('streaming format', () => {
       stream: true,
       stream_options: { include_usage: true, continuous_usage_stats: true },
     })
-    const completions = result.events.map((e) => (e.usage as { completion_tokens: number }).completion_tokens)
+    const completions = result.events.map((e) => (e['usage'] as { completion_tokens: number }).completion_tokens)
     expect(completions).toEqual([0, 1, 2, 3, 3])
     for (const event of result.events) {
-      const usage = event.usage as { prompt_tokens: number; completion_tokens: number; total_tokens: number }
+      const usage = event['usage'] as { prompt_tokens: number; completion_tokens: number; total_tokens: number }
       expect(usage.prompt_tokens).toBe(3)
       expect(usage.total_tokens).toBe(usage.prompt_tokens + usage.completion_tokens)
     }
@@ -107,7 +117,7 @@ describe('streaming format', () => {
     })
     expect(result.done).toBe(true)
     expect(result.events).toHaveLength(4)
-    const id = result.events[0]!.id as string
+    const id = result.events[0]!['id'] as string
     expect(id).toMatch(/^cmpl-[0-9a-f]{32}$/)
     for (const [i, chunk] of result.events.slice(0, 3).entries()) {
       expect(chunk).toEqual({
@@ -116,14 +126,20 @@ describe('streaming format', () => {
         created: expect.any(Number),
         model: 'llama',
         choices: [
-          { index: 0, text: expect.stringMatching(/^ [a-z]+$/), logprobs: null, finish_reason: i === 2 ? 'length' : null, stop_reason: null },
+          {
+            index: 0,
+            text: expect.stringMatching(/^ [a-z]+$/),
+            logprobs: null,
+            finish_reason: i === 2 ? 'length' : null,
+            stop_reason: null,
+          },
         ],
       })
     }
     expect(result.events[3]).toEqual({
       id,
       object: 'text_completion',
-      created: result.events[0]!.created,
+      created: result.events[0]!['created'],
       model: 'llama',
       choices: [],
       usage: { prompt_tokens: 10, total_tokens: 13, completion_tokens: 3 },

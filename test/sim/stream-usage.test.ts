@@ -38,9 +38,7 @@ describe('stream usage', () => {
       expect(final.choices).toEqual([])
       expect(final.usage?.completion_tokens).toBe(6)
       for (const index of [0, 1]) {
-        const counts = events
-          .filter((e) => e.choices[0]?.index === index)
-          .map((e) => e.usage!.completion_tokens)
+        const counts = events.filter((e) => e.choices[0]?.index === index).map((e) => e.usage!.completion_tokens)
         expect(counts).toEqual(kind === 'chat' ? [0, 1, 2, 3] : [1, 2, 3])
       }
     })

@@ -13,8 +13,13 @@ export interface StreamResult {
   raw: string
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: tests read whatever the emulator answered and assert on it
 export async function postJson(url: string, body: unknown): Promise<{ status: number; json: any; text: string }> {
-  const res = await request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const res = await request(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  })
   const text = await res.body.text()
   let json: unknown
   try {
@@ -27,7 +32,11 @@ export async function postJson(url: string, body: unknown): Promise<{ status: nu
 
 /** POST a streaming request and read the whole SSE body. */
 export async function stream(url: string, body: unknown): Promise<StreamResult> {
-  const res = await request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const res = await request(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  })
   const raw = await res.body.text()
   const events: Array<Record<string, unknown>> = []
   let done = false
@@ -48,7 +57,13 @@ export interface Sample {
 export interface MetricFamily {
   name: string
   type: string
-  metrics: Array<{ labels?: Record<string, string>; value?: string; buckets?: Record<string, string>; count?: string; sum?: string }>
+  metrics: Array<{
+    labels?: Record<string, string>
+    value?: string
+    buckets?: Record<string, string>
+    count?: string
+    sum?: string
+  }>
 }
 
 export async function scrape(baseUrl: string): Promise<Map<string, MetricFamily>> {
@@ -59,14 +74,18 @@ export async function scrape(baseUrl: string): Promise<Map<string, MetricFamily>
 }
 
 /** The single sample's value of a gauge or counter family. */
-export function valueOf(families: Map<string, MetricFamily>, name: string): number {
+export function sampleValue(families: Map<string, MetricFamily>, name: string): number {
   const family = families.get(name)
   if (family === undefined) throw new Error(`metric ${name} missing`)
   return Number(family.metrics[0]?.value)
 }
 
 /** Poll `check` until it returns true or the deadline passes. */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     if (await check()) return

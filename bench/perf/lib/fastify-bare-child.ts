@@ -20,7 +20,10 @@ serveUntilDisconnected(async () => {
       body: JSON.stringify(req.body),
     })
     const text = await answer.body.text()
-    return reply.code(answer.statusCode).type(String(answer.headers['content-type'] ?? 'application/json')).send(text)
+    return reply
+      .code(answer.statusCode)
+      .type(String(answer.headers['content-type'] ?? 'application/json'))
+      .send(text)
   })
   const url = await app.listen({ port: 0, host: '127.0.0.1' })
   return {

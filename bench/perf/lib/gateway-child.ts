@@ -7,7 +7,12 @@ import { serveUntilDisconnected } from './processes.js'
  * policy, per-request log lines at `info` (written to /dev/null by the parent, but still formatted and
  * written, as in production), and one backend per upstream URL.
  */
-const { upstreams, policy, metricsPoll, config: overrides } = JSON.parse(process.argv[2] ?? '{}') as {
+const {
+  upstreams,
+  policy,
+  metricsPoll,
+  config: overrides,
+} = JSON.parse(process.argv[2] ?? '{}') as {
   upstreams: string[]
   policy: string
   metricsPoll?: Record<string, number>

@@ -51,7 +51,8 @@ export async function freePort(): Promise<number> {
 export async function waitForHttp(url: string, child?: ChildProcess, timeoutMs = READY_TIMEOUT_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    if (child && child.exitCode !== null) throw new Error(`process exited with ${child.exitCode} before ${url} answered`)
+    if (child && child.exitCode !== null)
+      throw new Error(`process exited with ${child.exitCode} before ${url} answered`)
     try {
       const response = await request(url)
       await response.body.dump()
@@ -83,16 +84,25 @@ const SOURCE_EXTENSION = import.meta.url.endsWith('.ts') ? '.ts' : '.js'
  * Forks one of the `*-child` entries next to this file under tsx; the child answers `{ url }` on IPC when
  * it listens and shuts down when the IPC channel closes.
  */
-export async function forkServer(entry: string, options: unknown, execArgv: readonly string[] = []): Promise<ServerProcess> {
+export async function forkServer(
+  entry: string,
+  options: unknown,
+  execArgv: readonly string[] = [],
+): Promise<ServerProcess> {
   // An absolute path runs an entry from another build (an A/B copy, see lib/candidate-build.ts).
-  const path = entry.startsWith('/') ? `${entry}${SOURCE_EXTENSION}` : fileURLToPath(new URL(`${entry}${SOURCE_EXTENSION}`, import.meta.url))
+  const path = entry.startsWith('/')
+    ? `${entry}${SOURCE_EXTENSION}`
+    : fileURLToPath(new URL(`${entry}${SOURCE_EXTENSION}`, import.meta.url))
   const child = fork(path, [JSON.stringify(options)], {
     execArgv: [...(SOURCE_EXTENSION === '.ts' ? ['--import', 'tsx'] : []), ...execArgv],
     // The servers' own logs would cost the load client CPU to read; they go to /dev/null, stderr stays visible.
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   })
   const urls = await new Promise<string[]>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${entry} did not start within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
+    const timer = setTimeout(
+      () => reject(new Error(`${entry} did not start within ${READY_TIMEOUT_MS} ms`)),
+      READY_TIMEOUT_MS,
+    )
     child.once('message', (message: { urls?: string[]; error?: string }) => {
       clearTimeout(timer)
       if (message.urls) resolve(message.urls)
@@ -119,7 +129,9 @@ export async function forkServer(entry: string, options: unknown, execArgv: read
 }
 
 /** The child's side of `forkServer`: report the URL, then close the server when the parent lets go. */
-export function serveUntilDisconnected(start: () => Promise<{ urls: readonly string[]; close(): Promise<void> }>): void {
+export function serveUntilDisconnected(
+  start: () => Promise<{ urls: readonly string[]; close(): Promise<void> }>,
+): void {
   start().then(
     (server) => {
       process.send?.({ urls: server.urls })
@@ -138,5 +150,7 @@ export function median(values: readonly number[]): number {
   const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b)
   if (sorted.length === 0) return Number.NaN
   const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? (sorted[middle] ?? Number.NaN) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2
+  return sorted.length % 2 === 1
+    ? (sorted[middle] ?? Number.NaN)
+    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2
 }

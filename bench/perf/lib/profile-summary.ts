@@ -51,21 +51,33 @@ profile.samples.forEach((id, i) => {
   if (node === undefined) return
   const { functionName, url } = node.callFrame
   const place =
-    /\/src\/([a-z-]+)\//.exec(url)?.[1] !== undefined && !url.includes('node_modules/.pnpm') && url.includes('/src/') && !/node_modules\/(?!\.cache)/.test(url)
+    /\/src\/([a-z-]+)\//.exec(url)?.[1] !== undefined &&
+    !url.includes('node_modules/.pnpm') &&
+    url.includes('/src/') &&
+    !/node_modules\/(?!\.cache)/.test(url)
       ? `kvgate src/${/\/src\/([a-z-]+)\//.exec(url)?.[1]}`
-      : /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)?.[1] ?? (url.startsWith('node:') ? 'node (JS)' : functionName.startsWith('(') ? functionName : `native: ${functionName}`)
+      : (/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)?.[1] ??
+        (url.startsWith('node:')
+          ? 'node (JS)'
+          : functionName.startsWith('(')
+            ? functionName
+            : `native: ${functionName}`))
   byPlace.set(place, (byPlace.get(place) ?? 0) + (profile.timeDeltas[i] ?? 0))
 })
 printTable(
   'Self time by place',
   ['place', 'ms', 'share'],
-  [...byPlace.entries()].sort((a, b) => b[1] - a[1]).slice(0, top).map(([place, us]) => [place, (us / 1000).toFixed(1), `${((us / total) * 100).toFixed(1)}%`]),
+  [...byPlace.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([place, us]) => [place, (us / 1000).toFixed(1), `${((us / total) * 100).toFixed(1)}%`]),
 )
 
 // Each sample charged to the innermost kvgate function on its stack: that function's own code plus the
 // library and Node calls it made (a pino log line, a prom-client observe, an undici request). Samples with no
 // kvgate frame (Node's HTTP parser reading a request, timers, GC) are charged to "outside kvgate".
-const isKvgate = (url: string): boolean => /\/(src|bench)\/[a-z-]+\/[a-z-]+\.(js|ts)$/.test(url) && !/node_modules\/(?!\.cache)/.test(url)
+const isKvgate = (url: string): boolean =>
+  /\/(src|bench)\/[a-z-]+\/[a-z-]+\.(js|ts)$/.test(url) && !/node_modules\/(?!\.cache)/.test(url)
 const byKvgateFunction = new Map<string, number>()
 profile.samples.forEach((id, i) => {
   let owner = 'outside kvgate'
@@ -81,7 +93,10 @@ profile.samples.forEach((id, i) => {
 printTable(
   'Time by innermost kvgate function (its code + what it called)',
   ['function', 'ms', 'share'],
-  [...byKvgateFunction.entries()].sort((a, b) => b[1] - a[1]).slice(0, top).map(([name, us]) => [name, (us / 1000).toFixed(1), `${((us / total) * 100).toFixed(1)}%`]),
+  [...byKvgateFunction.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([name, us]) => [name, (us / 1000).toFixed(1), `${((us / total) * 100).toFixed(1)}%`]),
 )
 
 const rows = [...self.entries()]
@@ -106,6 +121,9 @@ if (callersOf !== '') {
   printTable(
     `Callers of ${callersOf}`,
     ['chain (innermost first)', 'ms'],
-    [...chains.entries()].sort((a, b) => b[1] - a[1]).slice(0, 10).map(([chain, us]) => [chain, (us / 1000).toFixed(1)]),
+    [...chains.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 10)
+      .map(([chain, us]) => [chain, (us / 1000).toFixed(1)]),
   )
 }

@@ -7,7 +7,9 @@ import { serveUntilDisconnected } from './processes.js'
  */
 const { count = 1, ...options } = JSON.parse(process.argv[2] ?? '{}') as SimOptions & { count?: number }
 serveUntilDisconnected(async () => {
-  const sims = await Promise.all(Array.from({ length: count }, () => startSim({ ...options, port: 0, host: '127.0.0.1', logger: false })))
+  const sims = await Promise.all(
+    Array.from({ length: count }, () => startSim({ ...options, port: 0, host: '127.0.0.1', logger: false })),
+  )
   return {
     urls: sims.map((sim) => sim.url),
     close: async () => {

@@ -38,7 +38,10 @@ async function startStub(): Promise<{ url: string; close(): Promise<void> }> {
   const server = createServer((req, res) => {
     if (req.method === 'GET') {
       if (req.url === '/metrics') res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics)
-      else if (req.url === '/v1/models') res.writeHead(200, { 'content-type': 'application/json' }).end('{"object":"list","data":[{"id":"stub","object":"model"}]}')
+      else if (req.url === '/v1/models')
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end('{"object":"list","data":[{"id":"stub","object":"model"}]}')
       else res.writeHead(200).end()
       return
     }
@@ -46,11 +49,14 @@ async function startStub(): Promise<{ url: string; close(): Promise<void> }> {
     req.on('data', (part: Buffer) => parts.push(part))
     req.on('end', () => {
       const body = JSON.parse(Buffer.concat(parts).toString() || '{}') as { stream?: boolean; max_tokens?: number }
-      const id = (next += 1)
+      next += 1
+      const id = next
       const tokens = body.max_tokens ?? 16
       if (!body.stream) {
         res.writeHead(200, { 'content-type': 'application/json' })
-        res.end(completion(id, ' hi'.repeat(tokens), 'length').slice(0, -1) + `,"usage":{"prompt_tokens":4,"completion_tokens":${tokens},"total_tokens":${tokens + 4}}}`)
+        res.end(
+          `${completion(id, ' hi'.repeat(tokens), 'length').slice(0, -1)},"usage":{"prompt_tokens":4,"completion_tokens":${tokens},"total_tokens":${tokens + 4}}}`,
+        )
         return
       }
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
@@ -72,10 +78,11 @@ async function startStub(): Promise<{ url: string; close(): Promise<void> }> {
   const port = typeof address === 'object' && address !== null ? address.port : 0
   return {
     url: `http://127.0.0.1:${port}`,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections()
-      server.close(() => resolve())
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
   }
 }
 

@@ -6,10 +6,15 @@ export function loadNote(): string {
 }
 
 /** Prints rows as a Markdown table, so the output can be pasted into docs/benchmarks.md as it is. */
-export function printTable(title: string, columns: readonly string[], rows: readonly (readonly (string | number)[])[]): void {
+export function printTable(
+  title: string,
+  columns: readonly string[],
+  rows: readonly (readonly (string | number)[])[],
+): void {
   const cells = rows.map((row) => row.map((cell) => (typeof cell === 'number' ? formatNumber(cell) : cell)))
   const widths = columns.map((column, i) => Math.max(column.length, ...cells.map((row) => String(row[i] ?? '').length)))
-  const line = (row: readonly string[]): string => `| ${row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join(' | ')} |`
+  const line = (row: readonly string[]): string =>
+    `| ${row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join(' | ')} |`
   console.log(`\n${title}\n`)
   console.log(line(columns))
   console.log(`|${widths.map((width) => '-'.repeat(width + 2)).join('|')}|`)

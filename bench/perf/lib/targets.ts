@@ -113,7 +113,11 @@ export const ZERO_LATENCY_SIM = Object.freeze({
 })
 
 /** `count` upstreams in one process (several only for the polling benchmark). */
-export function startUpstream(kind: UpstreamKind, sim?: Readonly<Record<string, unknown>>, count = 1): Promise<ServerProcess> {
+export function startUpstream(
+  kind: UpstreamKind,
+  sim?: Readonly<Record<string, unknown>>,
+  count = 1,
+): Promise<ServerProcess> {
   if (kind === 'stub') return forkServer('./stub-child', { count })
   return forkServer('./sim-child', { ...ZERO_LATENCY_SIM, ...sim, count })
 }
