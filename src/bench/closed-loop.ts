@@ -76,13 +76,14 @@ interface Pass {
   requestRate?: number
 }
 
-/** One pass of every client over the shared queue of conversations. */
+/** One pass of every client over the shared queue of conversations; returns them in the order they finished. */
 async function runPass(
   states: readonly ConversationState[],
   pass: Pass,
   sender: RequestSender,
   options: ConversationRunOptions,
-): Promise<void> {
+): Promise<ConversationState[]> {
+  const finished: ConversationState[] = []
   const commonPrefix = syntheticText(options.commonPrefixTokens ?? 0, options.seed, 'common-prefix')
   let next = 0
   let sent = 0
@@ -140,8 +141,10 @@ async function runPass(
         current.messages.push(assistantMessage(outcome.text))
         current.nextTurn++
         const lastTurn = Math.min(current.conversation.turns.length, pass.maxTurns ?? Number.POSITIVE_INFINITY)
-        if (current.nextTurn >= lastTurn) active.delete(current)
-        else if (pass.sampling === 'round_robin') roundRobin.unshift(current)
+        if (current.nextTurn >= lastTurn) {
+          active.delete(current)
+          finished.push(current)
+        } else if (pass.sampling === 'round_robin') roundRobin.unshift(current)
       } else {
         current.abandoned = true
         current.messages.pop()
@@ -158,6 +161,7 @@ async function runPass(
     if (pass.stopRule === 'vllm') stop = true
   }
   await Promise.all(Array.from({ length: options.numClients }, (_, i) => client(i)))
+  return finished
 }
 
 export async function runConversations(
@@ -186,13 +190,14 @@ export async function runConversations(
       const { onRecord: _onRecord, ...quiet } = options
       const warmupSender = new RequestSender(quiet, agent, options.clock.now())
       warmupSender.model = model
-      await runPass(states, { perClient: 1, maxTurns: 1, stopRule: 'all', sampling }, warmupSender, quiet)
+      // vLLM runs on with the conversations the warm-up returned, in the order they came back (a dict filled as
+      // they finished): one whose first turn failed is gone.
+      states = await runPass(states, { perClient: 1, maxTurns: 1, stopRule: 'all', sampling }, warmupSender, quiet)
       warmup = {
         requests: warmupSender.records.length,
         completed: warmupSender.records.filter((r) => r.outcome === 'completed').length,
         runtimeMs: warmupSender.elapsed(),
       }
-      states = states.filter((s) => !s.abandoned)
     }
     const remaining = states.reduce((n, s) => n + s.conversation.turns.length - s.nextTurn, 0)
     options.onTotal?.(Math.min(remaining, options.maxNumRequests ?? remaining))
