@@ -111,6 +111,9 @@ export function baseOrigin(baseUrl: string): string {
   return baseUrl.replace(/\/+$/, '').replace(/\/v1$/, '')
 }
 
+/** 10 s for `GET /v1/models` before the run: a server that does not answer it at all is not usable either. */
+const PROBE_TIMEOUT_MS = 10_000
+
 /** What `GET /v1/models` said before the run: the first model, or why the server cannot be used. */
 export type ServerProbe =
   | { kind: 'ok'; model?: string }
@@ -128,7 +131,12 @@ export async function probeServer(
   headers: Readonly<Record<string, string>> = {},
 ): Promise<ServerProbe> {
   try {
-    const res = await undiciRequest(`${baseOrigin(baseUrl)}/v1/models`, { dispatcher, headers: { ...headers } })
+    const res = await undiciRequest(`${baseOrigin(baseUrl)}/v1/models`, {
+      dispatcher,
+      headers: { ...headers },
+      headersTimeout: PROBE_TIMEOUT_MS,
+      bodyTimeout: PROBE_TIMEOUT_MS,
+    })
     const text = await res.body.text()
     if (res.statusCode === 401 || res.statusCode === 403) {
       let message = text.slice(0, 300)
