@@ -27,6 +27,7 @@ import { createProgress } from './progress.js'
 import { formatComparison, renderReport } from './report.js'
 import { parseSlo } from './results.js'
 import { createAgent, probeServer } from './runner.js'
+import { isClosedLoop } from './run-workload.js'
 import { addSimOptions, simOptionsFromCommand, simOptionsGiven } from './sim-options.js'
 
 interface CompareFlags extends CommonFlags {
@@ -94,6 +95,13 @@ export function createCompareCommand(): Command {
         workloadOptionsFrom(flags, flags.inputFile as string, flags.numClients !== undefined),
         counter,
       )
+      if (flags.warmupStep && !isClosedLoop(workload, flags)) {
+        process.stderr.write(
+          'kvgate bench compare: --warmup-step needs a closed-loop run (a conversation input, or --num-clients)\n',
+        )
+        process.exitCode = 1
+        return
+      }
       const sloText = sloSpec(flags) ?? DEFAULT_COMPARE_SLO
       const slo = parseSlo(sloText)
       const sim = simOptionsFromCommand(compare, simKeys)
