@@ -1,7 +1,8 @@
 import type { Random } from '../core/index.js'
 import { errors } from '../errors/index.js'
 import { sampleGamma, sampleZipf } from './distributions.js'
-import type { TraceRequest } from './workload.js'
+import { arrivalRate, sampleTraceUsers } from './user-sampling.js'
+import type { TraceRequest, UserSampleFigures } from './workload.js'
 
 /**
  * Arrival-time transformations applied to a trace before it is replayed. All are pure functions of the
@@ -36,6 +37,8 @@ export interface ScheduleOptions {
   maxNumRequests?: number
   /** Label requests that have no user with Zipf(alpha) ranks among `numUsers` users. */
   zipfUsers?: { numUsers: number; alpha: number }
+  /** Keep this share of the users (after labelling), each with all its requests: seed 000's user sampling. */
+  userSample?: { ratio: number; seed: number; random: Random }
   random: Random
 }
 
@@ -45,6 +48,14 @@ export interface ScheduleOptions {
  * because arrivals are re-assigned in trace order.
  */
 export function scheduleTrace(requests: readonly TraceRequest[], options: ScheduleOptions): TraceRequest[] {
+  return scheduleTraceWithSample(requests, options).requests
+}
+
+/** `scheduleTrace`, also returning what user sampling kept. */
+export function scheduleTraceWithSample(
+  requests: readonly TraceRequest[],
+  options: ScheduleOptions,
+): { requests: TraceRequest[]; userSample?: UserSampleFigures } {
   let out = requests.map((r) => ({ ...r }))
   if (options.requestRate !== undefined) {
     const times = gammaArrivalsMs(out.length, options.requestRate, options.burstiness ?? 1, options.random)
@@ -56,11 +67,25 @@ export function scheduleTrace(requests: readonly TraceRequest[], options: Schedu
       throw errors.invalidWorkload(['--time-scale', `must be > 0, got ${options.timeScale}`])
     for (const r of out) r.arrivalMs *= options.timeScale
   }
+  let userSample: UserSampleFigures | undefined
+  if (options.userSample !== undefined) {
+    // Users are sampled over the whole trace, so they are labelled first. Labels are drawn in trace order, so
+    // the requests kept by a later cut get the labels they would have had anyway.
+    if (options.zipfUsers !== undefined)
+      labelUsers(out, options.zipfUsers.numUsers, options.zipfUsers.alpha, options.random)
+    const sampled = sampleTraceUsers(out, options.userSample.ratio, options.userSample.seed, options.userSample.random)
+    out = sampled.requests
+    userSample = sampled.figures
+  }
   if (options.durationSec !== undefined) out = out.filter((r) => r.arrivalMs <= (options.durationSec as number) * 1000)
   if (options.maxNumRequests !== undefined) out = out.slice(0, options.maxNumRequests)
   if (options.zipfUsers !== undefined)
     labelUsers(out, options.zipfUsers.numUsers, options.zipfUsers.alpha, options.random)
-  return out
+  if (userSample !== undefined) {
+    const rate = arrivalRate(out)
+    userSample = { ...userSample, requestsKept: out.length, ...(rate !== undefined ? { arrivalRate: rate } : {}) }
+  }
+  return userSample !== undefined ? { requests: out, userSample } : { requests: out }
 }
 
 /**

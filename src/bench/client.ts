@@ -11,10 +11,14 @@ export interface ChatCall {
   baseUrl: string
   model: string
   messages: readonly ChatMessage[]
-  /** Exact completion length: sent as max_tokens = min_tokens with ignore_eos. */
+  /** The answer's true length (the trace's or conversation's). How it reaches the server: `maxTokens`. */
   outputTokens: number
+  /** How the client sets `max_tokens`; `exact` when not given. */
+  maxTokens?: ClientMaxTokens
   user: string
   userHeader: string
+  /** Extra headers (authorization, `--header`); the user header wins over one of the same name. */
+  headers?: Readonly<Record<string, string>>
   dispatcher: Dispatcher
   clock: Clock
   counter: TokenCounter
@@ -35,6 +39,56 @@ export type ChatOutcome =
     }
   | { kind: 'rejected'; status: number; reason: string; retryAfterMs?: number; shouldRetry: boolean; message: string }
   | { kind: 'failed'; status: number; message: string }
+
+/**
+ * How a client sets `max_tokens`:
+ * - `exact`: `max_tokens = min_tokens =` the true length with `ignore_eos`, so every server ends the answer
+ *   there (the bench's old and flattering habit: a gateway's predictor sees the answer's length up front);
+ * - `none`: no `max_tokens`, as chat UIs and agents send; the true length goes out of band to the emulator;
+ * - a number: `max_tokens` fixed at it (a generous client, e.g. 4096), the true length out of band as well.
+ * Out of band is the body field `vllm_xargs: {kvgate_sim_output_tokens: N}`: only `kvgate sim` reads it (it ends
+ * the answer there with `finish_reason: stop`, or at `max_tokens` with `length` if that is smaller); vLLM accepts
+ * `vllm_xargs` as extension arguments and ignores this one, and kvgate forwards the body untouched.
+ */
+export type ClientMaxTokens = 'exact' | 'none' | number
+export const SIM_OUTPUT_TOKENS_FIELD = 'kvgate_sim_output_tokens'
+
+/** The JSON body of one streamed chat completion. */
+export function chatRequestBody(call: Pick<ChatCall, 'model' | 'messages' | 'outputTokens' | 'maxTokens'>): string {
+  const length = Math.max(1, call.outputTokens) // a trace row of 0 is sent as 1 (vLLM needs ≥ 1)
+  const mode = call.maxTokens ?? 'exact'
+  const limits =
+    mode === 'exact'
+      ? { max_tokens: length, min_tokens: length, ignore_eos: true }
+      : {
+          ...(mode === 'none' ? {} : { max_tokens: mode }),
+          vllm_xargs: { [SIM_OUTPUT_TOKENS_FIELD]: length },
+        }
+  return JSON.stringify({
+    model: call.model,
+    messages: call.messages,
+    ...limits,
+    stream: true,
+    stream_options: { include_usage: true },
+  })
+}
+
+/** A connection error in words: "connection refused" rather than only a code. */
+export function describeConnectionError(err: unknown): string {
+  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } }
+  const code = e.code ?? e.cause?.code
+  const message = e.message ?? String(err)
+  const plain: Record<string, string> = {
+    ECONNREFUSED: 'connection refused',
+    ECONNRESET: 'connection reset',
+    ENOTFOUND: 'host not found',
+    EHOSTUNREACH: 'host unreachable',
+    ETIMEDOUT: 'connection timed out',
+    UND_ERR_CONNECT_TIMEOUT: 'connection timed out',
+  }
+  const words = code !== undefined ? plain[code] : undefined
+  return words !== undefined ? `${words} (${message})` : message
+}
 
 /** `{base}/v1/chat/completions`, accepting a base that already ends in `/v1`. */
 export function chatCompletionsUrl(baseUrl: string): string {
@@ -71,27 +125,19 @@ function errorMessage(bodyText: string): string {
 
 export async function sendChat(call: ChatCall): Promise<ChatOutcome> {
   const started = call.clock.now()
-  const body = JSON.stringify({
-    model: call.model,
-    messages: call.messages,
-    max_tokens: Math.max(1, call.outputTokens),
-    min_tokens: Math.max(1, call.outputTokens),
-    ignore_eos: true,
-    stream: true,
-    stream_options: { include_usage: true },
-  })
+  const body = chatRequestBody(call)
   let response: Dispatcher.ResponseData
   try {
     response = await request(chatCompletionsUrl(call.baseUrl), {
       method: 'POST',
       dispatcher: call.dispatcher,
-      headers: { 'content-type': 'application/json', [call.userHeader]: call.user },
+      headers: { ...call.headers, 'content-type': 'application/json', [call.userHeader]: call.user },
       body,
       headersTimeout: call.timeoutMs,
       bodyTimeout: call.timeoutMs,
     })
   } catch (err) {
-    return { kind: 'failed', status: 0, message: `request failed: ${(err as Error).message}` }
+    return { kind: 'failed', status: 0, message: `request failed: ${describeConnectionError(err)}` }
   }
   if (response.statusCode !== 200) {
     let text = ''
@@ -121,11 +167,14 @@ export async function sendChat(call: ChatCall): Promise<ChatOutcome> {
   let usageCompletion: number | undefined
   let usagePrompt: number | undefined
   let done = false
+  // vLLM's clients stop the latency clock at `data: [DONE]`, not when the connection's body ends.
+  let doneAtMs: number | undefined
   let streamError: string | undefined
   let pending = ''
   const onData = (data: string): void => {
     if (data === '[DONE]') {
       done = true
+      doneAtMs ??= call.clock.now()
       return
     }
     let chunk: {
@@ -169,7 +218,7 @@ export async function sendChat(call: ChatCall): Promise<ChatOutcome> {
     return { kind: 'failed', status: 200, message: `stream broke: ${(err as Error).message}` }
   }
   if (pending.startsWith('data:')) onData(pending.slice(5).trim())
-  const latencyMs = call.clock.now() - started
+  const latencyMs = (doneAtMs ?? call.clock.now()) - started
   if (streamError !== undefined) return { kind: 'failed', status: 200, message: streamError }
   if (!done) return { kind: 'failed', status: 200, message: 'stream ended without [DONE]' }
   if (ttftMs === undefined) return { kind: 'failed', status: 200, message: 'stream carried no content' }

@@ -41,6 +41,14 @@ export interface SetupResult {
   /** Preemptions the backend counted during this setup. */
   preemptions: number
   maxKvUsage: number
+  /**
+   * Goodput as a share of `direct`'s: requests meeting every SLO here over those meeting it in `direct` (the
+   * same requests are sent to every setup, so it is also the ratio of `goodput_ratio`s). The floor kvgate must
+   * keep: below 1, putting kvgate in front lost goodput. Unset for `direct` and when direct had none.
+   */
+  goodputVsDirect?: number
+  /** Wall-clock seconds the setup took (its emulator and gateway start included). */
+  wallSec?: number
 }
 
 export interface CompareOptions {
@@ -187,6 +195,7 @@ export async function runCompare(options: CompareOptions): Promise<SetupResult[]
   const results: SetupResult[] = []
   for (const name of setups) {
     options.onSetupStart?.(name)
+    const wallStart = Date.now()
     // One scaled clock per setup, shared by the emulator's pace, the gateway and the replay.
     const clock = speed === 1 ? createSystemClock() : createScaledClock(speed)
     let sim: SimHandle | undefined
@@ -232,6 +241,12 @@ export async function runCompare(options: CompareOptions): Promise<SetupResult[]
         samples: sampler.samples,
         preemptions: preemptionSamples.length > 0 ? Math.max(...preemptionSamples) - Math.min(...preemptionSamples) : 0,
         maxKvUsage: Math.max(0, ...sampler.samples.map((s) => s.kvUsage ?? 0)),
+        wallSec: (Date.now() - wallStart) / 1000,
+      }
+      const direct = results.find((r) => r.name === DIRECT_SETUP)
+      if (name !== DIRECT_SETUP && direct !== undefined) {
+        const ratio = goodputVsDirect(result, direct)
+        if (ratio !== undefined) result.goodputVsDirect = ratio
       }
       results.push(result)
       options.onSetupDone?.(result)
@@ -241,6 +256,17 @@ export async function runCompare(options: CompareOptions): Promise<SetupResult[]
     }
   }
   return results
+}
+
+/** Requests meeting every SLO in `setup` over those in `direct`; undefined when direct had none. */
+export function goodputVsDirect(setup: SetupResult, direct: SetupResult): number | undefined {
+  const good = (r: SetupResult) => r.summary.goodput_ratio * r.summary.requests
+  return good(direct) > 0 ? good(setup) / good(direct) : undefined
+}
+
+/** The setups whose goodput fell below direct's. */
+export function setupsBelowDirect(results: readonly SetupResult[]): SetupResult[] {
+  return results.filter((r) => r.goodputVsDirect !== undefined && r.goodputVsDirect < 1)
 }
 
 /** kvgate answers 503 until its first metrics poll says the backend is usable; wait for that (≤ 10 s). */

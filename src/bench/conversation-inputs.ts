@@ -1,16 +1,27 @@
 import type { Random } from '../core/index.js'
 import { errors } from '../errors/index.js'
 import type { TokenCounter } from '../tokens/index.js'
+import { createWordPieceTokenCounter } from '../tokens/index.js'
 import { createDistribution } from './distributions.js'
+import { asLegacyRandom } from './mt19937.js'
 import type { Conversation } from './workload.js'
 
 /**
  * vLLM's `generate_conversations` JSON (benchmarks/multi_turn/generate_multi_turn.json): `num_conversations`,
  * `prompt_input` {`num_turns`, `prefix_num_tokens`, `num_tokens`, optional `common_prefix_num_tokens`} and
- * `prompt_output` {`num_tokens`}, each a distribution. As in vLLM: `num_turns` counts user and assistant
- * messages and is raised to at least 2 and rounded up to even; user turns are at least as long as vLLM's
- * base prompt would be (we have no base prompt, so at least 1 token); answers at least 1 token. `text_files`
- * is ignored: prompts are synthesised to the exact length instead of cut from a book.
+ * `prompt_output` {`num_tokens`}, each a distribution, generated as vLLM's `bench_dataset.generate_conversations`
+ * does. Given numpy's generator (`createNumpyRandomState(seed)`, what `np.random.seed(seed)` sets up) the draws
+ * are vLLM's own, in its order: the turn counts of every conversation, their prefix lengths, the common prefix,
+ * then per conversation `nturns` user lengths and `nturns` answer lengths (the user and assistant positions used).
+ * `num_turns` counts user and assistant messages: raised to 2 and rounded up to even.
+ *
+ * vLLM cuts the text from a book (`text_files`); kvgate synthesises it to the same token counts, counted by
+ * kvgate's tokenizer, so the structure of vLLM's prompts is kept rather than its bytes:
+ * - every user turn holds `"{id} is a nice number... "` and the base prompt `"Please rewrite the following text
+ *   and add more content: "`, and is at least as long as those (vLLM's floor), else exactly `num_tokens`;
+ * - the common prefix counts within the first turn's `num_tokens`; the conversation's own prefix comes on top.
+ * Not modelled (a few tokens on each first turn): the `"{id}, "` vLLM puts before the conversation's prefix, and
+ * its common prefix being one token short (`decode(tokens[: n − 2]) + "."`).
  */
 export interface GeneratedConversations {
   conversations: Conversation[]
@@ -18,10 +29,14 @@ export interface GeneratedConversations {
   commonPrefixTokens: number
 }
 
+/** The prompt vLLM's generator puts in every user turn. */
+export const VLLM_BASE_PROMPT = 'Please rewrite the following text and add more content: '
+
 export function generateConversations(
   spec: Record<string, unknown>,
   random: Random,
   source: string,
+  counter: TokenCounter = createWordPieceTokenCounter(),
 ): GeneratedConversations {
   const count = spec['num_conversations']
   if (typeof count !== 'number' || !Number.isInteger(count) || count <= 0) {
@@ -32,11 +47,14 @@ export function generateConversations(
   if (input === undefined || output === undefined) {
     throw errors.invalidWorkload([source, 'needs the sections prompt_input and prompt_output'])
   }
+  // One numpy state for every distribution, as vLLM's global np.random (the polar method's spare normal
+  // carries over from one distribution to the next).
+  const state = asLegacyRandom(random)
   const dist = (section: Record<string, unknown>, name: string, where: string, optional = false) => {
     if (optional && section[name] === undefined)
-      return createDistribution({ distribution: 'constant', value: 0 }, random, where)
+      return createDistribution({ distribution: 'constant', value: 0 }, state, where)
     if (section[name] === undefined) throw errors.invalidWorkload([source, `missing ${where}`])
-    return createDistribution(section[name], random, `${source}: ${where}`)
+    return createDistribution(section[name], state, `${source}: ${where}`)
   }
   const numTurns = dist(input, 'num_turns', 'prompt_input.num_turns')
   const prefixTokens = dist(input, 'prefix_num_tokens', 'prompt_input.prefix_num_tokens')
@@ -49,22 +67,24 @@ export function generateConversations(
     return atLeastTwo + (atLeastTwo % 2)
   })
   const prefixes = prefixTokens.sample(count)
+  const common = Math.max(0, Math.round(commonPrefix.sample(1)[0] ?? 0))
+  const basePrompt = counter.count(VLLM_BASE_PROMPT)
   const conversations: Conversation[] = []
   for (let c = 0; c < count; c++) {
     const messages = turnCounts[c] as number
-    // vLLM samples `nturns` values of each and uses the user/assistant positions; draw the same amounts.
-    const ins = inputTokens.sample(messages)
-    const outs = outputTokens.sample(messages)
+    const ins = inputTokens.sample(messages).map((n) => Math.max(n, basePrompt))
+    const outs = outputTokens.sample(messages).map((n) => Math.max(n, 1))
+    const marker = counter.count(`${c} is a nice number... `)
     const turns = []
     for (let m = 0; m < messages; m += 2) {
-      turns.push({
-        userTokens: Math.max(1, Math.round(ins[m] ?? 1)),
-        outputTokens: Math.max(1, Math.round(outs[m + 1] ?? 1)),
-      })
+      // The common prefix, the marker and the base prompt count within num_tokens; text fills up the rest.
+      const fixed = (m === 0 ? common : 0) + marker + basePrompt
+      const content = Math.max(Math.round(ins[m] ?? 1), fixed) - (m === 0 ? common : 0)
+      turns.push({ userTokens: Math.max(1, content), outputTokens: Math.max(1, Math.round(outs[m + 1] ?? 1)) })
     }
     conversations.push({ id: `conv-${c}`, prefixTokens: Math.max(0, Math.round(prefixes[c] ?? 0)), turns })
   }
-  return { conversations, commonPrefixTokens: Math.max(0, Math.round(commonPrefix.sample(1)[0] ?? 0)) }
+  return { conversations, commonPrefixTokens: common }
 }
 
 /**

@@ -74,9 +74,16 @@ export function formatSummary(summary: BenchSummary): string {
     'Statistics summary:',
     `runtime_sec = ${fixed(summary.runtime_sec, 3)}`,
     `requests_per_sec = ${fixed(summary.requests_per_sec, 3)}`,
+    ...(summary.warmup_runtime_sec !== undefined
+      ? [
+          `warmup_runtime_sec = ${fixed(summary.warmup_runtime_sec, 3)}`,
+          `total_runtime_incl_warmup_sec = ${fixed(summary.total_runtime_incl_warmup_sec ?? Number.NaN, 3)}`,
+        ]
+      : []),
     SEPARATOR,
     textTable(['', ...columns], rows),
     SEPARATOR,
+    tokenSourcesLine(summary),
     `requests = ${summary.requests}  completed = ${summary.completed}  rejected_429 = ${summary.rejected_429}` +
       `  failed = ${summary.failed}  responses_429 = ${summary.responses_429}`,
     `rate_429 = ${fixed(summary.rate_429, 4)}${reasons ? `  (${reasons})` : ''}${failures ? `  failures: ${failures}` : ''}`,
@@ -89,6 +96,18 @@ export function formatSummary(summary: BenchSummary): string {
     users,
     SEPARATOR,
   ].join('\n')
+}
+
+/** Where the two prompt-size rows come from, so that neither is mistaken for the other. */
+export function tokenSourcesLine(summary: BenchSummary): string {
+  const { server, estimate } = summary.input_num_tokens_source
+  const source =
+    estimate === 0
+      ? "the server's usage.prompt_tokens"
+      : server === 0
+        ? "kvgate's estimate (chat template through its word-piece counter; the server reported no usage)"
+        : `the server's usage.prompt_tokens for ${server} requests, kvgate's estimate for ${estimate}`
+  return `input_num_tokens: ${source}; input_content_tokens: message content only, as vLLM's multi-turn client counts input_num_tokens`
 }
 
 /** Per-request CSV columns, in order. */
@@ -110,6 +129,8 @@ export const CSV_COLUMNS = [
   'latency_ms',
   'input_num_turns',
   'input_num_tokens',
+  'input_num_tokens_source',
+  'input_content_tokens',
   'requested_output_tokens',
   'output_num_tokens',
   'output_num_chunks',
@@ -142,6 +163,8 @@ export function recordsToCsv(records: readonly RequestRecord[]): string {
       r.latencyMs,
       r.inputNumTurns,
       r.inputNumTokens,
+      r.inputNumTokensSource,
+      r.inputContentTokens,
       r.requestedOutputTokens,
       r.outputNumTokens,
       r.outputNumChunks,

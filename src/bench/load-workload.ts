@@ -3,6 +3,7 @@ import type { Random } from '../core/index.js'
 import { errors, KvgateError } from '../errors/index.js'
 import type { TokenCounter } from '../tokens/index.js'
 import { generateConversations, readShareGpt } from './conversation-inputs.js'
+import { createNumpyRandomState } from './mt19937.js'
 import { generateMultiUserTrace } from './multi-user-generator.js'
 import { parseTrace, parseTraceStream, traceReaders } from './trace-readers.js'
 import type { Workload } from './workload.js'
@@ -20,6 +21,11 @@ export interface LoadWorkloadOptions {
   onMalformed?: 'error' | 'skip'
   random: Random
   counter: TokenCounter
+  /**
+   * `generate_conversations` draws from numpy's generator seeded with this (vLLM's `np.random.seed(seed)`), so
+   * one seed gives vLLM's conversations; without it they come from `random`.
+   */
+  numpySeed?: number
 }
 
 /** The JSON document's kind, from `filetype` or shape, or undefined when the text is not one JSON value. */
@@ -48,7 +54,8 @@ export function loadWorkload(text: string, options: LoadWorkloadOptions): Worklo
   if (json !== undefined && (format === 'auto' || format === json.kind)) {
     switch (json.kind) {
       case 'generate-conversations': {
-        const generated = generateConversations(json.value as Record<string, unknown>, options.random, source)
+        const random = options.numpySeed !== undefined ? createNumpyRandomState(options.numpySeed) : options.random
+        const generated = generateConversations(json.value as Record<string, unknown>, random, source, options.counter)
         return {
           kind: 'conversations',
           format: json.kind,

@@ -1,10 +1,11 @@
 import type { Random } from '../core/index.js'
 import { createSeededRandom } from '../core/index.js'
 import type { TokenCounter } from '../tokens/index.js'
-import { scheduleTrace, zipfRankSampler } from './arrivals.js'
+import { scheduleTraceWithSample, zipfRankSampler } from './arrivals.js'
 import { loadWorkloadFile } from './load-workload.js'
 import { seedFor } from './prompts.js'
-import type { Workload } from './workload.js'
+import { pickUsers } from './user-sampling.js'
+import type { UserSampleFigures, Workload } from './workload.js'
 
 /** The workload options shared by `bench`, `bench compare` and `bench analyze`. */
 export interface WorkloadOptions {
@@ -20,6 +21,10 @@ export interface WorkloadOptions {
   /** Users to draw Zipf labels from when the workload has none. */
   numUsers: number
   userZipfAlpha: number
+  /** Keep this share of the users, each with all its requests (seed 000's user sampling). */
+  userSampleRatio?: number
+  /** Seed of the user draw; `seed` when not given. */
+  userSampleSeed?: number
 }
 
 /** Defaults for synthesised user labels: 10 users, Zipf 1.2 (BurstGPT's users look Zipf-like). */
@@ -36,21 +41,46 @@ export async function prepareWorkload(options: WorkloadOptions, counter: TokenCo
     format: options.format,
     onMalformed: options.skipMalformed ? 'skip' : 'error',
     random: stream('generate'),
+    numpySeed: options.seed >>> 0,
     counter,
   })
+  const sampleSeed = options.userSampleSeed ?? options.seed
+  const userSample =
+    options.userSampleRatio !== undefined
+      ? {
+          ratio: options.userSampleRatio,
+          seed: sampleSeed,
+          random: createSeededRandom(seedFor(sampleSeed, 'user-sample')),
+        }
+      : undefined
   if (workload.kind === 'trace') {
-    const requests = scheduleTrace(workload.requests, {
+    const scheduled = scheduleTraceWithSample(workload.requests, {
       ...(options.timeScale !== undefined ? { timeScale: options.timeScale } : {}),
       ...(options.requestRate !== undefined ? { requestRate: options.requestRate } : {}),
       ...(options.burstiness !== undefined ? { burstiness: options.burstiness } : {}),
       ...(options.durationSec !== undefined ? { durationSec: options.durationSec } : {}),
       ...(options.maxNumRequests !== undefined ? { maxNumRequests: options.maxNumRequests } : {}),
       zipfUsers: { numUsers: options.numUsers, alpha: options.userZipfAlpha },
+      ...(userSample !== undefined ? { userSample } : {}),
       random: stream('schedule'),
     })
-    return { ...workload, requests }
+    return { ...workload, ...scheduled }
   }
   const draw = zipfRankSampler(options.numUsers, options.userZipfAlpha, stream('users'))
-  const conversations = workload.conversations.map((c) => (c.user !== undefined ? c : { ...c, user: `user-${draw()}` }))
-  return { ...workload, conversations }
+  let conversations = workload.conversations.map((c) => (c.user !== undefined ? c : { ...c, user: `user-${draw()}` }))
+  if (userSample === undefined) return { ...workload, conversations }
+  // Closed loop: whole users' conversations are kept; there are no arrival times to speak of.
+  const users = conversations.map((c) => c.user ?? 'anonymous')
+  const kept = pickUsers(users, userSample.ratio, userSample.random)
+  const before = conversations.length
+  conversations = conversations.filter((c) => kept.has(c.user ?? 'anonymous'))
+  const figures: UserSampleFigures = {
+    ratio: userSample.ratio,
+    seed: userSample.seed,
+    users: new Set(users).size,
+    usersKept: kept.size,
+    requests: before,
+    requestsKept: conversations.length,
+  }
+  return { ...workload, conversations, userSample: figures }
 }

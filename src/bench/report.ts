@@ -17,6 +17,7 @@ export function comparisonRows(results: readonly SetupResult[]): { header: strin
     'ttft_p99_ms',
     'goodput_rps',
     'goodput_ratio',
+    'goodput_vs_direct',
     'jain_index',
     'preemptions',
     'max_kv_usage',
@@ -34,6 +35,8 @@ export function comparisonRows(results: readonly SetupResult[]): { header: strin
       f(p99(r)),
       f(r.summary.goodput_rps, 2),
       `${f(r.summary.goodput_ratio * 100, 1)}%`,
+      // Below 1: kvgate lost goodput against sending straight to the backend (the floor it must keep).
+      r.goodputVsDirect === undefined ? '-' : `${f(r.goodputVsDirect, 2)}${r.goodputVsDirect < 1 ? ' below' : ''}`,
       f(r.summary.jain_index, 3),
       String(r.preemptions),
       `${f(r.maxKvUsage * 100, 0)}%`,

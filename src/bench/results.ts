@@ -25,6 +25,7 @@ export const SUMMARY_METRICS = [
   'latency_ms',
   'input_num_turns',
   'input_num_tokens',
+  'input_content_tokens',
   'output_num_tokens',
   'output_num_chunks',
 ] as const
@@ -52,6 +53,9 @@ export interface UserFigures {
 export interface BenchSummary {
   runtime_sec: number
   requests_per_sec: number
+  /** With `--warmup-step`, as vLLM prints them: the warm-up's length, and the run's plus the warm-up's. */
+  warmup_runtime_sec?: number
+  total_runtime_incl_warmup_sec?: number
   requests: number
   completed: number
   /** Requests whose final answer was a 429. */
@@ -75,6 +79,11 @@ export interface BenchSummary {
   /** Largest difference in service between two users that were both held below their demand. */
   max_service_difference: number
   table: Record<(typeof SUMMARY_METRICS)[number], Description>
+  /**
+   * Where the `input_num_tokens` row comes from: completed requests whose server reported `usage.prompt_tokens`,
+   * and those counted by kvgate's estimate (the chat template through its word-piece counter).
+   */
+  input_num_tokens_source: { server: number; estimate: number }
   users: UserFigures[]
 }
 
@@ -109,7 +118,10 @@ const serviceOf = (r: RequestRecord): number =>
     ? r.inputNumTokens * SERVICE_WEIGHT_INPUT + (r.outputNumTokens ?? 0) * SERVICE_WEIGHT_OUTPUT
     : 0
 
-export function summarize(run: Pick<RunResult, 'records' | 'runtimeMs'>, slo: Slo = {}): BenchSummary {
+export function summarize(
+  run: Pick<RunResult, 'records' | 'runtimeMs'> & { warmup?: { runtimeMs: number } | undefined },
+  slo: Slo = {},
+): BenchSummary {
   const records = run.records
   const completed = records.filter((r) => r.outcome === 'completed')
   const rejected = records.filter((r) => r.outcome === 'rejected')
@@ -130,6 +142,7 @@ export function summarize(run: Pick<RunResult, 'records' | 'runtimeMs'>, slo: Sl
     latency_ms: describeColumn((r) => r.latencyMs),
     input_num_turns: describeColumn((r) => r.inputNumTurns),
     input_num_tokens: describeColumn((r) => r.inputNumTokens),
+    input_content_tokens: describeColumn((r) => r.inputContentTokens),
     output_num_tokens: describeColumn((r) => r.outputNumTokens),
     output_num_chunks: describeColumn((r) => r.outputNumChunks),
   }
@@ -176,6 +189,12 @@ export function summarize(run: Pick<RunResult, 'records' | 'runtimeMs'>, slo: Sl
   return {
     runtime_sec: runtimeSec,
     requests_per_sec: perSec(completed.length),
+    ...(run.warmup !== undefined
+      ? {
+          warmup_runtime_sec: run.warmup.runtimeMs / 1000,
+          total_runtime_incl_warmup_sec: runtimeSec + run.warmup.runtimeMs / 1000,
+        }
+      : {}),
     requests: records.length,
     completed: completed.length,
     rejected_429: rejected.length,
@@ -192,6 +211,10 @@ export function summarize(run: Pick<RunResult, 'records' | 'runtimeMs'>, slo: Sl
     jain_index_raw: jainIndex(services),
     max_service_difference: heldBack.length >= 2 ? Math.max(...heldBack) - Math.min(...heldBack) : 0,
     table,
+    input_num_tokens_source: {
+      server: completed.filter((r) => r.inputNumTokensSource === 'server').length,
+      estimate: completed.filter((r) => r.inputNumTokensSource !== 'server').length,
+    },
     users,
   }
 }

@@ -1,5 +1,7 @@
-import type { ConversationRunOptions, RunOptions, RunResult } from './runner.js'
-import { runConversations, runTrace } from './runner.js'
+import type { ConversationRunOptions, ConversationRunResult, ConversationSampling, StopRule } from './closed-loop.js'
+import { runConversations } from './closed-loop.js'
+import { runTrace } from './open-loop.js'
+import type { RunOptions, RunResult } from './runner.js'
 import type { Conversation, TraceRequest, Workload } from './workload.js'
 
 export interface RunWorkloadOptions extends RunOptions {
@@ -8,6 +10,9 @@ export interface RunWorkloadOptions extends RunOptions {
   maxActiveConversations?: number
   /** Per-client Poisson rate for closed-loop runs. */
   clientRequestRate?: number
+  stopRule?: StopRule
+  conversationSampling?: ConversationSampling
+  warmupStep?: boolean
 }
 
 /**
@@ -32,10 +37,20 @@ export function traceToConversations(requests: readonly TraceRequest[]): Convers
   return out
 }
 
-export type WorkloadRunResult = RunResult & { mode: 'open-loop' | 'closed-loop'; abandonedConversations?: number }
+export type WorkloadRunResult = RunResult & {
+  mode: 'open-loop' | 'closed-loop'
+  abandonedConversations?: number
+  unfinishedConversations?: number
+  warmup?: ConversationRunResult['warmup']
+}
+
+/** Whether a workload with these options runs closed-loop (conversations, or a trace with `--num-clients`). */
+export function isClosedLoop(workload: Workload, options: Pick<RunWorkloadOptions, 'numClients'>): boolean {
+  return workload.kind === 'conversations' || options.numClients !== undefined
+}
 
 export async function runWorkload(workload: Workload, options: RunWorkloadOptions): Promise<WorkloadRunResult> {
-  if (workload.kind === 'trace' && options.numClients === undefined) {
+  if (!isClosedLoop(workload, options) && workload.kind === 'trace') {
     return { ...(await runTrace(workload.requests, options)), mode: 'open-loop' }
   }
   const conversations = workload.kind === 'trace' ? traceToConversations(workload.requests) : workload.conversations

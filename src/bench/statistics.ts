@@ -32,13 +32,14 @@ export function sampleStd(values: readonly number[]): number {
 }
 
 /**
- * The percentiles vLLM's multi-turn bench asks `describe()` for: 25/50/75/90, plus 99 at ≥ 100 samples and
- * 99.9 at ≥ 1,000 (a tail percentile from fewer samples is just the max).
+ * The percentiles vLLM's multi-turn bench asks `describe()` for: 25/50/75/90, plus 99 at ≥ 100 samples, 99.9 at
+ * ≥ 1,000 and 99.99 at ≥ 10,000 (a tail percentile from fewer samples is just the max).
  */
 export function describePercentiles(count: number): number[] {
   const out = [0.25, 0.5, 0.75, 0.9]
   if (count >= 100) out.push(0.99)
   if (count >= 1000) out.push(0.999)
+  if (count >= 10_000) out.push(0.9999)
   return out
 }
 

@@ -46,7 +46,14 @@ export interface Conversation {
 }
 
 export type Workload =
-  | { kind: 'trace'; format: string; requests: TraceRequest[]; skipped: MalformedRow[] }
+  | {
+      kind: 'trace'
+      format: string
+      requests: TraceRequest[]
+      skipped: MalformedRow[]
+      /** Set when `--user-sample-ratio` kept a share of the users. */
+      userSample?: UserSampleFigures
+    }
   | {
       kind: 'conversations'
       format: string
@@ -54,7 +61,22 @@ export type Workload =
       /** Tokens of a prefix every conversation's first turn starts with (vLLM's `common_prefix_num_tokens`). */
       commonPrefixTokens: number
       skipped: MalformedRow[]
+      userSample?: UserSampleFigures
     }
+
+/** What `--user-sample-ratio` kept, for the summary. */
+export interface UserSampleFigures {
+  ratio: number
+  seed: number
+  users: number
+  usersKept: number
+  /** Requests (traces) or conversations (conversation inputs) before and after sampling. */
+  requests: number
+  requestsKept: number
+  /** Arrivals per second of the whole trace (time-scaled) and of what is replayed after sampling and cuts. */
+  arrivalRateBefore?: number
+  arrivalRate?: number
+}
 
 /** A row that could not be read, kept so the run can report what it skipped. */
 export interface MalformedRow {

@@ -17,6 +17,26 @@ group("pandas describe() as vLLM's multi-turn bench calls it", () => {
     expect(d['max']).toBe(10)
   })
 
+  it('adds 99.9% at 1,000 values and 99.99% at 10,000, as vLLM does', () => {
+    const d = describe(Array.from({ length: 10_000 }, (_, i) => i + 1))
+    expect(Object.keys(d)).toEqual([
+      'count',
+      'mean',
+      'std',
+      'min',
+      '25%',
+      '50%',
+      '75%',
+      '90%',
+      '99%',
+      '99.9%',
+      '99.99%',
+      'max',
+    ])
+    expect(d['99.99%']).toBeCloseTo(9999.0001, 6) // linear: position 9999 × 0.9999
+    expect(Object.keys(describe(Array.from({ length: 9_999 }, (_, i) => i)))).not.toContain('99.99%')
+  })
+
   it('matches pandas on 1..100, where 99% appears', () => {
     const d = describe(Array.from({ length: 100 }, (_, i) => i + 1))
     expect(Object.keys(d)).toEqual(['count', 'mean', 'std', 'min', '25%', '50%', '75%', '90%', '99%', 'max'])
