@@ -5,6 +5,7 @@ import { createScaledClock, createSeededRandom, type Clock } from '../core/index
 import { errors, KvgateError } from '../errors/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
 import { createEngine, type EngineState } from './engine.js'
+import { formatFloat } from './exposition.js'
 import { BAD_GATEWAY_HTML, isInjectedFault } from './fault-effects.js'
 import { parseFaults } from './faults.js'
 import { createGenerationHandler } from './generation.js'
@@ -64,10 +65,10 @@ function cacheConfigInfo(config: ResolvedSimOptions): Record<string, string> {
     cpu_offload_gb: '0',
     enable_prefix_caching: config.enablePrefixCaching ? 'True' : 'False',
     engine: '0',
-    gpu_memory_utilization: String(config.gpuMemoryUtilization),
+    gpu_memory_utilization: formatFloat(config.gpuMemoryUtilization),
     is_attention_free: 'False',
     kv_offloading_backend: offload === null ? 'None' : 'native',
-    kv_offloading_size: offload?.sizeGiB == null ? 'None' : String(offload.sizeGiB),
+    kv_offloading_size: offload?.sizeGiB == null ? 'None' : formatFloat(offload.sizeGiB),
     // vLLM leaves this "None" with the OffloadingConnector (its CPU blocks live in the connector); the
     // emulator reports the tier's size here so a reader sees it without parsing the connector's config.
     num_cpu_blocks: String(offload?.numCpuBlocks ?? 0),
