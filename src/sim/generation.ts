@@ -77,8 +77,19 @@ interface StreamPlan {
  */
 export const OUTPUT_TOKENS_XARG = 'kvgate_sim_output_tokens'
 
+const isScalar = (v: unknown): boolean => typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v))
+
 function outOfBandLength(body: ChatBody | CompletionBody): number | null {
-  const value = body.vllm_xargs?.[OUTPUT_TOKENS_XARG]
+  const xargs = body.vllm_xargs
+  if (xargs == null) return null
+  for (const [key, v] of Object.entries(xargs)) {
+    if (!isScalar(v) && !(Array.isArray(v) && v.every(isScalar))) {
+      throw errors.invalidRequest([`vllm_xargs.${key} must be a string, a number or a list of them.`], {
+        param: `vllm_xargs.${key}`,
+      })
+    }
+  }
+  const value = xargs[OUTPUT_TOKENS_XARG]
   if (value === undefined) return null
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
     throw errors.invalidRequest(

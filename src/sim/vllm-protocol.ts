@@ -55,17 +55,9 @@ const samplingProperties = {
   seed: nullableInteger,
   request_id: nullableString,
   stop: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }, { type: 'null' }] },
-  // vLLM's extra sampling arguments: `dict[str, str | int | float | list[str | int | float]]`.
-  vllm_xargs: {
-    type: ['object', 'null'],
-    additionalProperties: {
-      anyOf: [
-        { type: 'string' },
-        { type: 'number' },
-        { type: 'array', items: { anyOf: [{ type: 'string' }, { type: 'number' }] } },
-      ],
-    },
-  },
+  // vLLM's extra sampling arguments, `dict[str, str | int | float | list[str | int | float]]`: checked in
+  // generation.ts, since Fastify's type coercion would turn a number into a string here.
+  vllm_xargs: { type: ['object', 'null'] },
 } as const
 
 /** Fastify body schemas: type errors become vLLM's 400 through the error handler. */
