@@ -112,6 +112,7 @@ function optionsFor(definition: SimOptionDefinition, prefix: string): Option[] {
   if (parse !== null) option.argParser(parse)
   if (definition.negatable !== true) return [option]
   // Both spellings defined: commander then sets no default, so an absent flag leaves the file's value.
+  // Under a prefix the negation reads `--no-sim-enable-prefix-caching` (commander negates `--no-` only).
   return [option, new Option(`--no-${prefix}${definition.flag.slice(2)}`, `turn ${flag} off`)]
 }
 
