@@ -9,14 +9,21 @@ import { resolveSimOptions, type SimOptions } from './options.js'
 export function checkSimOptionCombinations(options: SimOptions, source = 'sim options'): SimOptions {
   const resolved = resolveSimOptions(options)
   const problems = checkModelSpec(resolved, source)
-  if (options.kvOffloadingSize !== undefined && options.numCpuBlocks !== undefined) {
-    problems.push(`${source}: kvOffloadingSize and numCpuBlocks both size the CPU tier; give one`)
-  }
-  if (options.kvOffloadingSize !== undefined && resolved.offload === null) {
-    const bytes = resolved.kvBytesPerToken * resolved.blockSize
+  const sizings = [
+    options.kvOffloadingSize !== undefined && 'kvOffloadingSize',
+    options.numCpuBlocks !== undefined && 'numCpuBlocks',
+    options.kvTransferConfig !== undefined && 'kvTransferConfig',
+  ].filter((name) => name !== false)
+  if (sizings.length > 1) problems.push(`${source}: ${sizings.join(' and ')} all size the CPU tier; give one`)
+  const extra = options.kvTransferConfig?.kv_connector_extra_config
+  if (options.kvTransferConfig !== undefined && extra?.num_cpu_blocks === undefined && !extra?.cpu_bytes_to_use) {
     problems.push(
-      `${source}: kvOffloadingSize: ${options.kvOffloadingSize} GiB holds no block of ${bytes} bytes (kvBytesPerToken × blockSize)`,
+      `${source}: kvTransferConfig: the OffloadingConnector needs kv_connector_extra_config.num_cpu_blocks or cpu_bytes_to_use`,
     )
+  }
+  if ((options.kvOffloadingSize !== undefined || extra?.cpu_bytes_to_use !== undefined) && resolved.offload === null) {
+    const bytes = resolved.kvBytesPerToken * resolved.blockSize
+    problems.push(`${source}: the CPU tier's size holds no block of ${bytes} bytes (kvBytesPerToken × blockSize)`)
   }
   if (options.kvOffloadingBackend !== undefined && resolved.offload === null) {
     problems.push(`${source}: kvOffloadingBackend must be used together with kvOffloadingSize (or numCpuBlocks)`)

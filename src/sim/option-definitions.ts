@@ -282,6 +282,15 @@ export const SIM_OPTION_DEFINITIONS: readonly SimOptionDefinition[] = Object.fre
     help: "vLLM's OffloadingConnector (native) is the one emulated",
   }),
   def({
+    key: 'kvTransferConfig',
+    flag: '--kv-transfer-config',
+    valueName: '<json>',
+    type: 'json',
+    default: null,
+    vllm: true,
+    help: 'vLLM 0.11 spelling of the tier: {"kv_connector":"OffloadingConnector","kv_connector_extra_config":{"num_cpu_blocks":N}}',
+  }),
+  def({
     key: 'numCpuBlocks',
     flag: '--num-cpu-blocks',
     valueName: '<n>',

@@ -105,6 +105,13 @@ export interface LoraModule {
   baseModelName?: string
 }
 
+/** The part of vLLM's `KVTransferConfig` the emulator reads. */
+export interface KvTransferConfig {
+  kv_connector: 'OffloadingConnector'
+  kv_role?: 'kv_both'
+  kv_connector_extra_config?: { num_cpu_blocks?: number; cpu_bytes_to_use?: number; eviction_policy?: 'lru' }
+}
+
 export interface SimOptions {
   /** 0 = ephemeral (default 8000 on the CLI, 0 for `startSim`). */
   port?: number
@@ -135,6 +142,11 @@ export interface SimOptions {
   kvOffloadingBackend?: 'native'
   /** The CPU tier in blocks (vLLM's `kv_connector_extra_config.num_cpu_blocks`); exclusive with `kvOffloadingSize`. */
   numCpuBlocks?: number
+  /**
+   * vLLM 0.11's way to the same tier: `--kv-transfer-config` with the OffloadingConnector and
+   * `kv_connector_extra_config.num_cpu_blocks` (or `cpu_bytes_to_use`). Other connectors are not emulated.
+   */
+  kvTransferConfig?: KvTransferConfig
   /** Bytes of KV per token, to turn GiB into blocks and count transfer bytes (default: Llama-3.1-8B in bf16). */
   kvBytesPerToken?: number
   /** Emulated ms to load one block from the CPU tier (default: the block's bytes at 25 GB/s). */
@@ -203,8 +215,10 @@ export interface ResolvedSimOptions {
 
 export interface ResolvedOffload {
   numCpuBlocks: number
-  /** GiB as given (`kv_offloading_size`), or null when sized in blocks. */
+  /** GiB as given (`kv_offloading_size`), or null when sized otherwise. */
   sizeGiB: number | null
+  /** `kv_offloading_backend` as vLLM reports it: set by the GiB route, null for a connector config or blocks. */
+  backend: 'native' | null
   loadMsPerBlock: number
   bytesPerBlock: number
 }
@@ -215,9 +229,10 @@ export function resolveSimOptions(options: SimOptions = {}): ResolvedSimOptions 
   const blockSize = options.blockSize ?? SIM_DEFAULTS.blockSize
   const kvBytesPerToken = options.kvBytesPerToken ?? SIM_DEFAULTS.kvBytesPerToken
   const bytesPerBlock = kvBytesPerToken * blockSize
-  const numCpuBlocks =
-    options.numCpuBlocks ??
-    (options.kvOffloadingSize === undefined ? 0 : Math.floor((options.kvOffloadingSize * GIB) / bytesPerBlock))
+  const extra = options.kvTransferConfig?.kv_connector_extra_config
+  const cpuBytes =
+    options.kvOffloadingSize !== undefined ? options.kvOffloadingSize * GIB : (extra?.cpu_bytes_to_use ?? 0)
+  const numCpuBlocks = options.numCpuBlocks ?? extra?.num_cpu_blocks ?? Math.floor(cpuBytes / bytesPerBlock)
   return {
     port: options.port ?? 0,
     host: options.host ?? SIM_DEFAULTS.host,
@@ -233,6 +248,7 @@ export function resolveSimOptions(options: SimOptions = {}): ResolvedSimOptions 
         ? {
             numCpuBlocks,
             sizeGiB: options.numCpuBlocks === undefined ? (options.kvOffloadingSize ?? null) : null,
+            backend: options.kvOffloadingSize !== undefined ? (options.kvOffloadingBackend ?? 'native') : null,
             loadMsPerBlock: options.kvOffloadingLoadMsPerBlock ?? bytesPerBlock / SIM_DEFAULTS.kvOffloadingBytesPerMs,
             bytesPerBlock,
           }

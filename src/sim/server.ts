@@ -67,7 +67,7 @@ function cacheConfigInfo(config: ResolvedSimOptions): Record<string, string> {
     engine: '0',
     gpu_memory_utilization: formatFloat(config.gpuMemoryUtilization),
     is_attention_free: 'False',
-    kv_offloading_backend: offload === null ? 'None' : 'native',
+    kv_offloading_backend: offload?.backend ?? 'None',
     kv_offloading_size: offload?.sizeGiB == null ? 'None' : formatFloat(offload.sizeGiB),
     // vLLM leaves this "None" with the OffloadingConnector (its CPU blocks live in the connector); the
     // emulator reports the tier's size here so a reader sees it without parsing the connector's config.

@@ -43,6 +43,24 @@ export const simOptionsSchema = {
     kvOffloadingBackend: { enum: ['native'] },
     numCpuBlocks: positiveInteger,
     kvBytesPerToken: positiveInteger,
+    kvTransferConfig: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['kv_connector'],
+      properties: {
+        kv_connector: { enum: ['OffloadingConnector'] },
+        kv_role: { enum: ['kv_both'] },
+        kv_connector_extra_config: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            num_cpu_blocks: positiveInteger,
+            cpu_bytes_to_use: { type: 'number', exclusiveMinimum: 0 },
+            eviction_policy: { enum: ['lru'] },
+          },
+        },
+      },
+    },
     kvOffloadingLoadMsPerBlock: nonNegative,
     blockSize: positiveInteger,
     maxNumSeqs: positiveInteger,

@@ -66,6 +66,25 @@ describe('KV offloading tier over HTTP', () => {
     expect(after.get('vllm:kv_offload_total_time_total')?.type).toBe('COUNTER')
   })
 
+  it("takes vLLM 0.11's --kv-transfer-config for the same tier", async () => {
+    const old = await startSim({
+      speed: 100,
+      kvTransferConfig: {
+        kv_connector: 'OffloadingConnector',
+        kv_role: 'kv_both',
+        kv_connector_extra_config: { num_cpu_blocks: 77 },
+      },
+    })
+    try {
+      expect(old.engineState().numCpuBlocks).toBe(77)
+      const info = (await scrape(old.url)).get('vllm:cache_config_info')?.metrics[0]?.labels
+      expect(info).toMatchObject({ num_cpu_blocks: '77', kv_offloading_size: 'None', kv_offloading_backend: 'None' })
+      expect((await scrape(old.url)).has('vllm:external_prefix_cache_hits_total')).toBe(true)
+    } finally {
+      await old.close()
+    }
+  })
+
   const promtool = findExecutable('promtool')
   it.skipIf(promtool === undefined)('promtool parses the exposition with the tier on', async () => {
     const text = await (await request(`${sim.url}/metrics`)).body.text()

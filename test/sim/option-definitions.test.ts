@@ -24,6 +24,9 @@ const SAMPLE: Readonly<Record<string, string[]>> = {
   kvOffloadingSize: ['2'],
   kvOffloadingBackend: ['native'],
   numCpuBlocks: ['64'],
+  kvTransferConfig: [
+    '{"kv_connector":"OffloadingConnector","kv_role":"kv_both","kv_connector_extra_config":{"num_cpu_blocks":64}}',
+  ],
   kvOffloadingLoadMsPerBlock: ['0.5'],
   'faults.metricsOverrides': ['vllm:kv_cache_usage_perc=NaN', 'vllm:num_requests_running=-3'],
   'faults.cacheConfigLabels': ['num_gpu_blocks=1e15'],
@@ -125,6 +128,12 @@ describe('SIM_OPTION_DEFINITIONS', () => {
 
   it('kvgate sim lays flags over the file and checks combinations', () => {
     expect(() => simOptionsFromFlags({ kvOffloadingSize: 1, numCpuBlocks: 5 })).toThrow(/give one/)
+    expect(() => simOptionsFromFlags({ kvTransferConfig: { kv_connector: 'OffloadingConnector' } })).toThrow(
+      /needs kv_connector_extra_config.num_cpu_blocks or cpu_bytes_to_use/,
+    )
+    expect(() => simOptionsFromFlags({ kvTransferConfig: { kv_connector: 'LMCacheConnectorV1' } })).toThrow(
+      /kvTransferConfig\.kv_connector: must be one of "OffloadingConnector"/,
+    )
     expect(() => simOptionsFromFlags({ kvOffloadingBackend: 'native' })).toThrow(/must be used together/)
     expect(() => simOptionsFromFlags({ kvOffloadingSize: 0.000001 })).toThrow(/holds no block/)
     expect(simOptionsFromFlags({ latencyStepFixedMs: 3 })).toMatchObject({ port: 8000, latency: { stepFixedMs: 3 } })
