@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { Command } from 'commander'
 import { describe, expect, it } from 'vitest'
 import {
@@ -5,6 +6,7 @@ import {
   checkSimOptionCombinations,
   collectSimOptions,
   createSimCommand,
+  DEFAULT_FAULTS,
   SIM_OPTION_DEFINITIONS,
   type SimOptions,
   validateSimOptions,
@@ -57,6 +59,12 @@ describe('SIM_OPTION_DEFINITIONS', () => {
     const help = createSimCommand().helpInformation()
     for (const flag of flags) expect(help).toContain(flag)
     expect(help).toContain('--no-enable-prefix-caching')
+  })
+
+  it('docs/sim.md documents every flag and every fault', () => {
+    const doc = readFileSync(new URL('../../docs/sim.md', import.meta.url), 'utf8')
+    for (const d of SIM_OPTION_DEFINITIONS) expect(doc, d.flag).toContain(`\`${d.flag}`)
+    for (const fault of Object.keys(DEFAULT_FAULTS)) expect(doc, fault).toContain(`\`${fault}\``)
   })
 
   it("covers vLLM's flag names", () => {
