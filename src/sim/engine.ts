@@ -1,8 +1,20 @@
-import { randomWord, type TokenCounter } from '../tokens/index.js'
-import type { Clock, Random, TimerHandle } from '../core/index.js'
-import { createBlockPool, hashBlock, type BlockPool } from './block-pool.js'
+import { randomWord } from '../tokens/index.js'
+import { createBlockPool, hashBlock } from './block-pool.js'
+import { createCpuTier } from './cpu-tier.js'
+import { type Engine, type EngineOptions, type Request, Status } from './engine-types.js'
 import type { FinishedReason, SimMetrics } from './metrics.js'
-import type { FaultConfig, LatencyModel } from './options.js'
+import { createOffloadPaths } from './offload-paths.js'
+import { createStepLoop } from './step-loop.js'
+
+export type {
+  Engine,
+  EngineOffload,
+  EngineOptions,
+  EngineRequest,
+  EngineRequestSpec,
+  EngineSink,
+  EngineState,
+} from './engine-types.js'
 
 /**
  * The emulated vLLM V1 engine core: a FCFS waiting queue, a running batch, and one step loop.
@@ -15,121 +27,39 @@ import type { FaultConfig, LatencyModel } from './options.js'
  * prefix blocks first. The step then "runs" for the latency model's time, after which every request whose
  * prompt is fully computed emits one token.
  *
- * One timer per step, whatever the number of requests; per-step work is O(scheduled requests).
+ * With a CPU tier (vLLM's OffloadingConnector), every block a request fills is also stored there, and a
+ * waiting request whose prefix continues in the tier beyond its GPU hit gets GPU blocks for it and waits
+ * while they load (vLLM's WAITING_FOR_REMOTE_KVS: it holds the blocks, not a seat, and does not hold up the
+ * queue behind it); loads share one host-to-device channel at `loadMsPerBlock` each, and the step loop runs
+ * on meanwhile. Once loaded, it goes back to the head of the queue with those tokens computed.
+ *
+ * Per-step work is O(scheduled requests).
  */
-export interface EngineRequestSpec {
-  promptTokenIds: readonly number[]
-  /** Output tokens after which the request stops with `length`. */
-  maxTokens: number
-  /** Output tokens after which it stops with `stop` (the emulated EOS); ≥ 1, ≤ maxTokens. */
-  targetTokens: number
-  /** Draws this request's output words (a request's `seed`); the engine's own stream otherwise. */
-  random?: Random
-}
-
-/** Callbacks from the engine to whoever streams the request. */
-export interface EngineSink {
-  /**
-   * One output token (a word with its leading space); called once per token, in order. Returning `true`
-   * ends the sequence here with `stop` (a stop string matched).
-   */
-  onToken(text: string, outputTokens: number): boolean | undefined
-  /** The request left the engine; not called for `abort()`ed requests. */
-  onFinish(reason: 'stop' | 'length'): void
-}
-
-export interface EngineRequest {
-  readonly id: number
-  readonly promptTokens: number
-  readonly targetTokens: number
-  readonly maxTokens: number
-  outputTokens(): number
-  /** Client went away: leave the queue or batch now and free the blocks. Idempotent. */
-  abort(reason?: Extract<FinishedReason, 'abort' | 'error'>): void
-}
-
-export interface EngineState {
-  running: number
-  waiting: number
-  usedBlocks: number
-  freeBlocks: number
-  numGpuBlocks: number
-  preemptions: number
-}
-
-export interface EngineOptions {
-  clock: Clock
-  /** Draws output words and latency spikes. */
-  random: Random
-  tokenCounter: TokenCounter
-  metrics: SimMetrics
-  numGpuBlocks: number
-  blockSize: number
-  maxNumSeqs: number
-  maxNumBatchedTokens: number
-  enablePrefixCaching: boolean
-  latency: LatencyModel
-  /** Read at every step so runtime changes apply at once. */
-  faults: () => FaultConfig
-  /** Emulated ms of timer lateness the step loop catches up on (default 250). */
-  maxCatchUpMs?: number
-  /** Runs `fn` after the current turn of the event loop (default: a 0 ms timer on `clock`). */
-  defer?: (fn: () => void) => unknown
-}
-
 const DEFAULT_MAX_CATCH_UP_MS = 250 // emulated ms
-// Request-steps (≈ tokens streamed) run back to back before yielding to I/O: enough to catch up many
-// small steps at a high speed, few enough that /metrics and new connections are served within a few ms.
-const MAX_TOKENS_PER_CALLBACK = 4096
-
-export interface Engine {
-  add(spec: EngineRequestSpec, sink: EngineSink): EngineRequest
-  state(): EngineState
-  usage(): number
-  /** The running batch as the scheduler sees it, for invariant checks in tests and debugging. */
-  inspect(): Array<{ id: number; blocks: number; computedTokens: number; tokens: number }>
-  readonly pool: BlockPool
-  /** Stops the step loop; pending requests are left as they are. */
-  close(): void
-}
-
-enum Status {
-  Waiting,
-  Running,
-  Finished,
-}
-
-interface Request extends EngineRequest {
-  sink: EngineSink
-  random: Random
-  status: Status
-  /** Prompt ids followed by output ids: what the KV cache holds (or will). */
-  tokenIds: number[]
-  blocks: number[]
-  /** Chained hashes of the full blocks of `tokenIds`, computed lazily. */
-  blockHashes: number[]
-  numComputed: number
-  /** How many of `blocks` are registered in the prefix cache. */
-  numCachedBlocks: number
-  numScheduled: number
-  output: number
-  arrivalMs: number
-  firstScheduledMs: number
-  firstTokenMs: number
-  lastTokenMs: number
-}
 
 export function createEngine(options: EngineOptions): Engine {
   const { clock, random, tokenCounter, metrics, blockSize, maxNumSeqs, maxNumBatchedTokens, latency } = options
   const pool = createBlockPool(options.numGpuBlocks, options.enablePrefixCaching)
+  const offload = options.offload ?? null
+  const cpuTier = offload === null ? null : createCpuTier(offload.numCpuBlocks)
+  // Blocks are hashed for the GPU prefix cache, the CPU tier, or both (vLLM hashes when either needs it).
+  const hashing = options.enablePrefixCaching || cpuTier !== null
   const waiting: Request[] = []
   let running: Request[] = []
-  let inFlight: Request[] = []
-  let stepTimer: TimerHandle | null = null
-  let wakePending = false
-  const maxCatchUpMs = options.maxCatchUpMs ?? DEFAULT_MAX_CATCH_UP_MS
-  const defer = options.defer ?? ((fn: () => void) => clock.setTimeout(fn, 0))
-  let closed = false
+  const paths =
+    offload === null
+      ? null
+      : createOffloadPaths({
+          clock,
+          pool,
+          tier: cpuTier!,
+          offload,
+          metrics,
+          blockSize,
+          waiting,
+          wake: () => loop.wake(),
+        })
+  const loading = paths?.loading ?? []
   let nextId = 1
   // Output words repeat from a small vocabulary; memoise their ids rather than re-encoding each token.
   const wordIds = new Map<string, number>()
@@ -148,7 +78,7 @@ export function createEngine(options: EngineOptions): Engine {
     const hashes = r.blockHashes
     while (hashes.length < fullBlocks) {
       const i = hashes.length
-      const parent = i === 0 ? 0 : hashes[i - 1]!
+      const parent = i === 0 ? r.salt : hashes[i - 1]!
       hashes.push(hashBlock(parent, r.tokenIds, i * blockSize, (i + 1) * blockSize))
     }
   }
@@ -166,11 +96,26 @@ export function createEngine(options: EngineOptions): Engine {
     r.numComputed = 0
     r.numScheduled = 0
     r.status = Status.Waiting
+    r.preemptions++
     waiting.unshift(r)
     metrics.preemptions++
   }
 
   const blocksFor = (tokens: number): number => Math.ceil(tokens / blockSize)
+
+  const recordPrefixStats = (r: Request, localHits: number, externalHits: number): void => {
+    // vLLM counts requests that were never preempted (`PrefixCacheStats.record(..., preempted)`).
+    if (r.preemptions > 0) return
+    const total = numTokens(r)
+    if (options.enablePrefixCaching) {
+      metrics.prefixCacheQueries += total
+      metrics.prefixCacheHits += localHits * blockSize
+    }
+    if (cpuTier !== null) {
+      metrics.externalPrefixCacheQueries += total
+      metrics.externalPrefixCacheHits += externalHits * blockSize
+    }
+  }
 
   /** Pick this step's batch; returns the requests that compute tokens in it. */
   const schedule = (): Request[] => {
@@ -207,33 +152,62 @@ export function createEngine(options: EngineOptions): Engine {
     }
 
     // vLLM admits nothing new in a step that had to preempt: the pool is already too tight.
-    while (!preempted && waiting.length > 0 && running.length < maxNumSeqs && budget > 0) {
-      const r = waiting[0]!
+    for (let w = 0; !preempted && w < waiting.length && running.length < maxNumSeqs && budget > 0; ) {
+      const r = waiting[w]!
       const total = numTokens(r)
-      // At least one token must be computed to produce logits, so a full-prompt hit stops one block short.
-      const maxHitBlocks = Math.floor((total - 1) / blockSize)
-      let hits: number[] = []
-      if (options.enablePrefixCaching && maxHitBlocks > 0) {
-        hashesUpTo(r, maxHitBlocks)
-        hits = pool.findCached(r.blockHashes, maxHitBlocks)
+      if (r.blocks.length === 0) {
+        // At least one token must be computed to produce logits, so a full-prompt hit stops one block short.
+        const maxHitBlocks = Math.floor((total - 1) / blockSize)
+        let hits: number[] = []
+        if (options.enablePrefixCaching && maxHitBlocks > 0) {
+          hashesUpTo(r, maxHitBlocks)
+          hits = pool.findCached(r.blockHashes, maxHitBlocks)
+        }
+        let external = 0
+        if (cpuTier !== null) {
+          const fullBlocks = Math.floor(total / blockSize)
+          hashesUpTo(r, fullBlocks)
+          cpuTier.touch(r.blockHashes, fullBlocks)
+          external = cpuTier.lookup(r.blockHashes, hits.length, fullBlocks)
+        }
+        if (external > 0) {
+          // Another request is loading these blocks: this one waits its turn, the queue moves on (vLLM
+          // delays it rather than loading the same blocks twice).
+          if (paths!.isLoading(r.blockHashes, hits.length, hits.length + external)) {
+            w++
+            continue
+          }
+          // Blocks for what loads, no new work yet: the request waits for them, off the queue's head.
+          if (external > pool.numFreeBlocks() - pool.countFree(hits)) break // FCFS: the head waits
+          pool.touch(hits)
+          r.blocks = hits.concat(pool.allocate(external)!)
+          r.numCachedBlocks = hits.length
+          recordPrefixStats(r, hits.length, external)
+          waiting.splice(w, 1)
+          paths!.startLoad(r, hits.length, hits.length + external)
+          continue
+        }
+        const hitTokens = hits.length * blockSize
+        const numNew = Math.min(total - hitTokens, budget)
+        const need = blocksFor(hitTokens + numNew) - hits.length
+        if (need > pool.numFreeBlocks() - pool.countFree(hits)) break // FCFS: the head waits, so do the rest
+        pool.touch(hits)
+        r.blocks = need > 0 ? hits.concat(pool.allocate(need)!) : hits
+        r.numCachedBlocks = hits.length
+        r.numComputed = hitTokens
+        recordPrefixStats(r, hits.length, 0)
+      } else {
+        // Its prefix was loaded from the CPU tier: only the rest needs blocks.
+        const need = blocksFor(r.numComputed + Math.min(total - r.numComputed, budget)) - r.blocks.length
+        if (need > pool.numFreeBlocks()) break
+        if (need > 0) r.blocks.push(...pool.allocate(need)!)
       }
-      const hitTokens = hits.length * blockSize
-      const numNew = Math.min(total - hitTokens, budget)
-      const need = blocksFor(hitTokens + numNew) - hits.length
-      if (need > pool.numFreeBlocks() - pool.countFree(hits)) break // FCFS: the head waits, so do the rest
-      pool.touch(hits)
-      r.blocks = need > 0 ? hits.concat(pool.allocate(need)!) : hits
-      r.numCachedBlocks = hits.length
-      r.numComputed = hitTokens
-      if (options.enablePrefixCaching) {
-        metrics.prefixCacheQueries += total
-        metrics.prefixCacheHits += hitTokens
-      }
-      waiting.shift()
+      const numNew = Math.min(total - r.numComputed, budget)
+      waiting.splice(w, 1)
       r.status = Status.Running
       if (r.firstScheduledMs < 0) {
         r.firstScheduledMs = now
-        metrics.queueTime.observe((now - r.arrivalMs) / 1000)
+        r.metrics.queueTime.observe((now - r.arrivalMs) / 1000)
       }
       r.numScheduled = numNew
       running.push(r)
@@ -263,10 +237,21 @@ export function createEngine(options: EngineOptions): Engine {
   const finish = (r: Request, reason: FinishedReason): void => {
     r.status = Status.Finished
     freeBlocks(r)
-    metrics.requestSuccess[reason]++
+    r.metrics.requestSuccess[reason]++
   }
 
-  const completeStep = (): void => {
+  const observeFinished = (r: Request, now: number): void => {
+    const m = r.metrics
+    m.e2eLatency.observe((now - r.arrivalMs) / 1000)
+    m.inferenceTime.observe((now - r.firstScheduledMs) / 1000)
+    m.requestPromptTokens.observe(r.promptTokens)
+    m.requestGenerationTokens.observe(r.output)
+    m.requestParamsMaxTokens.observe(r.maxTokens)
+    m.decodeTime.observe((now - r.firstTokenMs) / 1000)
+    if (r.output > 1) m.timePerOutputToken.observe((now - r.firstTokenMs) / 1000 / (r.output - 1))
+  }
+
+  const completeStep = (inFlight: readonly Request[]): void => {
     const now = clock.now()
     let anyFinished = false
     let stepTokens = 0
@@ -276,29 +261,30 @@ export function createEngine(options: EngineOptions): Engine {
       if (r.status !== Status.Running || r.numScheduled === 0) continue // aborted or preempted meanwhile
       r.numComputed += r.numScheduled
       r.numScheduled = 0
-      // Register the blocks this step filled so later requests can hit them.
-      if (options.enablePrefixCaching) {
+      if (hashing) {
+        // Register the blocks this step filled so later requests can hit them, and store them in the tier.
         const full = Math.floor(r.numComputed / blockSize)
-        if (full > r.numCachedBlocks) {
-          hashesUpTo(r, full)
+        hashesUpTo(r, full)
+        if (options.enablePrefixCaching && full > r.numCachedBlocks) {
           for (let i = r.numCachedBlocks; i < full; i++) pool.cacheBlock(r.blocks[i]!, r.blockHashes[i]!)
           r.numCachedBlocks = full
         }
+        if (paths !== null && full > r.numStoredBlocks) paths.store(r, full)
       }
       if (r.numComputed < numTokens(r)) continue // chunked prefill still in progress
 
       const word = randomWord(r.random)
       r.tokenIds.push(wordId(word))
       r.output++
-      metrics.generationTokens++
+      r.metrics.generationTokens++
       if (r.output === 1) {
         // As vLLM: prompt tokens count once, when the prefill yields the first token (not again on recompute).
-        metrics.promptTokens += r.promptTokens
+        r.metrics.promptTokens += r.promptTokens
         r.firstTokenMs = now
-        metrics.ttft.observe((now - r.arrivalMs) / 1000)
-        metrics.prefillTime.observe((now - r.firstScheduledMs) / 1000)
+        r.metrics.ttft.observe((now - r.arrivalMs) / 1000)
+        r.metrics.prefillTime.observe((now - r.firstScheduledMs) / 1000)
       } else {
-        metrics.interTokenLatency.observe((now - r.lastTokenMs) / 1000)
+        r.metrics.interTokenLatency.observe((now - r.lastTokenMs) / 1000)
       }
       r.lastTokenMs = now
       const stopped = r.sink.onToken(word, r.output) === true
@@ -307,75 +293,30 @@ export function createEngine(options: EngineOptions): Engine {
         const reason = stopped || r.output < r.maxTokens ? 'stop' : 'length'
         finish(r, reason)
         anyFinished = true
-        metrics.e2eLatency.observe((now - r.arrivalMs) / 1000)
-        metrics.inferenceTime.observe((now - r.firstScheduledMs) / 1000)
-        metrics.requestPromptTokens.observe(r.promptTokens)
-        metrics.requestGenerationTokens.observe(r.output)
-        metrics.requestParamsMaxTokens.observe(r.maxTokens)
-        metrics.decodeTime.observe((now - r.firstTokenMs) / 1000)
-        if (r.output > 1) metrics.timePerOutputToken.observe((now - r.firstTokenMs) / 1000 / (r.output - 1))
+        observeFinished(r, now)
         r.sink.onFinish(reason)
       }
     }
     if (anyFinished) running = running.filter((r) => r.status === Status.Running)
   }
 
-  /**
-   * Steps follow a planned timeline: each starts where the previous one was due to end, not where its timer
-   * happened to fire. Timers fire late (≥ 1 ms of real time, which is 100 emulated ms at speed 100), so
-   * without this the emulator would run slower than its latency model, more so the faster the clock. Steps
-   * that are already due run back to back in one callback, up to a bound that keeps sockets served; a lag
-   * beyond `maxCatchUpMs` (the process is CPU-bound) is dropped rather than repaid in a burst.
-   */
-  let plannedEndMs: number | null = null
-  let loopRunning = false
+  const loop = createStepLoop<Request>({
+    clock,
+    maxCatchUpMs: options.maxCatchUpMs ?? DEFAULT_MAX_CATCH_UP_MS,
+    defer: options.defer ?? ((fn: () => void) => clock.setTimeout(fn, 0)),
+    schedule,
+    complete: completeStep,
+    duration: stepDurationMs,
+  })
 
-  const onStepDue = (): void => {
-    stepTimer = null
-    let work = 0
-    for (;;) {
-      work += inFlight.length
-      completeStep()
-      inFlight = []
-      if (closed) return
-      const previousEnd = plannedEndMs!
-      inFlight = schedule()
-      if (inFlight.length === 0) {
-        // Idle, or the waiting head does not fit until a request leaves: the next arrival or abort wakes us.
-        plannedEndMs = null
-        loopRunning = false
-        return
-      }
-      const now = clock.now()
-      const start = now - previousEnd > maxCatchUpMs ? now : previousEnd
-      plannedEndMs = start + stepDurationMs(inFlight)
-      if (plannedEndMs > now || work >= MAX_TOKENS_PER_CALLBACK) {
-        stepTimer = clock.setTimeout(onStepDue, Math.max(0, plannedEndMs - now))
-        return
-      }
-    }
-  }
-
-  const startLoop = (): void => {
-    wakePending = false
-    if (closed || loopRunning) return
-    inFlight = schedule()
-    if (inFlight.length === 0) return
-    loopRunning = true
-    const now = clock.now()
-    plannedEndMs = now + stepDurationMs(inFlight)
-    stepTimer = clock.setTimeout(onStepDue, plannedEndMs - now)
-  }
-
-  /** Start the loop if it is idle; arrivals in the same turn of the event loop join the same first step. */
-  const wake = (): void => {
-    if (closed || loopRunning || wakePending) return
-    wakePending = true
-    defer(startLoop)
+  const remove = (list: Request[], r: Request): void => {
+    const at = list.indexOf(r)
+    if (at >= 0) list.splice(at, 1)
   }
 
   return {
     pool,
+    cpuTier,
     add(spec, sink) {
       const r: Request = {
         id: nextId++,
@@ -385,20 +326,22 @@ export function createEngine(options: EngineOptions): Engine {
         outputTokens: () => r.output,
         abort(reason = 'abort') {
           if (r.status === Status.Finished) return
-          if (r.status === Status.Waiting) {
-            const at = waiting.indexOf(r)
-            if (at >= 0) waiting.splice(at, 1)
-          } else {
-            const at = running.indexOf(r)
-            if (at >= 0) running.splice(at, 1)
-          }
+          if (r.status === Status.Loading) paths!.cancelLoad(r)
+          else remove(r.status === Status.Waiting ? waiting : running, r)
           finish(r, reason)
           // Freed blocks may let the waiting head in.
-          wake()
+          loop.wake()
         },
         sink,
         random: spec.random ?? random,
+        metrics: spec.metrics ?? metrics,
+        salt: spec.cacheSalt ?? 0,
         status: Status.Waiting,
+        preemptions: 0,
+        loadFrom: 0,
+        loadTo: 0,
+        loadTimer: null,
+        numStoredBlocks: 0,
         tokenIds: spec.promptTokenIds.slice(),
         blocks: [],
         blockHashes: [],
@@ -412,18 +355,21 @@ export function createEngine(options: EngineOptions): Engine {
         lastTokenMs: -1,
       }
       waiting.push(r)
-      wake()
+      loop.wake()
       return r
     },
     state() {
       const free = pool.numFreeBlocks()
       return {
         running: running.length,
-        waiting: waiting.length,
+        // As vLLM: a request loading its prefix is still in the waiting queue.
+        waiting: waiting.length + loading.length,
         usedBlocks: pool.numGpuBlocks - 1 - free,
         freeBlocks: free,
         numGpuBlocks: pool.numGpuBlocks,
         preemptions: metrics.preemptions,
+        cpuBlocks: cpuTier?.size() ?? 0,
+        numCpuBlocks: cpuTier?.numBlocks ?? 0,
       }
     },
     usage: () => pool.usage(),
@@ -434,10 +380,24 @@ export function createEngine(options: EngineOptions): Engine {
         computedTokens: r.numComputed,
         tokens: r.tokenIds.length,
       })),
+    tally() {
+      const counts = new Map<SimMetrics, { running: number; waiting: number }>()
+      const at = (m: SimMetrics) => {
+        let c = counts.get(m)
+        if (c === undefined) {
+          c = { running: 0, waiting: 0 }
+          counts.set(m, c)
+        }
+        return c
+      }
+      for (const r of running) at(r.metrics).running++
+      for (const r of waiting) at(r.metrics).waiting++
+      for (const r of loading) at(r.metrics).waiting++
+      return counts
+    },
     close() {
-      closed = true
-      if (stepTimer !== null) clock.clearTimeout(stepTimer)
-      stepTimer = null
+      loop.close()
+      paths?.close()
     },
   }
 }

@@ -5,7 +5,9 @@ import { createSeededRandom, type Clock, type Random } from '../core/index.js'
 import { errors } from '../errors/index.js'
 import type { TokenCounter } from '../tokens/index.js'
 import type { Engine, EngineRequest, EngineSink } from './engine.js'
+import { injectedFault } from './fault-effects.js'
 import type { SimMetrics } from './metrics.js'
+import type { ModelCatalog, ServedModel } from './models.js'
 import type { FaultConfig, OutputLengthDistribution } from './options.js'
 import { createOutputLengthSampler, type OutputLengthSampler } from './output-length.js'
 import { createStopMatcher } from './stop-strings.js'
@@ -27,7 +29,9 @@ import {
  * output length, the injected faults, and the engine's tokens turned into an SSE stream or a JSON body.
  */
 export interface GenerationDeps {
-  model: string
+  catalog: ModelCatalog
+  /** Per-request metrics of a `model_name`. */
+  metricsOf: (metricsName: string) => SimMetrics
   /** The context length in force (capped to the KV cache). */
   maxModelLen: number
   engine: Engine
@@ -39,13 +43,13 @@ export interface GenerationDeps {
   outputLength: OutputLengthDistribution
   faultRandom: Random
   faults: () => FaultConfig
-  metrics: SimMetrics
 }
 
 export type GenerationHandler = (kind: Kind, body: ChatBody | CompletionBody, reply: FastifyReply) => Promise<unknown>
 
 /** A request accepted for generation: its prompt and how many tokens each of its `n` choices produces. */
 interface Generation extends ResponseIdentity {
+  served: ServedModel
   promptIds: number[]
   maxTokens: number
   /** Per choice: tokens until the emulated EOS (`stop`), or `maxTokens` (`length`). */
@@ -53,6 +57,8 @@ interface Generation extends ResponseIdentity {
   /** Per choice, when the request has a `seed`: the stream its words are drawn from. */
   randoms: Array<Random | undefined>
   stop: string[]
+  /** The answer is the model's end-of-sequence at once (out-of-band length 0): one token, no text. */
+  eosFirst: boolean
 }
 
 interface StreamPlan {
@@ -64,10 +70,34 @@ interface StreamPlan {
   errorAfter: number
 }
 
-export function checkModel(model: string | null | undefined, served: string): void {
-  if (model != null && model !== served) {
-    throw errors.notFound([`The model \`${model}\` does not exist.`], { param: 'model' })
+/**
+ * The wire contract with `kvgate bench`: `"vllm_xargs": {"kvgate_sim_output_tokens": N}` is the answer's
+ * natural length, after which the emulated model emits its end-of-sequence. `vllm_xargs` is vLLM's own
+ * field for extra sampling arguments, so a real vLLM accepts the same body and ignores the key.
+ */
+export const OUTPUT_TOKENS_XARG = 'kvgate_sim_output_tokens'
+
+const isScalar = (v: unknown): boolean => typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v))
+
+function outOfBandLength(body: ChatBody | CompletionBody): number | null {
+  const xargs = body.vllm_xargs
+  if (xargs == null) return null
+  for (const [key, v] of Object.entries(xargs)) {
+    if (!isScalar(v) && !(Array.isArray(v) && v.every(isScalar))) {
+      throw errors.invalidRequest([`vllm_xargs.${key} must be a string, a number or a list of them.`], {
+        param: `vllm_xargs.${key}`,
+      })
+    }
   }
+  const value = xargs[OUTPUT_TOKENS_XARG]
+  if (value === undefined) return null
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
+    throw errors.invalidRequest(
+      [`vllm_xargs.${OUTPUT_TOKENS_XARG} must be a non-negative integer, got ${JSON.stringify(value)}.`],
+      { param: `vllm_xargs.${OUTPUT_TOKENS_XARG}` },
+    )
+  }
+  return value
 }
 
 export function createGenerationHandler(deps: GenerationDeps): GenerationHandler {
@@ -88,7 +118,7 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
 
   /** vLLM's checks and defaults, with its messages; throws a 400 naming the parameter. */
   const plan = (kind: Kind, body: ChatBody | CompletionBody, headerRequestId: string | undefined): Generation => {
-    checkModel(body.model, deps.model)
+    const served = deps.catalog.resolve(body.model)
     if (body.stream_options != null && body.stream !== true) {
       throw errors.invalidRequest(['Stream options can only be defined when `stream=True`.'], {
         param: 'stream_options',
@@ -134,15 +164,21 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
         },
       )
     }
-    // A request with a `seed` gets the same lengths and text every time, whatever else the server serves.
+    // The answer's natural length: told out of band (the bench knows the trace's), else drawn. A request
+    // with a `seed` gets the same lengths and text every time, whatever else the server serves.
+    const told = outOfBandLength(body)
     const seed = body.seed ?? null
     const sample =
-      seed === null ? deps.sampleLength : createOutputLengthSampler(deps.outputLength, createSeededRandom(seed))
+      told !== null
+        ? () => told
+        : seed === null
+          ? deps.sampleLength
+          : createOutputLengthSampler(deps.outputLength, createSeededRandom(seed))
     const n = body.n ?? 1
-    // `ignore_eos` runs to max_tokens; otherwise the emulated EOS comes after a drawn length, never
-    // before min_tokens.
+    // `ignore_eos` runs to max_tokens; otherwise the emulated EOS comes after the natural length, never
+    // before min_tokens, and at least one token is generated (an EOS first is still a token).
     const targetTokens = Array.from({ length: n }, () =>
-      body.ignore_eos === true ? maxTokens : Math.min(maxTokens, Math.max(minTokens, sample())),
+      body.ignore_eos === true ? maxTokens : Math.max(1, Math.min(maxTokens, Math.max(minTokens, sample()))),
     )
     const randoms = Array.from({ length: n }, (_, i) => (seed === null ? undefined : createSeededRandom(seed + 1 + i)))
     // As vLLM: the X-Request-Id header, else the body's request_id, else a random id.
@@ -151,13 +187,15 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
       kind,
       id: (kind === 'chat' ? 'chatcmpl-' : 'cmpl-') + baseId,
       created: Math.floor(deps.clock.wallNow() / 1000),
-      model: deps.model,
+      model: served.responseName,
+      served,
       promptTokens,
       promptIds: ids,
       maxTokens,
       targetTokens,
       randoms,
       stop: typeof body.stop === 'string' ? [body.stop] : (body.stop ?? []),
+      eosFirst: told === 0 && minTokens === 0 && body.ignore_eos !== true,
     }
   }
 
@@ -173,6 +211,8 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
           promptTokenIds: generation.promptIds,
           maxTokens: generation.maxTokens,
           targetTokens,
+          metrics: deps.metricsOf(generation.served.metricsName),
+          cacheSalt: generation.served.cacheSalt,
           ...(random === undefined ? {} : { random }),
         },
         sink(choice),
@@ -196,7 +236,9 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
     }
     const matchers = generation.targetTokens.map(() => createStopMatcher(generation.stop))
     const engineRequests: EngineRequest[] = addChoices(generation, (choice) => ({
-      onToken(text, n) {
+      onToken(word, n) {
+        // An EOS sampled first is one token without text.
+        const text = generation.eosFirst ? '' : word
         completionTokens++
         let finish = finishOf(generation, choice, n)
         // The common case has no stop strings: no matcher, nothing allocated per token.
@@ -212,7 +254,7 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
         if (choice === 0 && finish === null && streamPlan.errorAfter > 0 && n >= streamPlan.errorAfter) {
           done = true
           abortAll('error')
-          const error = errors.internal(['injected fault: the engine failed mid-stream'])
+          const error = injectedFault('the engine failed mid-stream')
           res.end(chunk + encoder.error(vllmErrorBody(error)) + DONE_EVENT)
           return
         }
@@ -249,7 +291,8 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
       const results: ChoiceResult[] = new Array<ChoiceResult>(n)
       let unfinished = n
       const engineRequests = addChoices(generation, (choice) => ({
-        onToken(text, k) {
+        onToken(word, k) {
+          const text = generation.eosFirst ? '' : word
           tokens[choice] = k
           const matched = matchers[choice]?.push(text, finishOf(generation, choice, k) !== null) ?? {
             emit: text,
@@ -282,12 +325,12 @@ export function createGenerationHandler(deps: GenerationDeps): GenerationHandler
     const headerId = reply.request.headers['x-request-id']
     const generation = plan(kind, body, typeof headerId === 'string' && headerId !== '' ? headerId : undefined)
     const faults = deps.faults()
-    if (faults.engineDead) throw errors.internal(['injected fault: the engine is dead (EngineDeadError)'])
+    if (faults.engineDead) throw injectedFault('the engine is dead (EngineDeadError)')
     if (faults.errorRate > 0 && deps.faultRandom.next() < faults.errorRate) {
-      throw errors.internal(['injected fault: the engine failed this request'])
+      throw injectedFault('the engine failed this request')
     }
     // Once per request, however many sequences its choices become.
-    deps.metrics.requestParamsN.observe(generation.targetTokens.length)
+    deps.metricsOf(generation.served.metricsName).requestParamsN.observe(generation.targetTokens.length)
     if (body.stream !== true) return complete(reply, generation)
     const streamOptions = body.stream_options ?? null
     const halfway = Math.max(1, Math.floor(generation.targetTokens[0]! / 2))

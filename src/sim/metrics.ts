@@ -1,8 +1,16 @@
+import { Exposition, escapeLabel, formatFloat, Histogram, type Sample } from './exposition.js'
+
+export { formatFloat, Histogram }
+
 /**
- * vLLM's `/metrics` as the V1 engine exposes it (`vllm/v1/metrics/loggers.py`), written out by hand rather
- * than with prom-client: the exposition has to match Python's `prometheus_client` byte for byte where a
- * scraper looks (metric names with `_total` on counters, floats printed as `1.0`, labels
- * `{engine="0",model_name="…"}`), and the gauges are read from the engine at scrape time, not pushed.
+ * vLLM's `/metrics` as the V1 engine exposes it (`vllm/v1/metrics/loggers.py`), and the OffloadingConnector's
+ * (`OffloadPromMetrics`): the same names, types, help, buckets and labels `{engine="0",model_name="…"}`; the
+ * gauges are read from the engine at scrape time, not pushed.
+ *
+ * Several models (`--models a,b`) share one engine: engine-wide series (cache config, prefix cache,
+ * preemptions, iteration tokens, offloading) appear once, under the first model's name, so a reader that
+ * sums series across engines does not count one KV pool twice; per-request series (tokens, request
+ * outcomes, latencies), the request counts and the KV usage (the same value: one pool) appear per model.
  */
 
 export const TTFT_BUCKETS_SECONDS = [
@@ -33,93 +41,34 @@ export function build125Buckets(max: number): number[] {
 export type FinishedReason = 'stop' | 'length' | 'abort' | 'error'
 const FINISHED_REASONS: readonly FinishedReason[] = ['stop', 'length', 'abort', 'error']
 
-/** A Prometheus histogram: per-bucket counts (non-cumulative until rendered), sum and count. */
-export class Histogram {
-  readonly bounds: readonly number[]
-  readonly #counts: Float64Array
-  #sum = 0
-  #count = 0
+/** The OffloadingConnector's transfer directions: `<src medium>_to_<dst medium>`, as its stats name them. */
+export type TransferType = 'GPU_to_CPU' | 'CPU_to_GPU'
 
-  constructor(bounds: readonly number[]) {
-    this.bounds = bounds
-    this.#counts = new Float64Array(bounds.length)
-  }
-
-  observe(value: number): void {
-    this.#sum += value
-    this.#count++
-    // Buckets are short (≤ 22); a linear scan beats a binary search at this size.
-    const bounds = this.bounds
-    for (let i = 0; i < bounds.length; i++) {
-      if (value <= bounds[i]!) {
-        this.#counts[i]!++
-        return
-      }
-    }
-  }
-
-  get count(): number {
-    return this.#count
-  }
-
-  get sum(): number {
-    return this.#sum
-  }
-
-  /** `labels` renders a label set with `le` merged in alphabetical order (prometheus_client sorts them). */
-  render(name: string, labels: (le?: string) => string, out: string[]): void {
-    let cumulative = 0
-    for (let i = 0; i < this.bounds.length; i++) {
-      cumulative += this.#counts[i]!
-      out.push(`${name}_bucket{${labels(formatFloat(this.bounds[i]!))}} ${formatFloat(cumulative)}`)
-    }
-    out.push(`${name}_bucket{${labels('+Inf')}} ${formatFloat(this.#count)}`)
-    out.push(`${name}_count{${labels()}} ${formatFloat(this.#count)}`)
-    out.push(`${name}_sum{${labels()}} ${formatFloat(this.#sum)}`)
-  }
+/** Per direction: `vllm:kv_offload_total_bytes`, `vllm:kv_offload_total_time` and the `vllm:kv_offload_size` histogram. */
+export interface TransferStats {
+  bytes: number
+  seconds: number
+  readonly size: Histogram
 }
 
-/** Python's `repr(float)`: integers keep `.0`, exponents below 1e-4 and from 1e16, two-digit exponents. */
-function pythonRepr(value: number): string {
-  if (Number.isInteger(value) && Math.abs(value) < 1e16) return `${value}.0`
-  const abs = Math.abs(value)
-  if (abs !== 0 && (abs < 1e-4 || abs >= 1e16)) {
-    const [mantissa, exponent] = value.toExponential().split('e') as [string, string]
-    const sign = exponent.startsWith('-') ? '-' : '+'
-    return `${mantissa}e${sign}${exponent.replace(/^[+-]/, '').padStart(2, '0')}`
-  }
-  return String(value)
-}
+// bytes: OffloadPromMetrics' buckets for the per-transfer size histogram
+export const OFFLOAD_SIZE_BUCKETS_BYTES = [1e6, 5e6, 10e6, 20e6, 40e6, 60e6, 80e6, 100e6, 150e6, 200e6] as const
 
 /**
- * prometheus_client's `floatToGoString`: Python's repr, except that positive values with more than six
- * digits before the point switch to Go's exponent form (`1234567.0` → `1.234567e+06`), as vLLM's counters
- * and `_created` timestamps appear on a real `/metrics`.
+ * Counters and histograms the engine feeds as requests move; gauges come from the engine at scrape. One per
+ * model for the per-request fields; the engine-wide fields live in the first model's.
  */
-export function formatFloat(value: number): string {
-  if (value === Number.POSITIVE_INFINITY) return '+Inf'
-  if (value === Number.NEGATIVE_INFINITY) return '-Inf'
-  if (Number.isNaN(value)) return 'NaN'
-  const repr = pythonRepr(value)
-  const dot = repr.indexOf('.')
-  if (value > 0 && dot > 6 && !repr.includes('e')) {
-    const mantissa = `${repr[0]}.${repr.slice(1, dot)}${repr.slice(dot + 1)}`.replace(/[0.]+$/, '')
-    return `${mantissa}e+0${dot - 1}`
-  }
-  return repr
-}
-
-function escapeLabel(value: string): string {
-  return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')
-}
-
-/** Counters and histograms the engine feeds as requests move; gauges come from `SimMetricsGauges` at scrape. */
 export interface SimMetrics {
   promptTokens: number
   generationTokens: number
   preemptions: number
+  /** GPU prefix cache, in tokens, of requests not preempted before (vLLM's `PrefixCacheStats`). */
   prefixCacheQueries: number
   prefixCacheHits: number
+  /** The CPU tier, vLLM's "external" (KV connector) prefix cache, counted the same way. */
+  externalPrefixCacheQueries: number
+  externalPrefixCacheHits: number
+  readonly transfers: Readonly<Record<TransferType, TransferStats>>
   readonly requestSuccess: Record<FinishedReason, number>
   readonly iterationTokens: Histogram
   readonly requestPromptTokens: Histogram
@@ -145,6 +94,12 @@ export function createSimMetrics(maxModelLen = 8192): SimMetrics {
     preemptions: 0,
     prefixCacheQueries: 0,
     prefixCacheHits: 0,
+    externalPrefixCacheQueries: 0,
+    externalPrefixCacheHits: 0,
+    transfers: {
+      GPU_to_CPU: { bytes: 0, seconds: 0, size: new Histogram(OFFLOAD_SIZE_BUCKETS_BYTES) },
+      CPU_to_GPU: { bytes: 0, seconds: 0, size: new Histogram(OFFLOAD_SIZE_BUCKETS_BYTES) },
+    },
     requestSuccess: { stop: 0, length: 0, abort: 0, error: 0 },
     iterationTokens: new Histogram(ITERATION_TOKENS_BUCKETS),
     requestPromptTokens: new Histogram(tokenBuckets),
@@ -162,149 +117,143 @@ export function createSimMetrics(maxModelLen = 8192): SimMetrics {
   }
 }
 
-export interface SimMetricsGauges {
+/** One model's series: its per-request metrics and its share of the engine's requests. */
+export interface ModelMetrics {
+  name: string
+  metrics: SimMetrics
   running: number
   waiting: number
-  kvCacheUsage: number
 }
 
 export interface MetricsRenderContext {
-  model: string
   compat: 'v1' | 'v0'
+  kvCacheUsage: number
   /** `vllm:cache_config_info` labels, values already strings as vLLM's `metrics_info()` gives them. */
   cacheConfig: Readonly<Record<string, string>>
   /** Unix seconds when the metrics were created: prometheus_client's `_created` series. */
   createdSeconds: number
+  /** Whether the CPU tier (OffloadingConnector) is on: its metrics and the external prefix cache appear. */
+  offloading: boolean
 }
 
-/** Renders `# HELP`/`# TYPE` blocks the way prometheus_client's text exposition does. */
-class Exposition {
-  readonly out: string[] = []
-  readonly #model: string
-  readonly #created: string
+const TRANSFER_TYPES: readonly TransferType[] = ['GPU_to_CPU', 'CPU_to_GPU']
 
-  constructor(model: string, createdSeconds: number) {
-    this.#model = escapeLabel(model)
-    this.#created = formatFloat(createdSeconds)
-  }
-
-  /** The common labels with any extra ones, in alphabetical order. */
-  labels(extra?: Readonly<Record<string, string>>): string {
-    const pairs: Array<[string, string]> = [
-      ['engine', '0'],
-      ['model_name', this.#model],
-    ]
-    if (extra !== undefined) for (const [key, value] of Object.entries(extra)) pairs.push([key, escapeLabel(value)])
-    pairs.sort((a, b) => (a[0] < b[0] ? -1 : 1))
-    return pairs.map(([key, value]) => `${key}="${value}"`).join(',')
-  }
-
-  gauge(name: string, help: string, value: number): void {
-    this.out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name}{${this.labels()}} ${formatFloat(value)}`)
-  }
-
-  /** A counter (`base_total`) with one sample per label set, then its `base_created` gauge. */
-  counter(
-    base: string,
-    help: string,
-    samples: ReadonlyArray<[Readonly<Record<string, string>> | undefined, number]>,
-  ): void {
-    this.out.push(`# HELP ${base}_total ${help}`, `# TYPE ${base}_total counter`)
-    for (const [extra, value] of samples) this.out.push(`${base}_total{${this.labels(extra)}} ${formatFloat(value)}`)
-    this.#createdSeries(
-      base,
+/** The whole exposition, in vLLM's order; `models[0]` is the primary model, whose metrics hold the engine's. */
+export function renderMetrics(models: readonly ModelMetrics[], context: MetricsRenderContext): string {
+  const e = new Exposition(context.createdSeconds)
+  const engine = models[0]!
+  const once = <T>(value: T): Array<Sample<T>> => [[engine.name, undefined, value]]
+  const each = <T>(pick: (m: ModelMetrics) => T): Array<Sample<T>> => models.map((m) => [m.name, undefined, pick(m)])
+  const histogram = (name: string, help: string, pick: (m: SimMetrics) => Histogram): void =>
+    e.histogram(
+      name,
       help,
-      samples.map(([extra]) => extra),
+      each((m) => pick(m.metrics)),
+    )
+
+  e.gauge(
+    'vllm:num_requests_running',
+    'Number of requests in model execution batches.',
+    each((m) => m.running),
+  )
+  e.gauge(
+    'vllm:num_requests_waiting',
+    'Number of requests waiting to be processed.',
+    each((m) => m.waiting),
+  )
+  const usage = each(() => context.kvCacheUsage)
+  if (context.compat === 'v0')
+    e.gauge('vllm:gpu_cache_usage_perc', 'GPU KV-cache usage. 1 means 100 percent usage.', usage)
+  else e.gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', usage)
+  const m = engine.metrics
+  e.counter(
+    'vllm:prefix_cache_queries',
+    'Prefix cache queries, in terms of number of queried tokens.',
+    once(m.prefixCacheQueries),
+  )
+  e.counter(
+    'vllm:prefix_cache_hits',
+    'Prefix cache hits, in terms of number of cached tokens.',
+    once(m.prefixCacheHits),
+  )
+  if (context.offloading) {
+    e.counter(
+      'vllm:external_prefix_cache_queries',
+      'External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.',
+      once(m.externalPrefixCacheQueries),
+    )
+    e.counter(
+      'vllm:external_prefix_cache_hits',
+      'External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.',
+      once(m.externalPrefixCacheHits),
     )
   }
-
-  histogram(name: string, help: string, h: Histogram): void {
-    this.out.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`)
-    h.render(name, (le) => this.labels(le === undefined ? undefined : { le }), this.out)
-    this.#createdSeries(name, help, [undefined])
-  }
-
-  #createdSeries(
-    base: string,
-    help: string,
-    labelSets: ReadonlyArray<Readonly<Record<string, string>> | undefined>,
-  ): void {
-    this.out.push(`# HELP ${base}_created ${help}`, `# TYPE ${base}_created gauge`)
-    for (const extra of labelSets) this.out.push(`${base}_created{${this.labels(extra)}} ${this.#created}`)
-  }
-}
-
-/** The whole exposition, in vLLM's order. */
-export function renderMetrics(metrics: SimMetrics, gauges: SimMetricsGauges, context: MetricsRenderContext): string {
-  const e = new Exposition(context.model, context.createdSeconds)
-  e.gauge('vllm:num_requests_running', 'Number of requests in model execution batches.', gauges.running)
-  e.gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', gauges.waiting)
-  if (context.compat === 'v0') {
-    e.gauge('vllm:gpu_cache_usage_perc', 'GPU KV-cache usage. 1 means 100 percent usage.', gauges.kvCacheUsage)
-  } else {
-    e.gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', gauges.kvCacheUsage)
-  }
-  e.counter('vllm:prefix_cache_queries', 'Prefix cache queries, in terms of number of queried tokens.', [
-    [undefined, metrics.prefixCacheQueries],
-  ])
-  e.counter('vllm:prefix_cache_hits', 'Prefix cache hits, in terms of number of cached tokens.', [
-    [undefined, metrics.prefixCacheHits],
-  ])
-  e.counter('vllm:num_preemptions', 'Cumulative number of preemption from the engine.', [
-    [undefined, metrics.preemptions],
-  ])
-  e.counter('vllm:prompt_tokens', 'Number of prefill tokens processed.', [[undefined, metrics.promptTokens]])
-  e.counter('vllm:generation_tokens', 'Number of generation tokens processed.', [[undefined, metrics.generationTokens]])
+  e.counter('vllm:num_preemptions', 'Cumulative number of preemption from the engine.', once(m.preemptions))
+  e.counter(
+    'vllm:prompt_tokens',
+    'Number of prefill tokens processed.',
+    each((x) => x.metrics.promptTokens),
+  )
+  e.counter(
+    'vllm:generation_tokens',
+    'Number of generation tokens processed.',
+    each((x) => x.metrics.generationTokens),
+  )
   e.counter(
     'vllm:request_success',
     'Count of successfully processed requests.',
-    FINISHED_REASONS.map((reason) => [{ finished_reason: reason }, metrics.requestSuccess[reason]]),
+    models.flatMap((x) =>
+      FINISHED_REASONS.map(
+        (reason): Sample<number> => [x.name, { finished_reason: reason }, x.metrics.requestSuccess[reason]],
+      ),
+    ),
   )
-  e.histogram('vllm:request_prompt_tokens', 'Number of prefill tokens processed.', metrics.requestPromptTokens)
-  e.histogram(
+  histogram('vllm:request_prompt_tokens', 'Number of prefill tokens processed.', (x) => x.requestPromptTokens)
+  histogram(
     'vllm:request_generation_tokens',
     'Number of generation tokens processed.',
-    metrics.requestGenerationTokens,
+    (x) => x.requestGenerationTokens,
   )
-  e.histogram('vllm:iteration_tokens_total', 'Histogram of number of tokens per engine_step.', metrics.iterationTokens)
-  e.histogram('vllm:request_params_n', 'Histogram of the n request parameter.', metrics.requestParamsN)
-  e.histogram(
+  e.histogram('vllm:iteration_tokens_total', 'Histogram of number of tokens per engine_step.', once(m.iterationTokens))
+  histogram('vllm:request_params_n', 'Histogram of the n request parameter.', (x) => x.requestParamsN)
+  histogram(
     'vllm:request_params_max_tokens',
     'Histogram of the max_tokens request parameter.',
-    metrics.requestParamsMaxTokens,
+    (x) => x.requestParamsMaxTokens,
   )
-  e.histogram('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', metrics.ttft)
-  e.histogram(
+  histogram('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', (x) => x.ttft)
+  histogram(
     'vllm:inter_token_latency_seconds',
     'Histogram of inter-token latency in seconds.',
-    metrics.interTokenLatency,
+    (x) => x.interTokenLatency,
   )
-  e.histogram(
+  histogram(
     'vllm:request_time_per_output_token_seconds',
     'Histogram of time_per_output_token_seconds per request.',
-    metrics.timePerOutputToken,
+    (x) => x.timePerOutputToken,
   )
-  e.histogram('vllm:e2e_request_latency_seconds', 'Histogram of e2e request latency in seconds.', metrics.e2eLatency)
-  e.histogram(
+  histogram('vllm:e2e_request_latency_seconds', 'Histogram of e2e request latency in seconds.', (x) => x.e2eLatency)
+  histogram(
     'vllm:request_queue_time_seconds',
     'Histogram of time spent in WAITING phase for request.',
-    metrics.queueTime,
+    (x) => x.queueTime,
   )
-  e.histogram(
+  histogram(
     'vllm:request_inference_time_seconds',
     'Histogram of time spent in RUNNING phase for request.',
-    metrics.inferenceTime,
+    (x) => x.inferenceTime,
   )
-  e.histogram(
+  histogram(
     'vllm:request_prefill_time_seconds',
     'Histogram of time spent in PREFILL phase for request.',
-    metrics.prefillTime,
+    (x) => x.prefillTime,
   )
-  e.histogram(
+  histogram(
     'vllm:request_decode_time_seconds',
     'Histogram of time spent in DECODE phase for request.',
-    metrics.decodeTime,
+    (x) => x.decodeTime,
   )
+  // vLLM's info gauge carries the cache config and `engine`, not `model_name`.
   const infoLabels = Object.keys(context.cacheConfig)
     .sort()
     .map((key) => `${key}="${escapeLabel(context.cacheConfig[key]!)}"`)
@@ -312,5 +261,31 @@ export function renderMetrics(metrics: SimMetrics, gauges: SimMetricsGauges, con
   e.out.push('# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig')
   e.out.push('# TYPE vllm:cache_config_info gauge')
   e.out.push(`vllm:cache_config_info{${infoLabels}} 1.0`)
+  if (context.offloading) renderOffloadMetrics(e, engine.name, m)
   return `${e.out.join('\n')}\n`
+}
+
+/**
+ * The OffloadingConnector's transfer metrics (`OffloadPromMetrics`): per `transfer_type`, a series appears
+ * once that direction has moved something, as prometheus_client creates labelled children on first use.
+ */
+function renderOffloadMetrics(e: Exposition, model: string, m: SimMetrics): void {
+  const used = TRANSFER_TYPES.filter((t) => m.transfers[t].size.count > 0)
+  const samples = <T>(pick: (t: TransferStats) => T): Array<Sample<T>> =>
+    used.map((t) => [model, { transfer_type: t }, pick(m.transfers[t])])
+  e.counter(
+    'vllm:kv_offload_total_bytes',
+    'Number of bytes offloaded by KV connector',
+    samples((t) => t.bytes),
+  )
+  e.counter(
+    'vllm:kv_offload_total_time',
+    'Total time measured by all KV offloading operations',
+    samples((t) => t.seconds),
+  )
+  e.histogram(
+    'vllm:kv_offload_size',
+    'Histogram of KV offload transfer size, in bytes.',
+    samples((t) => t.size),
+  )
 }

@@ -62,7 +62,24 @@ export interface FaultConfig {
   metricsDelayMs: number
   /** The process exits with status 1 this many ms after start (CLI); `startSim` closes the server instead. */
   dieAfterMs: number | null
+  /**
+   * Lies in `/metrics`: each named sample (as exposed, e.g. `vllm:kv_cache_usage_perc`,
+   * `vllm:prompt_tokens_total`) reports this value in every label set; `"NaN"`, `"+Inf"` and `"-Inf"` are
+   * accepted since JSON has no such numbers. A run-time change replaces the whole map (`{}` clears it).
+   */
+  metricsOverrides: Readonly<Record<string, MetricOverrideValue>>
+  /** Labels of `vllm:cache_config_info` reported instead of the real ones (e.g. `{num_gpu_blocks: "1e15"}`). */
+  cacheConfigLabels: Readonly<Record<string, string>>
+  /** `/metrics` bodies padded with comment lines to at least this many bytes (a flood); 0 = off. */
+  metricsPadBytes: number
+  /**
+   * Share of OpenAI API requests (generation, `/v1/models`, `/tokenize`, `/detokenize`, `/version`) answered
+   * `502` with an HTML page, as a reverse proxy in front of a dead vLLM answers.
+   */
+  badGatewayHtmlRate: number
 }
+
+export type MetricOverrideValue = number | 'NaN' | '+Inf' | '-Inf'
 
 export const DEFAULT_FAULTS: Readonly<FaultConfig> = Object.freeze({
   latencySpikeRate: 0,
@@ -74,14 +91,66 @@ export const DEFAULT_FAULTS: Readonly<FaultConfig> = Object.freeze({
   metricsUnavailable: false,
   metricsDelayMs: 0,
   dieAfterMs: null,
+  metricsOverrides: Object.freeze({}),
+  cacheConfigLabels: Object.freeze({}),
+  metricsPadBytes: 0,
+  badGatewayHtmlRate: 0,
 })
+
+/** A LoRA adapter served beside its base model (vLLM's `--lora-modules name=path`). */
+export interface LoraModule {
+  name: string
+  path: string
+  /** The base model it belongs to; the first served model when absent (as vLLM). */
+  baseModelName?: string
+}
+
+/** The part of vLLM's `KVTransferConfig` the emulator reads. */
+export interface KvTransferConfig {
+  kv_connector: 'OffloadingConnector'
+  kv_role?: 'kv_both'
+  kv_connector_extra_config?: { num_cpu_blocks?: number; cpu_bytes_to_use?: number; eviction_policy?: 'lru' }
+}
 
 export interface SimOptions {
   /** 0 = ephemeral (default 8000 on the CLI, 0 for `startSim`). */
   port?: number
   host?: string
+  /** The model (vLLM: its path or name); served under this name unless `servedModelName` says otherwise. */
   model?: string
+  /**
+   * vLLM's `--served-model-name`: names (aliases) of the one model; requests may use any of them, responses
+   * and metrics carry the first.
+   */
+  servedModelName?: string[]
+  /**
+   * Several distinct models on one emulated server, sharing its KV pool (a kvgate extension: vLLM serves one
+   * base model per process). Each answers under its own name and has its own per-request metric series.
+   */
+  models?: string[]
+  loraModules?: LoraModule[]
+  /** vLLM's `--enable-lora`: accepted for familiar command lines; adapters are served whenever listed. */
+  enableLora?: boolean
   numGpuBlocks?: number
+  /** vLLM's `--num-gpu-blocks-override`: wins over `numGpuBlocks`, and `cache_config_info` reports it. */
+  numGpuBlocksOverride?: number
+  /** vLLM's `--gpu-memory-utilization`: reported in `cache_config_info`, no effect (the pool is `numGpuBlocks`). */
+  gpuMemoryUtilization?: number
+  /** The CPU offloading tier in GiB (vLLM's `--kv-offloading-size`); blocks = GiB ÷ (kvBytesPerToken × blockSize). */
+  kvOffloadingSize?: number
+  /** vLLM's `--kv-offloading-backend`; only `native` (vLLM's OffloadingConnector) is emulated. */
+  kvOffloadingBackend?: 'native'
+  /** The CPU tier in blocks (vLLM's `kv_connector_extra_config.num_cpu_blocks`); exclusive with `kvOffloadingSize`. */
+  numCpuBlocks?: number
+  /**
+   * vLLM 0.11's way to the same tier: `--kv-transfer-config` with the OffloadingConnector and
+   * `kv_connector_extra_config.num_cpu_blocks` (or `cpu_bytes_to_use`). Other connectors are not emulated.
+   */
+  kvTransferConfig?: KvTransferConfig
+  /** Bytes of KV per token, to turn GiB into blocks and count transfer bytes (default: Llama-3.1-8B in bf16). */
+  kvBytesPerToken?: number
+  /** Emulated ms to load one block from the CPU tier (default: the block's bytes at 25 GB/s). */
+  kvOffloadingLoadMsPerBlock?: number
   blockSize?: number
   maxNumSeqs?: number
   maxNumBatchedTokens?: number
@@ -101,6 +170,12 @@ export const SIM_DEFAULTS = Object.freeze({
   host: '127.0.0.1',
   model: 'kvgate-sim',
   numGpuBlocks: 4096, // blocks: 65,536 tokens of KV at block size 16
+  gpuMemoryUtilization: 0.9, // fraction (vLLM's default); reported only
+  // bytes per token: Llama-3.1-8B in bf16 = 32 layers × 8 KV heads × 128 dims × 2 (K, V) × 2 bytes
+  kvBytesPerToken: 131_072,
+  // bytes per emulated ms: 25 GB/s, about half of what pinned host-to-device copies reach on PCIe Gen5 x16
+  // (~50 GB/s), for the DMA transfers sharing the link with the model's own traffic
+  kvOffloadingBytesPerMs: 25_000_000,
   blockSize: 16, // tokens per block (vLLM's default)
   maxNumSeqs: 256, // sequences per batch (vLLM's default)
   maxNumBatchedTokens: 8192, // tokens per step (vLLM's chunked-prefill default on large GPUs)
@@ -116,7 +191,15 @@ export interface ResolvedSimOptions {
   port: number
   host: string
   model: string
+  servedModelName: string[] | null
+  models: string[] | null
+  loraModules: LoraModule[]
   numGpuBlocks: number
+  numGpuBlocksOverride: number | null
+  gpuMemoryUtilization: number
+  /** The CPU tier: null when off. */
+  offload: ResolvedOffload | null
+  kvBytesPerToken: number
   blockSize: number
   maxNumSeqs: number
   maxNumBatchedTokens: number
@@ -130,13 +213,48 @@ export interface ResolvedSimOptions {
   enablePrefixCaching: boolean
 }
 
+export interface ResolvedOffload {
+  numCpuBlocks: number
+  /** GiB as given (`kv_offloading_size`), or null when sized otherwise. */
+  sizeGiB: number | null
+  /** `kv_offloading_backend` as vLLM reports it: set by the GiB route, null for a connector config or blocks. */
+  backend: 'native' | null
+  loadMsPerBlock: number
+  bytesPerBlock: number
+}
+
+const GIB = 1024 ** 3
+
 export function resolveSimOptions(options: SimOptions = {}): ResolvedSimOptions {
+  const blockSize = options.blockSize ?? SIM_DEFAULTS.blockSize
+  const kvBytesPerToken = options.kvBytesPerToken ?? SIM_DEFAULTS.kvBytesPerToken
+  const bytesPerBlock = kvBytesPerToken * blockSize
+  const extra = options.kvTransferConfig?.kv_connector_extra_config
+  const cpuBytes =
+    options.kvOffloadingSize !== undefined ? options.kvOffloadingSize * GIB : (extra?.cpu_bytes_to_use ?? 0)
+  const numCpuBlocks = options.numCpuBlocks ?? extra?.num_cpu_blocks ?? Math.floor(cpuBytes / bytesPerBlock)
   return {
     port: options.port ?? 0,
     host: options.host ?? SIM_DEFAULTS.host,
     model: options.model ?? SIM_DEFAULTS.model,
-    numGpuBlocks: options.numGpuBlocks ?? SIM_DEFAULTS.numGpuBlocks,
-    blockSize: options.blockSize ?? SIM_DEFAULTS.blockSize,
+    servedModelName: options.servedModelName ?? null,
+    models: options.models ?? null,
+    loraModules: options.loraModules ?? [],
+    numGpuBlocks: options.numGpuBlocksOverride ?? options.numGpuBlocks ?? SIM_DEFAULTS.numGpuBlocks,
+    numGpuBlocksOverride: options.numGpuBlocksOverride ?? null,
+    gpuMemoryUtilization: options.gpuMemoryUtilization ?? SIM_DEFAULTS.gpuMemoryUtilization,
+    offload:
+      numCpuBlocks > 0
+        ? {
+            numCpuBlocks,
+            sizeGiB: options.numCpuBlocks === undefined ? (options.kvOffloadingSize ?? null) : null,
+            backend: options.kvOffloadingSize !== undefined ? (options.kvOffloadingBackend ?? 'native') : null,
+            loadMsPerBlock: options.kvOffloadingLoadMsPerBlock ?? bytesPerBlock / SIM_DEFAULTS.kvOffloadingBytesPerMs,
+            bytesPerBlock,
+          }
+        : null,
+    kvBytesPerToken,
+    blockSize,
     maxNumSeqs: options.maxNumSeqs ?? SIM_DEFAULTS.maxNumSeqs,
     maxNumBatchedTokens: options.maxNumBatchedTokens ?? SIM_DEFAULTS.maxNumBatchedTokens,
     maxModelLen: options.maxModelLen ?? SIM_DEFAULTS.maxModelLen,

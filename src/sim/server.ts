@@ -5,12 +5,18 @@ import { createScaledClock, createSeededRandom, type Clock } from '../core/index
 import { errors, KvgateError } from '../errors/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
 import { createEngine, type EngineState } from './engine.js'
+import { formatFloat } from './exposition.js'
+import { BAD_GATEWAY_HTML, isInjectedFault } from './fault-effects.js'
 import { parseFaults } from './faults.js'
-import { checkModel, createGenerationHandler } from './generation.js'
-import { createSimMetrics, renderMetrics } from './metrics.js'
-import { type FaultConfig, resolveSimOptions, type SimOptions } from './options.js'
+import { createGenerationHandler } from './generation.js'
+import { createMetricsEndpoint } from './metrics-endpoint.js'
+import { createSimMetrics, type SimMetrics } from './metrics.js'
+import { createModelCatalog } from './models.js'
+import { checkSimOptionCombinations } from './option-checks.js'
+import { type FaultConfig, type ResolvedSimOptions, resolveSimOptions, type SimOptions } from './options.js'
 import { createOutputLengthSampler } from './output-length.js'
 import { validateSimOptions } from './sim-config.js'
+import { createSimLogController } from './sim-logging.js'
 import {
   type ChatBody,
   chatRequestSchema,
@@ -19,7 +25,6 @@ import {
   type DetokenizeBody,
   detokenizeRequestSchema,
   EMULATED_VLLM_VERSION,
-  modelList,
   type TokenizeBody,
   tokenizeRequestSchema,
   vllmErrorBody,
@@ -40,9 +45,44 @@ export interface SimHooks {
   clock?: Clock
 }
 
+// The OpenAI API routes a broken proxy in front of vLLM would answer for (faults.badGatewayHtmlRate).
+const API_ROUTES = new Set([
+  '/v1/chat/completions',
+  '/v1/completions',
+  '/v1/models',
+  '/tokenize',
+  '/detokenize',
+  '/version',
+])
+
+/** `vllm:cache_config_info`'s labels, as vLLM's `CacheConfig.metrics_info()` writes them (Python's str()). */
+function cacheConfigInfo(config: ResolvedSimOptions): Record<string, string> {
+  const offload = config.offload
+  return {
+    block_size: String(config.blockSize),
+    cache_dtype: 'auto',
+    calculate_kv_scales: 'False',
+    cpu_offload_gb: '0',
+    enable_prefix_caching: config.enablePrefixCaching ? 'True' : 'False',
+    engine: '0',
+    gpu_memory_utilization: formatFloat(config.gpuMemoryUtilization),
+    is_attention_free: 'False',
+    kv_offloading_backend: offload?.backend ?? 'None',
+    kv_offloading_size: offload?.sizeGiB == null ? 'None' : formatFloat(offload.sizeGiB),
+    // vLLM leaves this "None" with the OffloadingConnector (its CPU blocks live in the connector); the
+    // emulator reports the tier's size here so a reader sees it without parsing the connector's config.
+    num_cpu_blocks: String(offload?.numCpuBlocks ?? 0),
+    num_gpu_blocks: String(config.numGpuBlocks),
+    num_gpu_blocks_override: config.numGpuBlocksOverride === null ? 'None' : String(config.numGpuBlocksOverride),
+    prefix_caching_hash_algo: 'sha256',
+    sliding_window: 'None',
+    swap_space: '4',
+  }
+}
+
 /** Build and start the emulator: engine, HTTP server, faults. */
 export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): Promise<SimHandle> {
-  const config = resolveSimOptions(validateSimOptions(options))
+  const config = resolveSimOptions(checkSimOptionCombinations(validateSimOptions(options)))
   const clock = hooks.clock ?? createScaledClock(config.speed)
   const tokenCounter = createWordPieceTokenCounter()
   let faults: FaultConfig = { ...config.faults }
@@ -56,13 +96,18 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
   // context to what fits instead, so a small `--num-gpu-blocks` still serves.
   const kvCapacityTokens = (config.numGpuBlocks - 1) * config.blockSize
   const maxModelLen = Math.min(config.maxModelLen, kvCapacityTokens)
-  const metrics = createSimMetrics(maxModelLen)
+  const catalog = createModelCatalog(config)
+  const metricsByModel = new Map<string, SimMetrics>(
+    catalog.metricsNames.map((name) => [name, createSimMetrics(maxModelLen)]),
+  )
+  const metricsOf = (name: string): SimMetrics => metricsByModel.get(name)!
+  const engineMetrics = metricsOf(catalog.primaryName)
 
   const engine = createEngine({
     clock,
     random: engineRandom,
     tokenCounter,
-    metrics,
+    metrics: engineMetrics,
     numGpuBlocks: config.numGpuBlocks,
     blockSize: config.blockSize,
     maxNumSeqs: config.maxNumSeqs,
@@ -70,6 +115,7 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
     enablePrefixCaching: config.enablePrefixCaching,
     latency: config.latency,
     faults: () => faults,
+    offload: config.offload,
     // Up to 25 ms of real timer lateness is caught up on, whatever the speed.
     maxCatchUpMs: Math.max(250, 25 * config.speed),
     // Arrivals in the same poll phase join one first step; an injected clock keeps its own ordering.
@@ -77,22 +123,6 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
   })
   const startedWallSeconds = clock.wallNow() / 1000
   const startedWall = Math.floor(startedWallSeconds)
-  const cacheConfig: Record<string, string> = {
-    block_size: String(config.blockSize),
-    cache_dtype: 'auto',
-    calculate_kv_scales: 'False',
-    cpu_offload_gb: '0',
-    enable_prefix_caching: config.enablePrefixCaching ? 'True' : 'False',
-    engine: '0',
-    gpu_memory_utilization: '0.9',
-    is_attention_free: 'False',
-    num_cpu_blocks: '0',
-    num_gpu_blocks: String(config.numGpuBlocks),
-    num_gpu_blocks_override: 'None',
-    prefix_caching_hash_algo: 'sha256',
-    sliding_window: 'None',
-    swap_space: '4',
-  }
 
   const logger: pino.Logger | false = options.logger ?? false
   if (logger !== false && maxModelLen < config.maxModelLen) {
@@ -103,12 +133,14 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
   }
   const app = Fastify({
     ...(logger === false ? { logger: false } : { loggerInstance: logger as FastifyBaseLogger }),
+    // Quiet by default: one line per request at debug, none for /metrics and /health polls.
+    logController: createSimLogController(),
     // Closing must not wait for streams in flight: the emulator's close is also its "process died".
     forceCloseConnections: true,
     bodyLimit: 64 * 1024 * 1024, // bytes: long prompts as token-id arrays
   })
 
-  app.setErrorHandler((error: unknown, _request, reply) => {
+  app.setErrorHandler((error: unknown, request, reply) => {
     let err: KvgateError
     if (error instanceof KvgateError) err = error
     else {
@@ -118,11 +150,21 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
           ? errors.invalidRequest([e.message ?? 'Bad request'], { cause: error })
           : errors.internal([e.message ?? String(error)], { cause: error })
     }
+    // A fault the test asked for is not news; anything else failing inside the emulator is.
+    if (err.statusCode >= 500 && !isInjectedFault(err)) request.log.error({ err: error }, err.message)
     void reply.status(err.statusCode).send(vllmErrorBody(err))
   })
 
+  app.addHook('onRequest', async (request, reply) => {
+    const rate = faults.badGatewayHtmlRate
+    if (rate === 0 || !API_ROUTES.has(request.routeOptions.url ?? '') || faultRandom.next() >= rate) return
+    // Answered here, before the body is read: the request never reaches the emulated vLLM.
+    return reply.status(502).type('text/html').send(BAD_GATEWAY_HTML)
+  })
+
   const handleGeneration = createGenerationHandler({
-    model: config.model,
+    catalog,
+    metricsOf,
     maxModelLen,
     engine,
     tokenCounter,
@@ -131,7 +173,6 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
     outputLength: config.outputLength,
     faultRandom,
     faults: () => faults,
-    metrics,
   })
 
   app.post('/v1/chat/completions', { schema: { body: chatRequestSchema } }, (request, reply) =>
@@ -145,11 +186,11 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
   app.get('/health', async (_request, reply) => reply.status(faults.engineDead ? 503 : 200).send())
   app.get('/version', async () => ({ version: EMULATED_VLLM_VERSION }))
   const permissionId = `modelperm-${randomUUID().replace(/-/g, '')}`
-  app.get('/v1/models', async () => modelList(config.model, maxModelLen, startedWall, permissionId))
+  app.get('/v1/models', async () => catalog.list(maxModelLen, startedWall, permissionId))
 
   app.post('/tokenize', { schema: { body: tokenizeRequestSchema } }, async (request) => {
     const body = request.body as TokenizeBody
-    checkModel(body.model, config.model)
+    catalog.resolve(body.model)
     const text =
       body.messages !== undefined
         ? tokenCounter.renderChat(body.messages, body.add_generation_prompt ?? true)
@@ -159,23 +200,21 @@ export async function startSim(options: SimOptions = {}, hooks: SimHooks = {}): 
   })
   app.post('/detokenize', { schema: { body: detokenizeRequestSchema } }, async (request) => {
     const body = request.body as DetokenizeBody
-    checkModel(body.model, config.model)
+    catalog.resolve(body.model)
     return { prompt: tokenCounter.decode(body.tokens) }
   })
 
-  app.get('/metrics', async (_request, reply) => {
-    if (faults.metricsDelayMs > 0) {
-      await new Promise<void>((resolve) => clock.setTimeout(resolve, faults.metricsDelayMs))
-    }
-    if (faults.metricsUnavailable) throw errors.internal(['injected fault: /metrics is unavailable'])
-    const state = engine.state()
-    const text = renderMetrics(
-      metrics,
-      { running: state.running, waiting: state.waiting, kvCacheUsage: engine.usage() },
-      { model: config.model, compat: config.metricsCompat, cacheConfig, createdSeconds: startedWallSeconds },
-    )
-    return reply.type('text/plain; version=0.0.4; charset=utf-8').send(text)
+  const metricsEndpoint = createMetricsEndpoint({
+    engine,
+    clock,
+    models: catalog.metricsNames.map((name) => [name, metricsOf(name)] as const),
+    compat: config.metricsCompat,
+    cacheConfig: cacheConfigInfo(config),
+    createdSeconds: startedWallSeconds,
+    offloading: config.offload !== null,
+    faults: () => faults,
   })
+  app.get('/metrics', async (_request, reply) => metricsEndpoint(reply))
 
   app.get('/sim/faults', async () => faults)
   app.post('/sim/faults', async (request) => {

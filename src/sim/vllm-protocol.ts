@@ -55,6 +55,9 @@ const samplingProperties = {
   seed: nullableInteger,
   request_id: nullableString,
   stop: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }, { type: 'null' }] },
+  // vLLM's extra sampling arguments, `dict[str, str | int | float | list[str | int | float]]`: checked in
+  // generation.ts, since Fastify's type coercion would turn a number into a string here.
+  vllm_xargs: { type: ['object', 'null'] },
 } as const
 
 /** Fastify body schemas: type errors become vLLM's 400 through the error handler. */
@@ -120,6 +123,7 @@ export interface SamplingBody {
   seed?: number | null
   request_id?: string | null
   stop?: string | string[] | null
+  vllm_xargs?: Record<string, string | number | Array<string | number>> | null
 }
 
 export interface ChatBody extends SamplingBody {
@@ -274,39 +278,5 @@ export function completionResponseBody(response: ResponseIdentity, results: read
     system_fingerprint: null,
     usage,
     kv_transfer_params: null,
-  }
-}
-
-/** `GET /v1/models`: one model card as vLLM's `ModelCard`. */
-export function modelList(model: string, maxModelLen: number, created: number, permissionId: string): object {
-  return {
-    object: 'list',
-    data: [
-      {
-        id: model,
-        object: 'model',
-        created,
-        owned_by: 'vllm',
-        root: model,
-        parent: null,
-        max_model_len: maxModelLen,
-        permission: [
-          {
-            id: permissionId,
-            object: 'model_permission',
-            created,
-            allow_create_engine: false,
-            allow_sampling: true,
-            allow_logprobs: true,
-            allow_search_indices: false,
-            allow_view: true,
-            allow_fine_tuning: false,
-            organization: '*',
-            group: null,
-            is_blocking: false,
-          },
-        ],
-      },
-    ],
   }
 }

@@ -17,17 +17,6 @@ describe('burst beyond KV capacity', () => {
   })
 
   it('queues and preempts, completes every request, and drains the cache', async () => {
-    let maxWaiting = 0
-    let maxUsage = 0
-    let polling = true
-    const poller = (async () => {
-      while (polling) {
-        const families = await scrape(sim.url)
-        maxWaiting = Math.max(maxWaiting, sampleValue(families, 'vllm:num_requests_waiting'))
-        maxUsage = Math.max(maxUsage, sampleValue(families, 'vllm:kv_cache_usage_perc'))
-        await new Promise((resolve) => setTimeout(resolve, 10))
-      }
-    })()
     const results = await Promise.all(
       Array.from({ length: 64 }, (_, i) =>
         stream(`${sim.url}/v1/completions`, {
@@ -39,8 +28,6 @@ describe('burst beyond KV capacity', () => {
         }),
       ),
     )
-    polling = false
-    await poller
 
     for (const result of results) {
       expect(result.status).toBe(200)
@@ -49,10 +36,12 @@ describe('burst beyond KV capacity', () => {
       expect(usage).toEqual({ prompt_tokens: 500, completion_tokens: 300, total_tokens: 800 })
       expect(result.events.filter((e) => (e['choices'] as unknown[]).length > 0)).toHaveLength(300)
     }
-    expect(maxWaiting).toBeGreaterThan(0)
-    expect(maxUsage).toBeGreaterThan(0.9)
-
+    // Evidence from the emulator's own counters rather than from polling during the burst, which a loaded
+    // machine can starve: requests waited (queue time well above a step), and the pool ran out of blocks
+    // (vLLM preempts only then).
     const after = await scrape(sim.url)
+    const queue = after.get('vllm:request_queue_time_seconds')?.metrics[0]?.buckets ?? {}
+    expect(Number(queue['0.3'])).toBeLessThan(64)
     expect(sampleValue(after, 'vllm:num_preemptions_total')).toBeGreaterThan(0)
     expect(sampleValue(after, 'vllm:num_preemptions_total')).toBe(sim.engineState().preemptions)
     await waitFor(() => sim.engineState().usedBlocks === 0, 5_000, 'blocks to drain')

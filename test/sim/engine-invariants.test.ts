@@ -20,7 +20,7 @@ interface Tracked {
   aborted: boolean
 }
 
-function runWorkload(seed: number, enablePrefixCaching: boolean): void {
+function runWorkload(seed: number, enablePrefixCaching: boolean, numCpuBlocks = 0): void {
   const random = createSeededRandom(seed)
   const clock = createManualClock()
   const metrics = createSimMetrics()
@@ -38,6 +38,7 @@ function runWorkload(seed: number, enablePrefixCaching: boolean): void {
     enablePrefixCaching,
     latency: { stepFixedMs: 5, prefillTokenMs: 0.01, runningSeqMs: 0.1, contextTokenMs: 0 },
     faults: () => DEFAULT_FAULTS,
+    offload: numCpuBlocks === 0 ? null : { numCpuBlocks, loadMsPerBlock: 0.5, bytesPerBlock: 16 * 1024 },
   })
   const sharedPrefixes = [0, 1, 2].map((p) => Array.from({ length: 64 }, (_, i) => 10_000 * (p + 1) + i))
   let nextId = 1_000_000
@@ -103,8 +104,10 @@ function runWorkload(seed: number, enablePrefixCaching: boolean): void {
         failures.push(`request ${r.id} computed ${r.computedTokens} tokens in ${r.blocks} blocks`)
     }
     const held = batch.reduce((sum, r) => sum + r.blocks, 0)
-    if (enablePrefixCaching ? state.usedBlocks > held : state.usedBlocks !== held)
+    // Requests loading from the CPU tier hold blocks outside the batch.
+    if (numCpuBlocks === 0 && (enablePrefixCaching ? state.usedBlocks > held : state.usedBlocks !== held))
       failures.push(`pool uses ${state.usedBlocks}, batch holds ${held}`)
+    if (state.cpuBlocks > numCpuBlocks) failures.push(`CPU tier holds ${state.cpuBlocks} > ${numCpuBlocks}`)
     const live = tracked.filter((t) => t.finished === null && !t.aborted).length
     if (state.running + state.waiting !== live)
       failures.push(`engine holds ${state.running + state.waiting}, ${live} live`)
@@ -126,11 +129,18 @@ function runWorkload(seed: number, enablePrefixCaching: boolean): void {
   // The pool is small enough that the workload must have preempted, or the test proves little.
   expect(metrics.preemptions).toBeGreaterThan(0)
   if (enablePrefixCaching) expect(metrics.prefixCacheHits).toBeGreaterThan(0)
+  if (numCpuBlocks > 0) {
+    // Prefixes left the small GPU pool and came back from the tier, and every load was counted.
+    expect(metrics.externalPrefixCacheHits).toBeGreaterThan(0)
+    expect(metrics.transfers.CPU_to_GPU.bytes).toBeGreaterThan(0)
+  }
 }
 
 describe('engine invariants under a random workload', () => {
   for (const seed of [1, 2, 3]) {
     it(`holds them with prefix caching (seed ${seed})`, () => runWorkload(seed, true))
     it(`holds them without prefix caching (seed ${seed})`, () => runWorkload(seed, false))
+    it(`holds them with a CPU tier (seed ${seed})`, () => runWorkload(seed, true, 60))
+    it(`holds them with a CPU tier and no GPU prefix cache (seed ${seed})`, () => runWorkload(seed, false, 60))
   }
 })
