@@ -112,7 +112,8 @@ describe('vtc: virtual token counter', () => {
     expect(fails({ wOut: -1 })).toContain('policy.options.wOut')
     expect(fails({ wIn: 'one' })).toContain('policy.options.wIn')
     expect(fails({ predictive: 'yes' })).toContain('policy.options.predictive')
-    expect(fails({ wIn: 0, wOut: 0 })).toContain('cannot both be 0')
+    expect(fails({ wIn: 0, wOut: 0 })).toBe('policy.options.wOut: must be > 0 (when policy.options.wIn is 0)')
+    expect(fails({ wIn: 0 })).toBe('')
   })
 
   it('gives 2:1 service to weights 2:1 within 10%', () => {
