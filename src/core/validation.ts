@@ -230,10 +230,9 @@ function describe(error: ErrorObject, where: string): ValidationProblem | undefi
       return { path, message: 'is not allowed' }
     }
     case 'uniqueBy': {
-      const first = join(
-        where,
-        dotted(error.instancePath).replace(/\.\d+\.[^.]+$/, `.${params['first']}.${params['property']}`),
-      )
+      // The same field of the first item with that value: `/users/3/name` -> `users.0.name`.
+      const item = dotted(error.instancePath).split('.').slice(0, -2)
+      const first = join(where, [...item, String(params['first']), String(params['property'])].join('.'))
       const value = params['secret'] === true ? '' : ` (${JSON.stringify(params['value'])})`
       return { path, message: `duplicate of ${first}${value}` }
     }
