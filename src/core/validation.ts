@@ -349,9 +349,14 @@ export function secretValues(schema: unknown, data: unknown): string[] {
 
 export const REDACTED = '[redacted]'
 
+// A "secret" shorter than this is no credential (config refuses keys under 8 characters) and masking it would
+// blank out ordinary words of the message.
+const MIN_SECRET_LENGTH = 4
+
 /** `text` with every secret replaced by `[redacted]` (longest first, so a key that contains another goes whole). */
 export function redactSecrets(text: string, secrets: Iterable<string>): string {
   let out = text
-  for (const secret of [...secrets].sort((a, b) => b.length - a.length)) out = out.replaceAll(secret, REDACTED)
+  const masked = [...secrets].filter((s) => s.length >= MIN_SECRET_LENGTH).sort((a, b) => b.length - a.length)
+  for (const secret of masked) out = out.replaceAll(secret, REDACTED)
   return out
 }
