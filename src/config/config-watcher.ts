@@ -1,7 +1,8 @@
 import { watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import { toKvgateError, type KvgateError } from '../errors/index.js'
-import { loadConfig, type ConfigOverrides } from './load-config.js'
+import type { ConfigOverrides } from './layers.js'
+import { loadConfig } from './load-config.js'
 import type { KvgateConfig } from './schema.js'
 
 export interface ConfigWatcherOptions {

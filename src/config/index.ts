@@ -1,6 +1,15 @@
-export type { KvgateConfig, BackendConfig, UserConfig, IdentitySource, LogLevel } from './schema.js'
+export type {
+  KvgateConfig,
+  BackendConfig,
+  UserConfig,
+  IdentitySource,
+  LogLevel,
+  PolicyConfig,
+  DeepReadonly,
+} from './schema.js'
 export { configSchema } from './schema.js'
-export type { ConfigOverrides } from './load-config.js'
-export { loadConfig, parseConfig, envOverrides, toPolicyUser, ENV_OVERRIDES } from './load-config.js'
+export type { ConfigOverrides } from './layers.js'
+export { envOverrides, ENV_OVERRIDES, FLAG_OVERRIDES } from './layers.js'
+export { loadConfig, parseConfig, toPolicyUser } from './load-config.js'
 export type { ConfigWatcher, ConfigWatcherOptions } from './config-watcher.js'
 export { createConfigWatcher } from './config-watcher.js'

@@ -4,3 +4,20 @@ export type { Random } from './random.js'
 export { createSeededRandom, randomInt, randomNormal } from './random.js'
 export type { LinkedList, ListNode } from './linked-list.js'
 export { appendNode, unlinkNode } from './linked-list.js'
+export type { ErrorObject, ValidateFunction, ValidationProblem } from './validation.js'
+export {
+  atLeast,
+  atMost,
+  check,
+  compile,
+  differentFrom,
+  formatErrors,
+  formatProblem,
+  greaterThan,
+  nullable,
+  REDACTED,
+  redactSecrets,
+  secretValues,
+  validationProblems,
+  when,
+} from './validation.js'

@@ -1,3 +1,5 @@
+import { type Static, Type } from 'typebox'
+import { nullable } from '../core/index.js'
 import { HeadOrder } from './head-order.js'
 import { createOptionsParser } from './options.js'
 import type { Policy, PolicyContext, PolicyRequest, PolicyUser, PolicyUserState } from './policy.js'
@@ -5,56 +7,46 @@ import { QuotaLedger, quotaHooks } from './quota-ledger.js'
 import { staticLimits } from './tpm.js'
 import { MINUTE_MS } from './usage-window.js'
 
-export interface DynamicTpmOptions {
-  /** How often quotas are recomputed (ms of the injected clock). */
-  readonly intervalMs: number
-  /** Half-life of the exponential moving average of served tokens per minute (ms); 0 = no smoothing. */
-  readonly halfLifeMs: number
-  /** A user is active if it had a request within this window (ms) or has one waiting. */
-  readonly activeWindowMs: number
-  /**
-   * Quotas add up to capacity × (1 + probeRatio). Without the margin, quotas would freeze the served rate
-   * at its current estimate (users held at their quota serve exactly the estimate, and over-predicted
-   * completions even less, so the estimate could only fall); the margin lets demand grow into KV that is
-   * free, and the KV check still bounds what is admitted.
-   */
-  readonly probeRatio: number
-  /** Per-user quota before any capacity is measured; null = unlimited until then. */
-  readonly initialTokensPerMinute: number | null
-  /** No active user's quota goes below this (tokens per minute). */
-  readonly minTokensPerMinute: number
-}
+const DEFAULT_INTERVAL_MS = 1_000 // 1 second between two recomputations
+const DEFAULT_HALF_LIFE_MS = 10_000 // 10 seconds
+const DEFAULT_PROBE_RATIO = 0.1 // quotas add up to 110% of the measured capacity
+
+export const dynamicTpmOptionsSchema = Type.Object(
+  {
+    /** How often quotas are recomputed (ms of the injected clock). */
+    intervalMs: Type.Number({ minimum: 1, default: DEFAULT_INTERVAL_MS }),
+    /** Half-life of the exponential moving average of served tokens per minute (ms); 0 = no smoothing. */
+    halfLifeMs: Type.Number({ minimum: 0, default: DEFAULT_HALF_LIFE_MS }),
+    /** A user is active if it had a request within this window (ms) or has one waiting; 60 s by default, the
+     * same minute the quotas count over. */
+    activeWindowMs: Type.Number({ minimum: 1, default: MINUTE_MS }),
+    /**
+     * Quotas add up to capacity × (1 + probeRatio). Without the margin, quotas would freeze the served rate
+     * at its current estimate (users held at their quota serve exactly the estimate, and over-predicted
+     * completions even less, so the estimate could only fall); the margin lets demand grow into KV that is
+     * free, and the KV check still bounds what is admitted.
+     */
+    probeRatio: Type.Number({ minimum: 0, maximum: 10, default: DEFAULT_PROBE_RATIO }),
+    /** Per-user quota before any capacity is measured; null = unlimited until then. */
+    initialTokensPerMinute: nullable(Type.Number({ exclusiveMinimum: 0 }), { default: null }),
+    /** No active user's quota goes below this (tokens per minute). */
+    minTokensPerMinute: Type.Number({ minimum: 0, default: 0 }),
+  },
+  { additionalProperties: false },
+)
+
+export type DynamicTpmOptions = Readonly<Static<typeof dynamicTpmOptionsSchema>>
 
 export const DYNAMIC_TPM_DEFAULTS: DynamicTpmOptions = Object.freeze({
-  intervalMs: 1_000, // 1 second
-  halfLifeMs: 10_000, // 10 seconds
-  activeWindowMs: MINUTE_MS, // 60 seconds, the same minute the quotas count over
-  probeRatio: 0.1,
+  intervalMs: DEFAULT_INTERVAL_MS,
+  halfLifeMs: DEFAULT_HALF_LIFE_MS,
+  activeWindowMs: MINUTE_MS,
+  probeRatio: DEFAULT_PROBE_RATIO,
   initialTokensPerMinute: null,
   minTokensPerMinute: 0,
 })
 
-const parseOptions = createOptionsParser<DynamicTpmOptions>('dynamic-tpm', {
-  type: 'object',
-  additionalProperties: false,
-  required: [],
-  properties: {
-    intervalMs: { type: 'number', minimum: 1, default: DYNAMIC_TPM_DEFAULTS.intervalMs },
-    halfLifeMs: { type: 'number', minimum: 0, default: DYNAMIC_TPM_DEFAULTS.halfLifeMs },
-    activeWindowMs: { type: 'number', minimum: 1, default: DYNAMIC_TPM_DEFAULTS.activeWindowMs },
-    probeRatio: { type: 'number', minimum: 0, maximum: 10, default: DYNAMIC_TPM_DEFAULTS.probeRatio },
-    initialTokensPerMinute: {
-      type: ['number', 'null'],
-      exclusiveMinimum: 0,
-      default: DYNAMIC_TPM_DEFAULTS.initialTokensPerMinute,
-    },
-    minTokensPerMinute: { type: 'number', minimum: 0, default: DYNAMIC_TPM_DEFAULTS.minTokensPerMinute },
-  },
-})
-
-export function parseDynamicTpmOptions(raw: unknown): DynamicTpmOptions {
-  return parseOptions(raw)
-}
+export const parseDynamicTpmOptions = createOptionsParser(dynamicTpmOptionsSchema)
 
 export interface WaterFillUser {
   readonly user: string

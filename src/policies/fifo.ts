@@ -1,13 +1,11 @@
+import { Type } from 'typebox'
 import { HeadOrder } from './head-order.js'
 import { createOptionsParser } from './options.js'
 import type { Policy, PolicyContext, PolicyRequest } from './policy.js'
 
 // fifo has no knobs; the empty schema still rejects unknown options so a typo is not silently ignored.
-const parseOptions = createOptionsParser<Record<string, never>>('fifo', {
-  type: 'object',
-  additionalProperties: false,
-  required: [],
-})
+export const fifoOptionsSchema = Type.Unsafe<Record<string, never>>(Type.Object({}, { additionalProperties: false }))
+const parseOptions = createOptionsParser(fifoOptionsSchema)
 
 /**
  * First come, first served across all users: the user whose head arrived first goes first. No quotas and

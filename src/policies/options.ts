@@ -1,34 +1,21 @@
-import { Ajv, type ErrorObject, type SchemaObject } from 'ajv'
+import type { Static, TSchema } from 'typebox'
+import { check, compile, formatProblem } from '../core/index.js'
 import { errors } from '../errors/index.js'
 
-// One validator instance for all policies; it holds compiled schemas only, no per-call state.
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true })
-
-function describe(policy: string, error: ErrorObject): string {
-  const path = error.instancePath.replace(/^\//, '').replaceAll('/', '.')
-  const prefix = path === '' ? 'policy.options' : `policy.options.${path}`
-  if (error.keyword === 'additionalProperties') {
-    const field = (error.params as { additionalProperty: string }).additionalProperty
-    return `${prefix}.${field}: unknown option for policy ${policy}`
-  }
-  return `${prefix}: ${error.message ?? 'is invalid'}`
-}
-
 /**
- * Compile a policy's options schema into a parser: `parse(raw)` returns the options with defaults filled
- * in, or throws `errors.invalidPolicyOptions` naming every bad field as `policy.options.FIELD`. The input is
- * cloned first because config hands policies deep-frozen objects and ajv writes defaults in place.
+ * Compile a policy's options schema (TypeBox, so the options type is `Static<typeof schema>`) into a parser:
+ * `parse(raw)` returns the options with defaults filled in, or throws `errors.invalidPolicyOptions` naming
+ * every bad field as `policy.options.FIELD`. The config validates the same schema (its `policy` section has one
+ * branch per policy), so a policy built from a loaded config never fails here; a policy built by hand (tests,
+ * the fairness harness) gets the same checks. The input is cloned first because config hands policies
+ * deep-frozen objects and the validator writes defaults in place.
  */
-// The schema is a plain JSON Schema object rather than ajv's JSONSchemaType<T>: that type cannot express
-// readonly fields or `number | null` without casts at every call site, and the tests pin the parsed shapes.
-export function createOptionsParser<T>(policy: string, schema: SchemaObject): (raw: unknown) => T {
-  const validate = ajv.compile<T>(schema)
+export function createOptionsParser<S extends TSchema>(schema: S): (raw: unknown) => Static<S> {
+  const validate = compile(schema)
   return (raw) => {
     const data = structuredClone(raw ?? {}) as unknown
-    if (!validate(data)) {
-      const problems = [...new Set((validate.errors ?? []).map((e) => describe(policy, e)))]
-      throw errors.invalidPolicyOptions([problems.join('; ')])
-    }
-    return data
+    const problems = check(validate, data, 'policy.options')
+    if (problems.length > 0) throw errors.invalidPolicyOptions([[...new Set(problems.map(formatProblem))].join('; ')])
+    return data as Static<S>
   }
 }

@@ -1,3 +1,4 @@
+import { Type } from 'typebox'
 import { HeadOrder } from './head-order.js'
 import { createOptionsParser } from './options.js'
 import type { Policy, PolicyContext, PolicyUser, PolicyUserState } from './policy.js'
@@ -5,11 +6,8 @@ import { QuotaLedger, quotaHooks, type QuotaLimits } from './quota-ledger.js'
 
 // tpm's limits live on each user (config `users[].tokensPerMinute` / `requestsPerMinute`, and
 // `defaultUser`); the policy itself has no knobs, and unknown options are refused.
-const parseOptions = createOptionsParser<Record<string, never>>('tpm', {
-  type: 'object',
-  additionalProperties: false,
-  required: [],
-})
+export const tpmOptionsSchema = Type.Unsafe<Record<string, never>>(Type.Object({}, { additionalProperties: false }))
+const parseOptions = createOptionsParser(tpmOptionsSchema)
 
 /** How often windows of users idle for a minute are dropped (ms). */
 const PRUNE_EVERY_MS = 10_000 // 10 seconds

@@ -1,46 +1,41 @@
-import { errors } from '../errors/index.js'
+import { type Static, Type } from 'typebox'
+import { when } from '../core/index.js'
 import { Backlog } from './backlog.js'
 import { IndexedMinHeap } from './indexed-heap.js'
 import { createOptionsParser } from './options.js'
 import type { Policy, PolicyContext, PolicyRequest, PolicyUserState } from './policy.js'
 
-export interface VtcOptions {
-  /** Price of one prompt token in counter units (the paper's w_in). */
-  readonly wIn: number
-  /** Price of one completion token (w_out); 2 prices output twice input, as OpenAI's price list does. */
-  readonly wOut: number
-  /**
-   * true (default): charge prompt + predicted completion at admission, charge streamed tokens only beyond
-   * the prediction, refund an over-prediction at the end (the artifact's length-prediction variant).
-   * false: charge the prompt at admission and every completion token as it streams (the paper's base VTC).
-   */
-  readonly predictive: boolean
-}
-
 /** How often idle, unconfigured users' counters are forgotten (ms). */
 const PRUNE_EVERY_MS = 10_000 // 10 seconds
 
-export const VTC_DEFAULTS: VtcOptions = Object.freeze({ wIn: 1, wOut: 2, predictive: true })
+const DEFAULT_W_IN = 1 // counter units per prompt token (the paper's w_in)
+const DEFAULT_W_OUT = 2 // per completion token: output priced twice input, as OpenAI's price list does
 
-const parseOptions = createOptionsParser<VtcOptions>('vtc', {
-  type: 'object',
-  additionalProperties: false,
-  required: [],
-  properties: {
-    wIn: { type: 'number', minimum: 0, default: VTC_DEFAULTS.wIn },
-    wOut: { type: 'number', minimum: 0, default: VTC_DEFAULTS.wOut },
-    predictive: { type: 'boolean', default: VTC_DEFAULTS.predictive },
+export const vtcOptionsSchema = Type.Object(
+  {
+    /** Price of one prompt token in counter units (the paper's w_in). */
+    wIn: Type.Number({ minimum: 0, default: DEFAULT_W_IN }),
+    /** Price of one completion token (w_out). */
+    wOut: Type.Number({ minimum: 0, default: DEFAULT_W_OUT }),
+    /**
+     * true (default): charge prompt + predicted completion at admission, charge streamed tokens only beyond
+     * the prediction, refund an over-prediction at the end (the artifact's length-prediction variant).
+     * false: charge the prompt at admission and every completion token as it streams (the paper's base VTC).
+     */
+    predictive: Type.Boolean({ default: true }),
   },
-})
-
-export function parseVtcOptions(raw: unknown): VtcOptions {
-  const options = parseOptions(raw)
-  if (options.wIn === 0 && options.wOut === 0) {
+  {
+    additionalProperties: false,
     // Nothing would ever be charged: every counter stays equal and VTC degenerates to arrival order.
-    parseOptionsFailure('policy.options.wOut: wIn and wOut cannot both be 0')
-  }
-  return options
-}
+    crossField: [when({ wIn: 0 }, { wOut: { type: 'number', exclusiveMinimum: 0 } })],
+  },
+)
+
+export type VtcOptions = Readonly<Static<typeof vtcOptionsSchema>>
+
+export const VTC_DEFAULTS: VtcOptions = Object.freeze({ wIn: DEFAULT_W_IN, wOut: DEFAULT_W_OUT, predictive: true })
+
+export const parseVtcOptions = createOptionsParser(vtcOptionsSchema)
 
 /** What the service-difference bound depends on; all token figures are per request unless noted. */
 export interface VtcBoundInput {
@@ -80,10 +75,6 @@ export function vtcServiceBound(input: VtcBoundInput): number {
   const perRequest = (input.wIn * input.maxPromptTokens + input.wOut * input.maxPredictedOutputTokens) / input.minWeight
   const inFlight = (input.wOut * input.kvCapacityTokens) / input.minWeight
   return 2 * perRequest + (input.exactPredictions ? 2 : 4) * inFlight
-}
-
-function parseOptionsFailure(message: string): never {
-  throw errors.invalidPolicyOptions([message])
 }
 
 interface Running {

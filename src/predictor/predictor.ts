@@ -35,10 +35,11 @@ export interface PredictorStats {
   readonly overReservationRatio: number
 }
 
+/** Validated by the config schema (src/config/sections/predictor.ts); the predictor does not check them again. */
 export interface PredictorOptions {
   /** 0 < quantile ≤ 1, e.g. 0.9 for P90. */
   quantile: number
-  /** Observations kept per model. */
+  /** Observations kept per model; at least minSamples. */
   windowSize: number
   /** Prediction until a model has `minSamples` observations. */
   coldStartOutputTokens: number
@@ -103,16 +104,9 @@ class PredictorImpl implements Predictor {
   /** Insertion order doubles as recency: a model is re-inserted on every observation. */
   readonly #models = new Map<string, ModelState>()
 
+  // Trusts its options: the config schema's predictor section checks them, windowSize >= minSamples included.
   constructor(options: PredictorOptions) {
-    if (!(options.quantile > 0 && options.quantile <= 1))
-      throw new RangeError(`quantile must be in (0, 1], got ${options.quantile}`)
-    if (!(options.coldStartOutputTokens >= 0)) throw new RangeError('coldStartOutputTokens must be ≥ 0')
-    if (!(options.minSamples >= 1 && options.minSamples <= options.windowSize)) {
-      throw new RangeError(`minSamples must be in [1, windowSize], got ${options.minSamples}`)
-    }
     this.#options = { maxModels: DEFAULT_MAX_MODELS, ...options }
-    // Validates windowSize.
-    new SortedWindow(options.windowSize)
   }
 
   #uncapped(state: ModelState | undefined): number {

@@ -1,4 +1,4 @@
-import { Ajv } from 'ajv'
+import { check, compile, formatProblem } from '../core/index.js'
 import { errors } from '../errors/index.js'
 import type { FaultConfig } from './options.js'
 
@@ -37,17 +37,12 @@ export const faultConfigSchema = {
   },
 } as const
 
-const ajv = new Ajv({ allErrors: true, allowUnionTypes: true })
-const validateFaults = ajv.compile(faultConfigSchema)
+const validateFaults = compile(faultConfigSchema)
 
-/** Check a partial fault configuration; throws `errors.invalidRequest` naming the first bad field. */
+/** Check a partial fault configuration; throws `errors.invalidRequest` naming every bad field (`param`: the first). */
 export function parseFaults(raw: unknown, where = 'faults'): Partial<FaultConfig> {
-  if (validateFaults(raw)) return raw as Partial<FaultConfig>
-  const first = validateFaults.errors?.[0]
-  const field = first?.instancePath ? `${where}${first.instancePath.replace(/\//g, '.')}` : where
-  const detail =
-    first?.keyword === 'additionalProperties'
-      ? `unknown field "${String(first.params['additionalProperty'])}"`
-      : (first?.message ?? 'invalid')
-  throw errors.invalidRequest([`${field}: ${detail}`], { param: field })
+  const problems = check(validateFaults, raw, where)
+  const [first] = problems
+  if (first === undefined) return raw as Partial<FaultConfig>
+  throw errors.invalidRequest([problems.map(formatProblem).join('; ')], { param: first.path })
 }

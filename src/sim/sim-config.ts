@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
-import { Ajv, type ErrorObject } from 'ajv'
 import { parse as parseYaml } from 'yaml'
+import { atMost, check, compile, formatProblem } from '../core/index.js'
 import { errors } from '../errors/index.js'
 import { faultConfigSchema } from './faults.js'
 import type { SimOptions } from './options.js'
@@ -84,6 +84,8 @@ export const simOptionsSchema = {
       type: 'object',
       required: ['type'],
       properties: { type: { enum: ['constant', 'uniform', 'lognormal'] } },
+      // The branch is picked by `type`, so errors are that branch's alone.
+      discriminator: { propertyName: 'type' },
       oneOf: [
         {
           additionalProperties: false,
@@ -94,6 +96,7 @@ export const simOptionsSchema = {
           additionalProperties: false,
           required: ['min', 'max'],
           properties: { type: { const: 'uniform' }, min: positiveInteger, max: positiveInteger },
+          crossField: [atMost('min', 'max')],
         },
         {
           additionalProperties: false,
@@ -113,45 +116,13 @@ export const simOptionsSchema = {
   },
 } as const
 
-const ajv = new Ajv({ allErrors: true, allowUnionTypes: true, strict: false })
-const validate = ajv.compile(simOptionsSchema)
-
-function describe(error: ErrorObject): string {
-  const path = error.instancePath.replace(/^\//, '').replaceAll('/', '.')
-  const at = (field: string): string => (path === '' ? field : `${path}.${field}`)
-  switch (error.keyword) {
-    case 'additionalProperties':
-      return `${at((error.params as { additionalProperty: string }).additionalProperty)}: unknown field`
-    case 'required':
-      return `${at((error.params as { missingProperty: string }).missingProperty)}: is required`
-    case 'enum':
-      return `${path}: must be one of ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`
-    default:
-      return `${path || '(root)'}: ${error.message ?? 'is invalid'}`
-  }
-}
+const validate = compile(simOptionsSchema)
 
 /** Validate emulator options; throws `errors.invalidConfig` naming every bad field. */
 export function validateSimOptions(raw: unknown, source = 'sim options'): SimOptions {
-  if (!validate(raw)) {
-    // `oneOf` reports a failure for every branch; the branch matching the declared `type` says what is wrong.
-    const list = validate.errors ?? []
-    const declaredType = (raw as { outputLength?: { type?: unknown } } | null)?.outputLength?.type
-    const relevant = list.filter((e) => {
-      if (e.keyword === 'oneOf' || e.keyword === 'const') return false
-      const branch = /\/oneOf\/(\d)\//.exec(e.schemaPath)?.[1]
-      if (branch === undefined) return true
-      return ['constant', 'uniform', 'lognormal'][Number(branch)] === declaredType
-    })
-    const problems = (relevant.length > 0 ? relevant : list).map(describe)
-    throw errors.invalidConfig([`${source}: ${[...new Set(problems)].join('; ')}`])
-  }
-  const options = raw as SimOptions
-  const length = options.outputLength
-  if (length?.type === 'uniform' && length.min > length.max) {
-    throw errors.invalidConfig([`${source}: outputLength.min: must be ≤ outputLength.max`])
-  }
-  return options
+  const problems = check(validate, raw)
+  if (problems.length > 0) throw errors.invalidConfig([`${source}: ${problems.map(formatProblem).join('; ')}`])
+  return raw as SimOptions
 }
 
 /** Read a YAML or JSON file of emulator options (YAML is a superset of JSON, so one parser reads both). */

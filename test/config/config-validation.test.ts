@@ -61,7 +61,7 @@ describe('config validation', () => {
   it('refuses a missing backend url, duplicates and an inverted deadline pair', () => {
     expect(problemOf(() => parseConfig({ backends: [{ name: 'a' }] }))).toContain('backends.0.url: is required')
     expect(problemOf(() => parseConfig({ users: [{ name: 'a' }, { name: 'a' }] }))).toContain(
-      'users.name[1]: duplicate "a"',
+      'users.1.name: duplicate of users.0.name ("a")',
     )
     expect(problemOf(() => parseConfig({ admission: { defaultDeadlineMs: 5000, maxDeadlineMs: 1000 } }))).toContain(
       'admission.maxDeadlineMs: must be >= admission.defaultDeadlineMs',
@@ -96,12 +96,116 @@ describe('config validation', () => {
   })
 })
 
+describe('cross-field rules, in the schema', () => {
+  it('refuses a predictor window smaller than minSamples, whichever of the two the file set', () => {
+    expect(problemOf(() => parseConfig({ predictor: { windowSize: 10 } }))).toBe(
+      'Invalid configuration: predictor.windowSize: must be >= predictor.minSamples (20)',
+    )
+    expect(problemOf(() => parseConfig({ predictor: { minSamples: 5000 } }))).toBe(
+      'Invalid configuration: predictor.windowSize: must be >= predictor.minSamples (5000)',
+    )
+    expect(parseConfig({ predictor: { windowSize: 20 } }).predictor.windowSize).toBe(20)
+    // A bad minSamples is reported once, on its own, not again as a comparison with a string.
+    expect(problemOf(() => parseConfig({ predictor: { windowSize: 10, minSamples: 'x' } }))).toBe(
+      'Invalid configuration: predictor.minSamples: must be integer',
+    )
+  })
+
+  it('refuses metrics that go stale between two polls, and a default deadline above the cap', () => {
+    expect(problemOf(() => parseConfig({ metricsPoll: { intervalMs: 1000 } }))).toBe(
+      'Invalid configuration: metricsPoll.staleAfterMs: must be > metricsPoll.intervalMs (1000)',
+    )
+    expect(problemOf(() => parseConfig({ admission: { maxDeadlineMs: 10_000 } }))).toBe(
+      'Invalid configuration: admission.maxDeadlineMs: must be >= admission.defaultDeadlineMs (30000)',
+    )
+    expect(parseConfig({ metricsPoll: { intervalMs: 500, timeoutMs: 5000 } }).metricsPoll.staleAfterMs).toBe(1000)
+  })
+
+  it('refuses required auth with no key to authenticate with', () => {
+    expect(problemOf(() => parseConfig({ identity: { requireAuth: true } }))).toBe(
+      'Invalid configuration: identity.apiKeys: must not be empty (when identity.requireAuth is true)',
+    )
+    expect(problemOf(() => parseConfig({ identity: { requireAuth: true, order: [], apiKeys: [] } }))).toBe(
+      'Invalid configuration: identity.apiKeys: must not be empty (when identity.requireAuth is true); ' +
+        'identity.order: must not be empty (when identity.requireAuth is true)',
+    )
+    const keys = [{ key: 'sk-alice-0123456789', user: 'alice' }]
+    expect(parseConfig({ identity: { requireAuth: true, apiKeys: keys } }).identity.requireAuth).toBe(true)
+    // A key may name a user `users` does not list: that user gets defaultUser's settings under its own name.
+    expect(parseConfig({ identity: { apiKeys: keys }, users: [{ name: 'bob' }] }).identity.apiKeys).toEqual(keys)
+  })
+
+  it('refuses one header for two purposes, and a key header as the user or deadline header', () => {
+    expect(problemOf(() => parseConfig({ identity: { header: 'x-kvgate-deadline-ms' } }))).toBe(
+      'Invalid configuration: admission.deadlineHeader: must differ from identity.header',
+    )
+    expect(problemOf(() => parseConfig({ identity: { header: 'authorization' } }))).toBe(
+      'Invalid configuration: identity.header: must not be one of "authorization", "api-key", "x-api-key"',
+    )
+    expect(problemOf(() => parseConfig({ admission: { deadlineHeader: 'x-api-key' } }))).toContain(
+      'admission.deadlineHeader: must not be one of',
+    )
+  })
+
+  it('refuses duplicate backends (after defaulting names and trimming slashes), users and keys', () => {
+    const message = problemOf(() =>
+      parseConfig({ backends: [{ url: 'http://a:1/' }, { url: 'http://a:1', name: 'vllm-0' }] }),
+    )
+    expect(message).toBe(
+      'Invalid configuration: backends.1.name: duplicate of backends.0.name ("vllm-0"); ' +
+        'backends.1.url: duplicate of backends.0.url ("http://a:1")',
+    )
+    expect(
+      problemOf(() =>
+        parseConfig({
+          identity: {
+            apiKeys: [
+              { key: 'sk-shared-0123456789', user: 'a' },
+              { key: 'sk-shared-0123456789', user: 'b' },
+            ],
+          },
+        }),
+      ),
+    ).toBe('Invalid configuration: identity.apiKeys.1.key: duplicate of identity.apiKeys.0.key')
+  })
+
+  it('reports every problem of a file at once, rules and plain fields together', () => {
+    const message = problemOf(() =>
+      parseConfig({ server: { port: -1 }, predictor: { windowSize: 5 }, users: [{ name: 'a' }, { name: 'a' }] }),
+    )
+    expect(message.split('; ')).toEqual([
+      'Invalid configuration: server.port: must be >= 0',
+      'predictor.windowSize: must be >= predictor.minSamples (20)',
+      'users.1.name: duplicate of users.0.name ("a")',
+    ])
+  })
+})
+
 describe('policy options', () => {
   it('are checked by the chosen policy, which names the field', () => {
     const message = problemOf(() => parseConfig({ policy: { name: 'vtc', options: { nonsense: 1 } } }))
     expect(message).toContain('policy.options')
     expect(message).toContain('nonsense')
     expect(parseConfig({ policy: { name: 'vtc' } }).policy.name).toBe('vtc')
+  })
+
+  it('are validated with the config, by the named policy schema, and come back with its defaults', () => {
+    expect(parseConfig({ policy: { name: 'vtc', options: { wOut: 3 } } }).policy).toEqual({
+      name: 'vtc',
+      options: { wIn: 1, wOut: 3, predictive: true },
+    })
+    expect(problemOf(() => parseConfig({ policy: { name: 'vtc', options: { wIn: 0, wOut: 0 } } }))).toBe(
+      'Invalid configuration: policy.options.wOut: must be > 0 (when policy.options.wIn is 0)',
+    )
+    // Options valid for one policy are unknown to another.
+    expect(problemOf(() => parseConfig({ policy: { name: 'fifo', options: { wIn: 1 } } }))).toBe(
+      'Invalid configuration: policy.options.wIn: unknown field',
+    )
+    expect(
+      problemOf(() =>
+        parseConfig({ server: { port: 'x' }, policy: { name: 'dynamic-tpm', options: { probeRatio: -1 } } }),
+      ),
+    ).toBe('Invalid configuration: server.port: must be integer; policy.options.probeRatio: must be >= 0')
   })
 })
 

@@ -6,12 +6,14 @@ import { createLedger } from '../../src/ledger/index.js'
 import { policyFactories, type Policy, type PolicyUser } from '../../src/policies/index.js'
 
 /**
- * An in-process fairness bench: the real admission controller and ledger with the real policies, on a
- * manual clock, in front of a simple KV engine model instead of the emulator over HTTP. The engine admits
- * whatever the controller admits (its KV is exactly the ledger's reservations: no poll lag, no
- * preemption), produces one token per running request per `stepMs` (continuous batching, prefill
- * folded into the first step), and finishes a request at its target length. Deterministic per seed and
- * about a second of CPU for a simulated minute, so the fairness figures are exact and repeatable.
+ * The in-process fairness simulator, for the fairness suite (test/fairness) and the policy suite
+ * (test/policies) alike: the real admission controller and ledger with a real policy, on a manual clock, in
+ * front of a simple KV engine model instead of the emulator over HTTP. The engine admits whatever the
+ * controller admits (its KV is exactly the ledger's reservations: no poll lag, no preemption), produces one
+ * token per running request per `stepMs` (continuous batching, prefill folded into the first step), and
+ * finishes a request at its target length. Deterministic per seed and about a second of CPU for a simulated
+ * minute, so the fairness figures are exact and repeatable. A policy test isolates the policy by passing a
+ * policy it built and `maxBypassMs: 0` (strict head-of-line: the dispatcher adds no order of its own).
  */
 export interface WorkloadUser {
   readonly user: PolicyUser
@@ -26,6 +28,7 @@ export interface WorkloadUser {
 }
 
 export interface FairnessRun {
+  /** The policy's name. */
   readonly policy: string
   /** Weighted service per user, (wIn × prompt admitted + wOut × completion streamed) / weight, sampled. */
   readonly samples: readonly { atMs: number; service: ReadonlyMap<string, number> }[]
@@ -40,6 +43,8 @@ export interface FairnessRun {
     needTokens: number
     ttftMs: number
   }[]
+  /** Per admission, when it happened: its user, its need (prompt + predicted) and how long it waited. */
+  readonly admissions: readonly { atMs: number; user: string; tokens: number; waitedMs: number }[]
   readonly rejections: readonly { user: string; atMs: number; error: KvgateError }[]
   /** Requests that never produced a token before the run ended (still queued or just admitted). */
   readonly unserved: readonly { user: string; enqueuedAtMs: number }[]
@@ -48,7 +53,8 @@ export interface FairnessRun {
 }
 
 export interface FairnessOptions {
-  readonly policy: string
+  /** A registered policy's name (built with `policyOptions`), or a policy the test built itself. */
+  readonly policy: string | Policy
   readonly policyOptions?: Readonly<Record<string, unknown>>
   readonly users: readonly WorkloadUser[]
   readonly capacityTokens: number
@@ -80,9 +86,7 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRun
   const random = createSeededRandom(options.seed ?? 1)
   const clock = createManualClock()
   const ledger = createLedger()
-  const factory = policyFactories[options.policy]
-  if (factory === undefined) throw new Error(`unknown policy ${options.policy}`)
-  const policy: Policy = factory({ users: options.users.map((u) => u.user), options: options.policyOptions ?? {} })
+  const policy = typeof options.policy === 'string' ? buildPolicy(options.policy, options) : options.policy
   const controller = createAdmissionController({
     clock,
     policy,
@@ -100,6 +104,7 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRun
   const tokens = new Map<string, number>(options.users.map((u) => [u.user.name, 0]))
   const samples: { atMs: number; service: Map<string, number> }[] = []
   const requests: FairnessRun['requests'][number][] = []
+  const admissions: FairnessRun['admissions'][number][] = []
   const rejections: { user: string; atMs: number; error: KvgateError }[] = []
   const waiting = new Map<string, number>()
   const running: { admission: Admission; user: WorkloadUser; produced: number; enqueuedAtMs: number }[] = []
@@ -140,7 +145,14 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRun
         (admission) => {
           waiting.set(name, (waiting.get(name) ?? 1) - 1)
           const admittedAtMs = clock.now()
-          serve(u, admission.request.promptTokens, wIn * admission.request.promptTokens, admittedAtMs)
+          const { promptTokens, predictedOutputTokens } = admission.request
+          admissions.push({
+            atMs: admittedAtMs,
+            user: name,
+            tokens: promptTokens + predictedOutputTokens,
+            waitedMs: admittedAtMs - nowMs,
+          })
+          serve(u, promptTokens, wIn * promptTokens, admittedAtMs)
           running.push({ admission, user: u, produced: 0, enqueuedAtMs: nowMs })
         },
         (error: KvgateError) => {
@@ -211,7 +223,13 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRun
   controller.close()
   await settle()
   const kvUtilization = utilizationSteps === 0 ? 0 : utilizationSum / utilizationSteps
-  return { policy: options.policy, samples, service, tokens, requests, rejections, unserved, kvUtilization }
+  return { policy: policy.name, samples, service, tokens, requests, admissions, rejections, unserved, kvUtilization }
+}
+
+function buildPolicy(name: string, options: FairnessOptions): Policy {
+  const factory = policyFactories[name]
+  if (factory === undefined) throw new Error(`unknown policy ${name}`)
+  return factory({ users: options.users.map((u) => u.user), options: options.policyOptions ?? {} })
 }
 
 /** Largest max−min spread of weighted service among `users`, over samples at or after `fromMs`. */

@@ -1,16 +1,19 @@
 import { describe, expect, it } from 'vitest'
 import { createManualClock } from '../../src/core/index.js'
 import { createTpmPolicy, type PolicyUser } from '../../src/policies/index.js'
-import { createRequestFactory, simulatePolicy, take } from './helpers.js'
+import { runFairness } from '../fairness/harness.js'
+import { createRequestFactory, take } from './helpers.js'
 
 const MINUTE = 60_000
 
 describe('tpm: static per-user quotas over a sliding minute', () => {
-  it('holds a backlogged user within 5% of its tokens-per-minute quota over each minute', () => {
+  it('holds a backlogged user within 5% of its tokens-per-minute quota over each minute', async () => {
     const alice: PolicyUser = { name: 'alice', weight: 1, tokensPerMinute: 30_000 }
     const bob: PolicyUser = { name: 'bob', weight: 1, tokensPerMinute: 12_000 }
     const policy = createTpmPolicy({ users: [alice, bob], options: {} })
-    const result = simulatePolicy(policy, {
+    const result = await runFairness({
+      policy,
+      maxBypassMs: 0,
       users: [
         { user: alice, ratePerSecond: Number.POSITIVE_INFINITY, promptTokens: 200, outputTokens: 100 },
         { user: bob, ratePerSecond: Number.POSITIVE_INFINITY, promptTokens: 150, outputTokens: 50 },

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest'
+import { parseConfig } from '../../src/config/index.js'
+import { KvgateError } from '../../src/errors/index.js'
 import { createPredictor } from '../../src/predictor/index.js'
 
 const options = { quantile: 0.9, windowSize: 10, coldStartOutputTokens: 256, minSamples: 5 }
@@ -50,10 +52,25 @@ describe('predictor: rolling quantile of completion lengths', () => {
     expect(stats?.quantileTokens).toBe(256)
   })
 
-  it('rejects nonsense options', () => {
-    expect(() => createPredictor({ ...options, quantile: 0 })).toThrow(RangeError)
-    expect(() => createPredictor({ ...options, windowSize: 0, minSamples: 0 })).toThrow(RangeError)
-    expect(() => createPredictor({ ...options, minSamples: 11 })).toThrow(RangeError)
+  it('is never built from nonsense options: the config refuses them first, naming the field', () => {
+    const refusal = (predictor: Record<string, unknown>): string => {
+      try {
+        parseConfig({ predictor })
+      } catch (err) {
+        expect(err).toBeInstanceOf(KvgateError)
+        return (err as KvgateError).message
+      }
+      return 'accepted'
+    }
+    expect(refusal({ quantile: 0 })).toBe('Invalid configuration: predictor.quantile: must be > 0')
+    expect(refusal({ windowSize: 0, minSamples: 0 })).toBe(
+      'Invalid configuration: predictor.windowSize: must be >= 1; predictor.minSamples: must be >= 1',
+    )
+    // The default minSamples (20) does not fit a window of 10: the quantile would never be trusted.
+    expect(refusal({ windowSize: 10 })).toBe(
+      'Invalid configuration: predictor.windowSize: must be >= predictor.minSamples (20)',
+    )
+    expect(refusal({ windowSize: 10, minSamples: 10 })).toBe('accepted')
   })
 })
 
