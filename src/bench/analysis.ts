@@ -2,13 +2,19 @@ import type { Description } from './statistics.js'
 import { describe, fitZipf, mean } from './statistics.js'
 import { CHAT_OVERHEAD_TOKENS } from './prompts.js'
 import { textTable } from './format.js'
+import type { ConversationKvAnalysis, ConversationKvOptions } from './conversation-kv.js'
+import { analyzeConversationKv } from './conversation-kv.js'
+import { formatConversationKv } from './conversation-kv-format.js'
+import { buildKvAccessTrace, hasConversations } from './kv-access-trace.js'
 import type { Conversation, TraceRequest, Workload } from './workload.js'
 import { MOONCAKE_BLOCK_TOKENS } from './workload.js'
 
 /**
  * `kvgate bench analyze`: what a workload looks like before it is replayed — seed 004's requests per second
  * over time, per-user shares with a Zipf fit, seed 000's conversation rounds and durations, length
- * percentiles, and seed 003's prefix-sharing figures for conversation and hash-id workloads.
+ * percentiles, seed 003's prefix-sharing figures for conversation and hash-id workloads, and seed 000's
+ * conversation-KV figures (history to load, reuse distance, host-memory tier hit rates) where there are
+ * conversations.
  */
 export interface PrefixSharingFigures {
   blockSize: number
@@ -43,6 +49,14 @@ export interface WorkloadAnalysis {
   prefixSharing?: PrefixSharingFigures[]
   /** Requests the prefix-sharing study looked at, when capped. */
   prefixSharingRequests?: number
+  /** Seed 000's analyses, for workloads with conversations (see conversation-kv.ts). */
+  conversationKv?: ConversationKvAnalysis
+}
+
+export interface AnalyzeOptions {
+  blockSizes?: readonly number[]
+  /** The conversation-KV section's settings; without them the section is left out. */
+  conversationKv?: ConversationKvOptions
 }
 
 /** A prompt as runs of tokens: equal (key, offset) means an equal token, which is all block hashing needs. */
@@ -90,6 +104,26 @@ function traceShapes(requests: readonly TraceRequest[]): PromptShape[] {
       return { timeSec, segments }
     }
     return { timeSec, segments: [USER_MARK, [`r:${i}`, content], ASSISTANT_MARK] }
+  })
+}
+
+/**
+ * Whole-prompt lengths as `traceShapes` would sum them, without building the shapes: a long trace's
+ * shapes hold every round's history again and cost seconds of garbage collection, and only the
+ * prefix-sharing sample needs them.
+ */
+function tracePromptLengths(requests: readonly TraceRequest[]): number[] {
+  const rounds = new Map<string, number[]>()
+  return requests.map((r) => {
+    const turn = 2 + Math.max(0, r.inputTokens - CHAT_OVERHEAD_TOKENS)
+    if (r.conversationId === undefined) return turn
+    const lengths = rounds.get(r.conversationId) ?? []
+    rounds.set(r.conversationId, lengths)
+    const round = r.round ?? lengths.length
+    let history = 0
+    for (let k = 0; k < round; k++) history += lengths[k] ?? 0
+    lengths[round] = turn + r.outputTokens
+    return history + turn
   })
 }
 
@@ -171,11 +205,16 @@ export function prefixSharing(shapes: readonly PromptShape[], blockSize: number)
   }
 }
 
-export function analyzeWorkload(
-  workload: Workload,
-  options: { blockSizes?: readonly number[] } = {},
-): WorkloadAnalysis {
-  const blockSizes = options.blockSizes ?? [8, 16, 32]
+export function analyzeWorkload(workload: Workload, options: AnalyzeOptions = {}): WorkloadAnalysis {
+  const analysis = describeWorkload(workload, options.blockSizes ?? [8, 16, 32])
+  if (options.conversationKv !== undefined && hasConversations(workload)) {
+    const trace = buildKvAccessTrace(workload, options.conversationKv.closedLoop)
+    analysis.conversationKv = analyzeConversationKv(trace, options.conversationKv)
+  }
+  return analysis
+}
+
+function describeWorkload(workload: Workload, blockSizes: readonly number[]): WorkloadAnalysis {
   if (workload.kind === 'conversations') {
     const turns = workload.conversations.flatMap((c) => c.turns.map((t) => ({ c, t })))
     const shapes = conversationShapes(workload.conversations, workload.commonPrefixTokens)
@@ -201,7 +240,8 @@ export function analyzeWorkload(
   const durationSec = requests.length > 0 ? (requests[requests.length - 1] as TraceRequest).arrivalMs / 1000 : 0
   const perUser = new Map<string, number>()
   for (const r of requests) perUser.set(r.user ?? 'anonymous', (perUser.get(r.user ?? 'anonymous') ?? 0) + 1)
-  const shapes = traceShapes(requests)
+  const withShapes = requests.some((r) => r.conversationId !== undefined || r.hashIds !== undefined)
+  const shapes = withShapes ? traceShapes(requests.slice(0, PREFIX_SHARING_MAX_REQUESTS)) : []
   const out: WorkloadAnalysis = {
     format: workload.format,
     requests: requests.length,
@@ -210,7 +250,7 @@ export function analyzeWorkload(
     rate: rateOverTime(requests, durationSec),
     users: userFigures(perUser, requests.length),
     inputTokens: describe(requests.map((r) => r.inputTokens)),
-    promptTokens: describe(shapes.map((s) => s.segments.reduce((n, [, len]) => n + len, 0))),
+    promptTokens: describe(tracePromptLengths(requests)),
     outputTokens: describe(requests.map((r) => r.outputTokens)),
   }
   const conversations = new Map<string, number[]>()
@@ -229,9 +269,8 @@ export function analyzeWorkload(
     }
   }
   if (conversations.size > 0 || requests.some((r) => r.hashIds !== undefined)) {
-    const sample = shapes.slice(0, PREFIX_SHARING_MAX_REQUESTS)
-    out.prefixSharing = blockSizes.map((b) => prefixSharing(sample, b))
-    if (shapes.length > sample.length) out.prefixSharingRequests = sample.length
+    out.prefixSharing = blockSizes.map((b) => prefixSharing(shapes, b))
+    if (requests.length > shapes.length) out.prefixSharingRequests = shapes.length
   }
   return out
 }
@@ -341,5 +380,6 @@ export function formatAnalysis(a: WorkloadAnalysis): string {
       ),
     )
   }
+  if (a.conversationKv) lines.push(formatConversationKv(a.conversationKv))
   return lines.join('\n')
 }

@@ -3,7 +3,7 @@ import { Command } from 'commander'
 import { createScaledClock, createSystemClock } from '../core/index.js'
 import { toKvgateError } from '../errors/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
-import { analyzeWorkload, formatAnalysis } from './analysis.js'
+import { createAnalyzeCommand } from './analyze-command.js'
 import { createCompareCommand } from './compare-command.js'
 import { formatSummary, recordsToCsv } from './format.js'
 import type { CommonFlags } from './cli-options.js'
@@ -85,29 +85,6 @@ export function createBenchCommand(): Command {
 
   bench.addCommand(run, { isDefault: true })
   bench.addCommand(createCompareCommand())
-  const analyze = new Command('analyze')
-    .description('workload analysis: request rate, per-user share and Zipf fit, conversations, lengths, prefix sharing')
-    .argument('<trace>', 'the trace or workload file')
-    .option('--output-json <file>', 'write the analysis as JSON')
-    .option('--block-sizes <list>', 'block sizes for the prefix-sharing figures', '8,16,32')
-  addWorkloadOptions(analyze, false).action(
-    async (trace: string, flags: CommonFlags & { outputJson?: string; blockSizes: string }) => {
-      try {
-        const counter = createWordPieceTokenCounter()
-        const workload = await prepareWorkload(workloadOptionsFrom(flags, trace, false), counter)
-        const blockSizes = flags.blockSizes
-          .split(',')
-          .map(Number)
-          .filter((n) => Number.isInteger(n) && n > 0)
-        const analysis = analyzeWorkload(workload, { blockSizes })
-        process.stdout.write(`${formatAnalysis(analysis)}\n`)
-        if (flags.outputJson !== undefined) writeFileSync(flags.outputJson, `${JSON.stringify(analysis, null, 2)}\n`)
-      } catch (err) {
-        process.stderr.write(`kvgate bench analyze: ${toKvgateError(err).message}\n`)
-        process.exitCode = 1
-      }
-    },
-  )
-  bench.addCommand(analyze)
+  bench.addCommand(createAnalyzeCommand())
   return bench
 }
