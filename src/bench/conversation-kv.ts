@@ -329,13 +329,14 @@ function byReuseDistance(
 ): ConversationKvAnalysis['hitRateByReuseDistance'] {
   const sorted = ascending(returning.map((i) => distance[i] as number))
   if (sorted.length === 0) return { buckets: [], sizes: runs.map((r) => ({ sizeGiB: r.sizeGiB, policies: {} })) }
-  // Quantile edges, so each bucket holds about as many turns; equal edges (many equal distances) merge.
+  // Buckets start at every tenth of the sorted distances, so each holds about as many turns; a run of equal
+  // distances stays in one bucket. Each is [start, next start), the last [start, max].
   const edges: number[] = []
-  for (let k = 0; k <= REUSE_DISTANCE_BUCKETS; k++) {
-    const v = quantile(sorted, k / REUSE_DISTANCE_BUCKETS)
+  for (let k = 0; k < REUSE_DISTANCE_BUCKETS; k++) {
+    const v = sorted[Math.floor((k * sorted.length) / REUSE_DISTANCE_BUCKETS)] as number
     if (edges.length === 0 || v > (edges[edges.length - 1] as number)) edges.push(v)
   }
-  if (edges.length === 1) edges.push(edges[0] as number)
+  edges.push(sorted[sorted.length - 1] as number)
   const count = edges.length - 1
   const bucketOf = (i: number): number => {
     const d = distance[i] as number
