@@ -22,11 +22,13 @@ function randomTrace(random: Random): KvAccessTrace {
   for (let i = 0; i < steps; i++) {
     const c = randomInt(random, 0, conversations - 1)
     t += random.next() * 3
+    const r = round[c] ?? 0
+    round[c] = r + 1
     requests.push({
       arrivalMs: t * 1000,
       user: `u${c % 4}`,
       conversationId: `c${c}`,
-      round: (round[c] = (round[c] ?? 0) + 1) - 1,
+      round: r,
       inputTokens: randomInt(random, 0, 30),
       outputTokens: randomInt(random, 0, 30),
     })
