@@ -1,5 +1,4 @@
-import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -9,9 +8,9 @@ import { generateMultiUserTrace } from '../../src/bench/index.js'
 import { runCompare } from '../../src/bench/compare.js'
 import { formatComparison, renderReport } from '../../src/bench/report.js'
 import { colourFor } from '../../src/bench/svg-chart.js'
+import { CHROMIUM, dumpDom, renderCheck } from './support/chromium.js'
 import type { Workload } from '../../src/bench/index.js'
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p))
 const dir = mkdtempSync(join(tmpdir(), 'kvgate-compare-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -102,24 +101,11 @@ describe('bench compare', () => {
       expect((html.match(/<path class="series"/g) ?? []).length).toBeGreaterThan(10)
       return
     }
-    const dom = execFileSync(
-      CHROMIUM,
-      [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--no-first-run',
-        `--user-data-dir=${join(dir, 'profile')}`,
-        '--virtual-time-budget=5000',
-        '--dump-dom',
-        `file://${file}`,
-      ],
-      { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'ignore'] },
-    )
-    const check = /<div id="render-check" hidden="?"?[^>]*data-series="(\d+)" data-drawn="(\d+)"/.exec(dom)
-    expect(check, 'the report script ran and measured the charts').not.toBeNull()
-    const [series, drawn] = [Number(check?.[1]), Number(check?.[2])]
+    const dom = dumpDom(file, dir)
+    const check = renderCheck(dom)
+    expect(check, 'the report script ran and measured the charts').toBeDefined()
+    const { series, drawn } = check as { series: number; drawn: number }
+    expect(dom, 'still hidden and empty after the script ran').toMatch(/<div id="render-check" hidden=""[^>]*><\/div>/)
     // TTFT CDF, 429s, KV usage and queue depth: one series per setup each; plus per-user service lines.
     expect(series).toBeGreaterThanOrEqual(4 * 3 + 3)
     expect(drawn).toBe(series)
