@@ -65,6 +65,8 @@ type Segment = readonly [key: string, length: number]
 interface PromptShape {
   timeSec?: number
   segments: Segment[]
+  /** The conversation whose round this is: its previous round's prompt is usually a prefix of this one. */
+  conversation?: string
 }
 
 /** Prefix-sharing work grows with prompt length × requests; past this many requests it is sampled from the start. */
@@ -88,7 +90,7 @@ function traceShapes(requests: readonly TraceRequest[]): PromptShape[] {
       const userTurn: Segment[] = [USER_MARK, [`u:${r.conversationId}:${round}`, content]]
       segments.push(...userTurn, ASSISTANT_MARK)
       rounds[round] = [...userTurn, ASSISTANT_MARK, [`a:${r.conversationId}:${round}`, r.outputTokens]]
-      return { timeSec, segments }
+      return { timeSec, segments, conversation: r.conversationId }
     }
     if (r.hashIds !== undefined) {
       const segments: Segment[] = [USER_MARK]
@@ -136,7 +138,7 @@ function conversationShapes(conversations: readonly Conversation[], commonPrefix
       const userTurn: Segment[] = [USER_MARK]
       if (k === 0) userTurn.push(['common', commonPrefixTokens], [`p:${c.id}`, c.prefixTokens])
       userTurn.push([`u:${c.id}:${k}`, turn.userTokens])
-      out.push({ segments: [...segments, ...userTurn, ASSISTANT_MARK] })
+      out.push({ segments: [...segments, ...userTurn, ASSISTANT_MARK], conversation: c.id })
       segments.push(...userTurn, ASSISTANT_MARK, [`a:${c.id}:${k}`, turn.outputTokens])
     })
   }
@@ -153,14 +155,38 @@ export function prefixSharing(shapes: readonly PromptShape[], blockSize: number)
   const lastSeen: (number | undefined)[] = []
   const gaps: number[] = []
   const fractions: number[] = []
+  // Per conversation, its last prompt and that prompt's block ids: a round's prompt starts with the previous
+  // round's, whose full blocks need no hashing again (which made long conversations quadratic).
+  const previousRound = new Map<string, { segments: readonly Segment[]; blocks: number[] }>()
   for (const shape of shapes) {
     const total = shape.segments.reduce((n, [, len]) => n + len, 0)
-    let parent = -1
+    const blocks: number[] = []
     let shared = 0
     let stillShared = true
+    const visit = (id: number): void => {
+      hits[id] = (hits[id] as number) + 1
+      const previous = lastSeen[id]
+      if (shape.timeSec !== undefined) {
+        if (previous !== undefined) gaps.push(shape.timeSec - previous)
+        lastSeen[id] = shape.timeSec
+      }
+      blocks.push(id)
+    }
+    const before = shape.conversation !== undefined ? previousRound.get(shape.conversation) : undefined
+    if (before !== undefined && isPrefix(before.segments, shape.segments)) {
+      // Blocks seen before, so shared while nothing new came first (nothing can: they lead the prompt).
+      for (const id of before.blocks) visit(id)
+      shared = before.blocks.length * blockSize
+    }
+    let parent = blocks.length > 0 ? (blocks[blocks.length - 1] as number) : -1
+    // Find where the first block to hash starts.
     let segment = 0
-    let offset = 0
-    for (let block = 0; block < Math.floor(total / blockSize); block++) {
+    let offset = blocks.length * blockSize
+    while (segment < shape.segments.length && offset >= (shape.segments[segment] as Segment)[1]) {
+      offset -= (shape.segments[segment] as Segment)[1]
+      segment++
+    }
+    for (let block = blocks.length; block < Math.floor(total / blockSize); block++) {
       // The pieces of segments this block covers.
       let need = blockSize
       let key = `${parent}`
@@ -185,14 +211,10 @@ export function prefixSharing(shapes: readonly PromptShape[], blockSize: number)
       } else if (stillShared) {
         shared += blockSize
       }
-      hits[id] = (hits[id] as number) + 1
-      const previous = lastSeen[id]
-      if (shape.timeSec !== undefined) {
-        if (previous !== undefined) gaps.push(shape.timeSec - previous)
-        lastSeen[id] = shape.timeSec
-      }
+      visit(id)
       parent = id
     }
+    if (shape.conversation !== undefined) previousRound.set(shape.conversation, { segments: shape.segments, blocks })
     fractions.push(total > 0 ? shared / total : 0)
   }
   return {
@@ -203,6 +225,17 @@ export function prefixSharing(shapes: readonly PromptShape[], blockSize: number)
     blockHits: describe(hits),
     reuseGapSec: describe(gaps),
   }
+}
+
+/** Is `prefix` the start of `segments`, segment by segment? */
+function isPrefix(prefix: readonly Segment[], segments: readonly Segment[]): boolean {
+  if (prefix.length > segments.length) return false
+  for (let i = 0; i < prefix.length; i++) {
+    const a = prefix[i] as Segment
+    const b = segments[i] as Segment
+    if (a[0] !== b[0] || a[1] !== b[1]) return false
+  }
+  return true
 }
 
 export function analyzeWorkload(workload: Workload, options: AnalyzeOptions = {}): WorkloadAnalysis {
