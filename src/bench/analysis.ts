@@ -2,13 +2,19 @@ import type { Description } from './statistics.js'
 import { describe, fitZipf, mean } from './statistics.js'
 import { CHAT_OVERHEAD_TOKENS } from './prompts.js'
 import { textTable } from './format.js'
+import type { ConversationKvAnalysis, ConversationKvOptions } from './conversation-kv.js'
+import { analyzeConversationKv } from './conversation-kv.js'
+import { formatConversationKv } from './conversation-kv-format.js'
+import { buildKvAccessTrace, hasConversations } from './kv-access-trace.js'
 import type { Conversation, TraceRequest, Workload } from './workload.js'
 import { MOONCAKE_BLOCK_TOKENS } from './workload.js'
 
 /**
  * `kvgate bench analyze`: what a workload looks like before it is replayed — seed 004's requests per second
  * over time, per-user shares with a Zipf fit, seed 000's conversation rounds and durations, length
- * percentiles, and seed 003's prefix-sharing figures for conversation and hash-id workloads.
+ * percentiles, seed 003's prefix-sharing figures for conversation and hash-id workloads, and seed 000's
+ * conversation-KV figures (history to load, reuse distance, host-memory tier hit rates) where there are
+ * conversations.
  */
 export interface PrefixSharingFigures {
   blockSize: number
@@ -43,6 +49,14 @@ export interface WorkloadAnalysis {
   prefixSharing?: PrefixSharingFigures[]
   /** Requests the prefix-sharing study looked at, when capped. */
   prefixSharingRequests?: number
+  /** Seed 000's analyses, for workloads with conversations (see conversation-kv.ts). */
+  conversationKv?: ConversationKvAnalysis
+}
+
+export interface AnalyzeOptions {
+  blockSizes?: readonly number[]
+  /** The conversation-KV section's settings; without them the section is left out. */
+  conversationKv?: ConversationKvOptions
 }
 
 /** A prompt as runs of tokens: equal (key, offset) means an equal token, which is all block hashing needs. */
@@ -51,6 +65,8 @@ type Segment = readonly [key: string, length: number]
 interface PromptShape {
   timeSec?: number
   segments: Segment[]
+  /** The conversation whose round this is: its previous round's prompt is usually a prefix of this one. */
+  conversation?: string
 }
 
 /** Prefix-sharing work grows with prompt length × requests; past this many requests it is sampled from the start. */
@@ -74,7 +90,7 @@ function traceShapes(requests: readonly TraceRequest[]): PromptShape[] {
       const userTurn: Segment[] = [USER_MARK, [`u:${r.conversationId}:${round}`, content]]
       segments.push(...userTurn, ASSISTANT_MARK)
       rounds[round] = [...userTurn, ASSISTANT_MARK, [`a:${r.conversationId}:${round}`, r.outputTokens]]
-      return { timeSec, segments }
+      return { timeSec, segments, conversation: r.conversationId }
     }
     if (r.hashIds !== undefined) {
       const segments: Segment[] = [USER_MARK]
@@ -93,6 +109,26 @@ function traceShapes(requests: readonly TraceRequest[]): PromptShape[] {
   })
 }
 
+/**
+ * Whole-prompt lengths as `traceShapes` would sum them, without building the shapes: a long trace's
+ * shapes hold every round's history again and cost seconds of garbage collection, and only the
+ * prefix-sharing sample needs them.
+ */
+function tracePromptLengths(requests: readonly TraceRequest[]): number[] {
+  const rounds = new Map<string, number[]>()
+  return requests.map((r) => {
+    const turn = 2 + Math.max(0, r.inputTokens - CHAT_OVERHEAD_TOKENS)
+    if (r.conversationId === undefined) return turn
+    const lengths = rounds.get(r.conversationId) ?? []
+    rounds.set(r.conversationId, lengths)
+    const round = r.round ?? lengths.length
+    let history = 0
+    for (let k = 0; k < round; k++) history += lengths[k] ?? 0
+    lengths[round] = turn + r.outputTokens
+    return history + turn
+  })
+}
+
 /** Closed-loop conversations: turn by turn, conversation after conversation (no clock). */
 function conversationShapes(conversations: readonly Conversation[], commonPrefixTokens: number): PromptShape[] {
   const out: PromptShape[] = []
@@ -102,7 +138,7 @@ function conversationShapes(conversations: readonly Conversation[], commonPrefix
       const userTurn: Segment[] = [USER_MARK]
       if (k === 0) userTurn.push(['common', commonPrefixTokens], [`p:${c.id}`, c.prefixTokens])
       userTurn.push([`u:${c.id}:${k}`, turn.userTokens])
-      out.push({ segments: [...segments, ...userTurn, ASSISTANT_MARK] })
+      out.push({ segments: [...segments, ...userTurn, ASSISTANT_MARK], conversation: c.id })
       segments.push(...userTurn, ASSISTANT_MARK, [`a:${c.id}:${k}`, turn.outputTokens])
     })
   }
@@ -119,14 +155,38 @@ export function prefixSharing(shapes: readonly PromptShape[], blockSize: number)
   const lastSeen: (number | undefined)[] = []
   const gaps: number[] = []
   const fractions: number[] = []
+  // Per conversation, its last prompt and that prompt's block ids: a round's prompt starts with the previous
+  // round's, whose full blocks need no hashing again (which made long conversations quadratic).
+  const previousRound = new Map<string, { segments: readonly Segment[]; blocks: number[] }>()
   for (const shape of shapes) {
     const total = shape.segments.reduce((n, [, len]) => n + len, 0)
-    let parent = -1
+    const blocks: number[] = []
     let shared = 0
     let stillShared = true
+    const visit = (id: number): void => {
+      hits[id] = (hits[id] as number) + 1
+      const previous = lastSeen[id]
+      if (shape.timeSec !== undefined) {
+        if (previous !== undefined) gaps.push(shape.timeSec - previous)
+        lastSeen[id] = shape.timeSec
+      }
+      blocks.push(id)
+    }
+    const before = shape.conversation !== undefined ? previousRound.get(shape.conversation) : undefined
+    if (before !== undefined && isPrefix(before.segments, shape.segments)) {
+      // Blocks seen before, so shared while nothing new came first (nothing can: they lead the prompt).
+      for (const id of before.blocks) visit(id)
+      shared = before.blocks.length * blockSize
+    }
+    let parent = blocks.length > 0 ? (blocks[blocks.length - 1] as number) : -1
+    // Find where the first block to hash starts.
     let segment = 0
-    let offset = 0
-    for (let block = 0; block < Math.floor(total / blockSize); block++) {
+    let offset = blocks.length * blockSize
+    while (segment < shape.segments.length && offset >= (shape.segments[segment] as Segment)[1]) {
+      offset -= (shape.segments[segment] as Segment)[1]
+      segment++
+    }
+    for (let block = blocks.length; block < Math.floor(total / blockSize); block++) {
       // The pieces of segments this block covers.
       let need = blockSize
       let key = `${parent}`
@@ -151,14 +211,10 @@ export function prefixSharing(shapes: readonly PromptShape[], blockSize: number)
       } else if (stillShared) {
         shared += blockSize
       }
-      hits[id] = (hits[id] as number) + 1
-      const previous = lastSeen[id]
-      if (shape.timeSec !== undefined) {
-        if (previous !== undefined) gaps.push(shape.timeSec - previous)
-        lastSeen[id] = shape.timeSec
-      }
+      visit(id)
       parent = id
     }
+    if (shape.conversation !== undefined) previousRound.set(shape.conversation, { segments: shape.segments, blocks })
     fractions.push(total > 0 ? shared / total : 0)
   }
   return {
@@ -171,11 +227,27 @@ export function prefixSharing(shapes: readonly PromptShape[], blockSize: number)
   }
 }
 
-export function analyzeWorkload(
-  workload: Workload,
-  options: { blockSizes?: readonly number[] } = {},
-): WorkloadAnalysis {
-  const blockSizes = options.blockSizes ?? [8, 16, 32]
+/** Is `prefix` the start of `segments`, segment by segment? */
+function isPrefix(prefix: readonly Segment[], segments: readonly Segment[]): boolean {
+  if (prefix.length > segments.length) return false
+  for (let i = 0; i < prefix.length; i++) {
+    const a = prefix[i] as Segment
+    const b = segments[i] as Segment
+    if (a[0] !== b[0] || a[1] !== b[1]) return false
+  }
+  return true
+}
+
+export function analyzeWorkload(workload: Workload, options: AnalyzeOptions = {}): WorkloadAnalysis {
+  const analysis = describeWorkload(workload, options.blockSizes ?? [8, 16, 32])
+  if (options.conversationKv !== undefined && hasConversations(workload)) {
+    const trace = buildKvAccessTrace(workload, options.conversationKv.closedLoop)
+    analysis.conversationKv = analyzeConversationKv(trace, options.conversationKv)
+  }
+  return analysis
+}
+
+function describeWorkload(workload: Workload, blockSizes: readonly number[]): WorkloadAnalysis {
   if (workload.kind === 'conversations') {
     const turns = workload.conversations.flatMap((c) => c.turns.map((t) => ({ c, t })))
     const shapes = conversationShapes(workload.conversations, workload.commonPrefixTokens)
@@ -201,7 +273,8 @@ export function analyzeWorkload(
   const durationSec = requests.length > 0 ? (requests[requests.length - 1] as TraceRequest).arrivalMs / 1000 : 0
   const perUser = new Map<string, number>()
   for (const r of requests) perUser.set(r.user ?? 'anonymous', (perUser.get(r.user ?? 'anonymous') ?? 0) + 1)
-  const shapes = traceShapes(requests)
+  const withShapes = requests.some((r) => r.conversationId !== undefined || r.hashIds !== undefined)
+  const shapes = withShapes ? traceShapes(requests.slice(0, PREFIX_SHARING_MAX_REQUESTS)) : []
   const out: WorkloadAnalysis = {
     format: workload.format,
     requests: requests.length,
@@ -210,7 +283,7 @@ export function analyzeWorkload(
     rate: rateOverTime(requests, durationSec),
     users: userFigures(perUser, requests.length),
     inputTokens: describe(requests.map((r) => r.inputTokens)),
-    promptTokens: describe(shapes.map((s) => s.segments.reduce((n, [, len]) => n + len, 0))),
+    promptTokens: describe(tracePromptLengths(requests)),
     outputTokens: describe(requests.map((r) => r.outputTokens)),
   }
   const conversations = new Map<string, number[]>()
@@ -229,9 +302,8 @@ export function analyzeWorkload(
     }
   }
   if (conversations.size > 0 || requests.some((r) => r.hashIds !== undefined)) {
-    const sample = shapes.slice(0, PREFIX_SHARING_MAX_REQUESTS)
-    out.prefixSharing = blockSizes.map((b) => prefixSharing(sample, b))
-    if (shapes.length > sample.length) out.prefixSharingRequests = sample.length
+    out.prefixSharing = blockSizes.map((b) => prefixSharing(shapes, b))
+    if (requests.length > shapes.length) out.prefixSharingRequests = shapes.length
   }
   return out
 }
@@ -341,5 +413,6 @@ export function formatAnalysis(a: WorkloadAnalysis): string {
       ),
     )
   }
+  if (a.conversationKv) lines.push(formatConversationKv(a.conversationKv))
   return lines.join('\n')
 }

@@ -2,7 +2,7 @@ import type { SetupResult } from './compare.js'
 import { textTable, USER_TABLE_HEADER, userTableRows } from './format.js'
 import { naturalCompare, SERVICE_WEIGHT_INPUT, SERVICE_WEIGHT_OUTPUT } from './results.js'
 import type { Series } from './svg-chart.js'
-import { escapeXml, lineChart } from './svg-chart.js'
+import { colourFor, escapeXml, lineChart, PALETTE } from './svg-chart.js'
 
 /** The comparison table `compare` prints and the report shows: one row per setup. */
 export function comparisonRows(results: readonly SetupResult[]): { header: string[]; rows: string[][] } {
@@ -70,7 +70,7 @@ function cdf(values: readonly number[]): [number, number][] {
 }
 
 /** Cumulative service per user over time (by completion), in VTC's units. */
-function serviceOverTime(result: SetupResult): Series[] {
+function serviceOverTime(result: SetupResult, userColours: ReadonlyMap<string, string>): Series[] {
   const byUser = new Map<string, [number, number][]>()
   const done = result.run.records.filter((r) => r.outcome === 'completed').sort((a, b) => a.endMs - b.endMs)
   for (const r of done) {
@@ -84,7 +84,13 @@ function serviceOverTime(result: SetupResult): Series[] {
   }
   return [...byUser.entries()]
     .sort((a, b) => naturalCompare(a[0], b[0]))
-    .map(([name, points]) => ({ name, points, step: true }))
+    .map(([name, points]) => ({ name, points, step: true, colour: userColours.get(name) as string }))
+}
+
+/** A user keeps one colour across the per-setup charts: its place among every user of the report. */
+function userColourMap(results: readonly SetupResult[]): Map<string, string> {
+  const users = new Set(results.flatMap((r) => r.run.records.map((x) => x.user)))
+  return new Map([...users].sort(naturalCompare).map((u, i) => [u, PALETTE[i % PALETTE.length] as string] as const))
 }
 
 /** 429 answers per second in 1-second buckets (emulated time). */
@@ -108,24 +114,46 @@ td:first-child, th:first-child { text-align: left; }
 svg.chart { background: #fff; border: 1px solid #eee; }
 svg .title { font-weight: 600; font-size: 13px; } svg .tick, svg .legend { font-size: 11px; fill: #444; }
 svg .label { font-size: 12px; fill: #333; } svg .grid { stroke: #eee; } svg .frame { fill: none; stroke: #bbb; }
-#render-check { color: #666; font-size: 12px; }
 `
 
 /**
- * After layout, measure every series path: a chart that failed to render has no length. The result goes
- * into #render-check, which the Chromium test reads from the dumped DOM.
+ * After layout, measure every line series and bar: a chart that failed to render has no length or width.
+ * The counts go onto a hidden element, which the Chromium tests read from the dumped DOM; users never see
+ * it (a broken chart shows itself).
  */
 const RENDER_CHECK = `
 window.addEventListener('load', function () {
-  var paths = document.querySelectorAll('svg.chart path.series');
+  var marks = document.querySelectorAll('svg.chart path.series, svg.chart rect.bar');
   var drawn = 0;
-  paths.forEach(function (p) { if (p.getTotalLength() > 0 && p.getBBox().width > 0) drawn++; });
+  marks.forEach(function (m) {
+    var box = m.getBBox();
+    if (m.tagName === 'path' ? m.getTotalLength() > 0 && box.width > 0 : box.width > 0) drawn++;
+  });
   var el = document.getElementById('render-check');
-  el.setAttribute('data-series', String(paths.length));
+  el.setAttribute('data-series', String(marks.length));
   el.setAttribute('data-drawn', String(drawn));
-  el.textContent = drawn + ' of ' + paths.length + ' chart series drawn';
 });
 `
+
+/** A self-contained page: the style, the body, the hidden render check and its script. */
+export function renderPage(title: string, body: string): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeXml(title)}</title><style>${STYLE}</style></head>
+<body>
+<h1>${escapeXml(title)}</h1>
+${body}
+<div id="render-check" hidden></div>
+<script>${RENDER_CHECK}</script>
+</body></html>
+`
+}
+
+/** An HTML table from a header and rows of cells (escaped here). */
+export function htmlTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  return `<table><thead><tr>${header.map((h) => `<th>${escapeXml(h)}</th>`).join('')}</tr></thead><tbody>${rows
+    .map((r) => `<tr>${r.map((c) => `<td>${escapeXml(c)}</td>`).join('')}</tr>`)
+    .join('')}</tbody></table>`
+}
 
 export interface ReportContext {
   title: string
@@ -136,9 +164,7 @@ export interface ReportContext {
 /** A self-contained HTML report: the comparison table and inline-SVG charts, no external resources. */
 export function renderReport(results: readonly SetupResult[], context: ReportContext): string {
   const { header, rows } = comparisonRows(results)
-  const table = `<table><thead><tr>${header.map((h) => `<th>${escapeXml(h)}</th>`).join('')}</tr></thead><tbody>${rows
-    .map((r) => `<tr>${r.map((c) => `<td>${escapeXml(c)}</td>`).join('')}</tr>`)
-    .join('')}</tbody></table>`
+  const table = htmlTable(header, rows)
   const endSec = Math.max(1, ...results.map((r) => r.run.runtimeMs / 1000))
 
   const ttftCdf = lineChart({
@@ -149,6 +175,7 @@ export function renderReport(results: readonly SetupResult[], context: ReportCon
     yFormat: (v) => v.toFixed(1),
     series: results.map((r) => ({
       name: r.name,
+      colour: colourFor(r.name),
       step: true,
       points: cdf(r.run.records.filter((x) => x.outcome === 'completed').map((x) => x.ttftMs as number)),
     })),
@@ -162,6 +189,7 @@ export function renderReport(results: readonly SetupResult[], context: ReportCon
     yFormat: (v) => v.toFixed(1),
     series: results.map((r) => ({
       name: r.name,
+      colour: colourFor(r.name),
       points: r.samples.filter((s) => s.kvUsage !== undefined).map((s) => [s.tMs / 1000, s.kvUsage as number]),
     })),
   })
@@ -172,6 +200,7 @@ export function renderReport(results: readonly SetupResult[], context: ReportCon
     xMax: endSec,
     series: results.map((r) => ({
       name: r.name,
+      colour: colourFor(r.name),
       points: r.samples.map((s) => [s.tMs / 1000, (s.backendWaiting ?? 0) + (s.kvgateQueueDepth ?? 0)]),
     })),
   })
@@ -180,17 +209,22 @@ export function renderReport(results: readonly SetupResult[], context: ReportCon
     xLabel: 'time (s)',
     yLabel: '429s per second',
     xMax: endSec,
-    series: results.map((r) => ({ name: r.name, points: rejectionsOverTime(r, endSec) })),
+    series: results.map((r) => ({ name: r.name, colour: colourFor(r.name), points: rejectionsOverTime(r, endSec) })),
   })
+  // One scale for every setup's chart, so setups compare at a glance.
+  const userColours = userColourMap(results)
+  const services = results.map((r) => serviceOverTime(r, userColours))
+  const serviceMax = Math.max(1, ...services.flatMap((series) => series.flatMap((s) => s.points.map(([, y]) => y))))
   const service = results
-    .map((r) =>
+    .map((r, i) =>
       lineChart({
         title: `Service per user over time: ${r.name}`,
         xLabel: 'time (s)',
         yLabel: `tokens (prompt×${SERVICE_WEIGHT_INPUT} + output×${SERVICE_WEIGHT_OUTPUT})`,
         xMax: endSec,
+        yMax: serviceMax,
         width: 460,
-        series: serviceOverTime(r),
+        series: services[i] as Series[],
       }),
     )
     .join('')
@@ -199,27 +233,20 @@ export function renderReport(results: readonly SetupResult[], context: ReportCon
     .map((r) => {
       const f = (v: number, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : '-')
       const body = userTableRows(r.summary.users, f)
-      return `<h3>${escapeXml(r.name)}</h3><table><thead><tr>${USER_TABLE_HEADER.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>${body
-        .map((row) => `<tr>${row.map((c) => `<td>${escapeXml(c)}</td>`).join('')}</tr>`)
-        .join('')}</tbody></table>`
+      return `<h3>${escapeXml(r.name)}</h3>${htmlTable(USER_TABLE_HEADER, body)}`
     })
     .join('\n')
 
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>${escapeXml(context.title)}</title><style>${STYLE}</style></head>
-<body>
-<h1>${escapeXml(context.title)}</h1>
-<p>Workload: ${escapeXml(context.workload)}</p>
+  return renderPage(
+    context.title,
+    `<p>Workload: ${escapeXml(context.workload)}</p>
 ${context.notes.map((n) => `<p>${escapeXml(n)}</p>`).join('\n')}
 <h2>Comparison</h2>
 ${table}
-<p id="render-check">charts not yet checked</p>
 <h2>Latency</h2><div class="charts">${ttftCdf}${rejections}</div>
 <h2>Backend state</h2><div class="charts">${kv}${queue}</div>
 <h2>Per-user service</h2><div class="charts">${service}</div>
 <h2>Per user</h2>
-${userTables}
-<script>${RENDER_CHECK}</script>
-</body></html>
-`
+${userTables}`,
+  )
 }

@@ -1,5 +1,4 @@
-import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -8,9 +7,10 @@ import { createWordPieceTokenCounter } from '../../src/tokens/index.js'
 import { generateMultiUserTrace } from '../../src/bench/index.js'
 import { runCompare } from '../../src/bench/compare.js'
 import { formatComparison, renderReport } from '../../src/bench/report.js'
+import { colourFor } from '../../src/bench/svg-chart.js'
+import { CHROMIUM, dumpDom, renderCheck } from './support/chromium.js'
 import type { Workload } from '../../src/bench/index.js'
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p))
 const dir = mkdtempSync(join(tmpdir(), 'kvgate-compare-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -63,6 +63,35 @@ describe('bench compare', () => {
     const html = renderReport(results, { title: 'test report', workload: 'generated', notes: ['note <escaped>'] })
     expect(html).not.toMatch(/<script[^>]+src=|<link[^>]+href=|https?:\/\/(?!www\.w3\.org)/) // self-contained
     expect(html).toContain('note &lt;escaped&gt;')
+
+    // The render check is for the tests, not the reader: a hidden element with no text.
+    expect(html).toMatch(/<div id="render-check" hidden><\/div>/)
+    expect(visibleText(html)).not.toMatch(/drawn|render|check/i)
+
+    // The per-setup service charts share one y-scale.
+    const serviceScales = [
+      ...html.matchAll(/aria-label="Service per user over time: [^"]+" data-y-max="([\d.e+]+)"/g),
+    ].map((m) => m[1])
+    expect(serviceScales).toHaveLength(3)
+    expect(new Set(serviceScales).size).toBe(1)
+    expect(Number(serviceScales[0])).toBeGreaterThan(0)
+
+    // Each setup's colour is fixed by its name (direct black), in every chart and in a report of other setups.
+    const colours = setupColours(html, ['direct', 'fifo', 'vtc'])
+    expect(colours.get('direct')).toEqual(new Set(['#000000']))
+    for (const name of ['direct', 'fifo', 'vtc']) expect(colours.get(name)).toEqual(new Set([colourFor(name)]))
+    expect(new Set(['direct', 'fifo', 'vtc'].map(colourFor)).size).toBe(3)
+    const other = renderReport(
+      [results[2], results[0]].filter((r) => r !== undefined),
+      {
+        title: 'other',
+        workload: 'generated',
+        notes: [],
+      },
+    )
+    const otherColours = setupColours(other, ['vtc', 'direct'])
+    expect(otherColours.get('vtc')).toEqual(colours.get('vtc'))
+    expect(otherColours.get('direct')).toEqual(colours.get('direct'))
     const file = join(dir, 'report.html')
     writeFileSync(file, html)
 
@@ -72,27 +101,33 @@ describe('bench compare', () => {
       expect((html.match(/<path class="series"/g) ?? []).length).toBeGreaterThan(10)
       return
     }
-    const dom = execFileSync(
-      CHROMIUM,
-      [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--no-first-run',
-        `--user-data-dir=${join(dir, 'profile')}`,
-        '--virtual-time-budget=5000',
-        '--dump-dom',
-        `file://${file}`,
-      ],
-      { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'ignore'] },
-    )
-    const check = /<p id="render-check" data-series="(\d+)" data-drawn="(\d+)"/.exec(dom)
-    expect(check, 'the report script ran and measured the charts').not.toBeNull()
-    const [series, drawn] = [Number(check?.[1]), Number(check?.[2])]
+    const dom = dumpDom(file, dir)
+    const check = renderCheck(dom)
+    expect(check, 'the report script ran and measured the charts').toBeDefined()
+    const { series, drawn } = check as { series: number; drawn: number }
+    expect(dom, 'still hidden and empty after the script ran').toMatch(/<div id="render-check" hidden=""[^>]*><\/div>/)
     // TTFT CDF, 429s, KV usage and queue depth: one series per setup each; plus per-user service lines.
     expect(series).toBeGreaterThanOrEqual(4 * 3 + 3)
     expect(drawn).toBe(series)
     expect((dom.match(/<svg[^>]+class="chart"/g) ?? []).length).toBe(4 + 3)
   })
 })
+
+/** The text a reader sees: tags, scripts, styles and hidden elements removed. */
+function visibleText(html: string): string {
+  return html
+    .replace(/<(script|style)[^>]*>[\s\S]*?<\/\1>/g, '')
+    .replace(/<[^>]+\bhidden\b[^>]*>[\s\S]*?<\/[a-z]+>/g, '')
+    .replace(/<[^>]+>/g, ' ')
+}
+
+/** The stroke colours each of these setups' series are drawn in, over every chart of the report. */
+function setupColours(html: string, names: readonly string[]): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>()
+  for (const m of html.matchAll(/<path class="series" data-series="([^"]+)" d="[^"]*" stroke="([^"]+)"/g)) {
+    const [, name, colour] = m as unknown as [string, string, string]
+    if (!names.includes(name)) continue
+    out.set(name, (out.get(name) ?? new Set()).add(colour))
+  }
+  return out
+}
