@@ -1,24 +1,10 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
-
-/**
- * How a request ended: a fixed list, used as the `outcome` label. Outcomes are not errors: the error keeps
- * the detail, the label stays low-cardinality.
- */
-export const REQUEST_OUTCOMES = [
-  'completed',
-  'rejected_deadline',
-  'rejected_queue_full',
-  'rejected_early',
-  'rejected_quota',
-  'rejected_unavailable',
-  'cancelled_queued',
-  'cancelled_streaming',
-  'upstream_error',
-  'invalid_request',
-] as const
-export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number]
+import type { RequestOutcome } from '../errors/index.js'
 
 export type QueueWaitResult = 'admitted' | 'rejected' | 'cancelled'
+
+/** Where a contained fault came from: a policy method, or an admission event listener. */
+export type FaultComponent = 'policy' | 'listener' | 'gateway'
 
 export interface LedgerBackendFigures {
   readonly backend: string
@@ -67,6 +53,8 @@ export interface GatewayMetrics {
   timeToFirstToken(user: string, seconds: number): void
   requestDuration(user: string, seconds: number): void
   tokensServed(user: string, kind: 'prompt' | 'completion', tokens: number): void
+  /** A bug was caught and contained (logged with its stack); the requests it ended count as `internal_error`. */
+  internalError(component: FaultComponent): void
 }
 
 // vLLM's own buckets, so kvgate's TTFT and end-to-end histograms line up with the backend's.
@@ -90,6 +78,12 @@ export function createGatewayMetrics(sources: GatewayMetricSources): GatewayMetr
     name: 'kvgate_requests_total',
     help: 'Requests by how they ended (outcome) and user, counted once when a request ends.',
     labelNames: ['outcome', 'user'] as const,
+    registers,
+  })
+  const internalErrors = new Counter({
+    name: 'kvgate_internal_errors_total',
+    help: 'Exceptions caught and contained (a policy method, an event listener), by component; each is logged.',
+    labelNames: ['component'] as const,
     registers,
   })
   const admissions = new Counter({
@@ -257,5 +251,6 @@ export function createGatewayMetrics(sources: GatewayMetricSources): GatewayMetr
     tokensServed: (user, kind, tokens) => {
       if (tokens > 0) tokensServed.inc({ user, kind }, tokens)
     },
+    internalError: (component) => internalErrors.inc({ component }),
   }
 }
