@@ -1,6 +1,6 @@
 import { errors } from '../errors/index.js'
 import { Backlog } from './backlog.js'
-import { IndexedMinHeap } from './indexed-heap.js'
+import { IndexedMinHeap } from '../core/index.js'
 import { createOptionsParser } from './options.js'
 import type { Policy, PolicyContext, PolicyRequest, PolicyUserState } from './policy.js'
 
