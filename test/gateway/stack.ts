@@ -1,5 +1,6 @@
 import { request } from 'undici'
 import { parseConfig } from '../../src/config/index.js'
+import { parseSseData } from '../../src/core/index.js'
 import { createGateway, type Gateway } from '../../src/gateway/index.js'
 import { startSim, type SimHandle, type SimOptions } from '../../src/sim/index.js'
 
@@ -59,13 +60,9 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
   return { status: response.statusCode, headers: response.headers, text }
 }
 
-/** Parse an SSE body into its data payloads. */
+/** Parse an SSE body into its data payloads (with the parser the gateway and the bench use). */
 export function sseData(text: string): string[] {
-  return text
-    .split('\n\n')
-    .map((event) => event.trim())
-    .filter((event) => event.startsWith('data:'))
-    .map((event) => event.slice(5).trim())
+  return parseSseData(text)
 }
 
 export async function scrape(url: string): Promise<string> {

@@ -1,6 +1,6 @@
 import { request } from 'undici'
 import parsePrometheusTextFormat from 'parse-prometheus-text-format'
-import { createSeededRandom } from '../../src/core/index.js'
+import { createSeededRandom, parseSseData } from '../../src/core/index.js'
 import { buildText } from '../../src/tokens/index.js'
 
 /** Shared helpers for the emulator's tests: SSE reading, metrics parsing, polling. */
@@ -40,9 +40,7 @@ export async function stream(url: string, body: unknown): Promise<StreamResult> 
   const raw = await res.body.text()
   const events: Array<Record<string, unknown>> = []
   let done = false
-  for (const block of raw.split('\n\n')) {
-    if (!block.startsWith('data: ')) continue
-    const data = block.slice(6)
+  for (const data of parseSseData(raw)) {
     if (data === '[DONE]') done = true
     else events.push(JSON.parse(data) as Record<string, unknown>)
   }
