@@ -3,8 +3,9 @@ import type { RequestOutcome } from '../errors/index.js'
 
 export type QueueWaitResult = 'admitted' | 'rejected' | 'cancelled'
 
-/** Where a contained fault came from: a policy method, or an admission event listener. */
-export type FaultComponent = 'policy' | 'listener' | 'gateway'
+/** Where a contained fault came from: a policy method, an admission event listener, or the request path itself. */
+export const FAULT_COMPONENTS = ['policy', 'listener', 'proxy'] as const
+export type FaultComponent = (typeof FAULT_COMPONENTS)[number]
 
 export interface LedgerBackendFigures {
   readonly backend: string
@@ -86,6 +87,8 @@ export function createGatewayMetrics(sources: GatewayMetricSources): GatewayMetr
     labelNames: ['component'] as const,
     registers,
   })
+  // Every series from the start, so an alert on the rate sees 0 rather than nothing.
+  for (const component of FAULT_COMPONENTS) internalErrors.inc({ component }, 0)
   const admissions = new Counter({
     name: 'kvgate_admissions_total',
     help: 'Requests admitted to a backend, by user.',
