@@ -3,6 +3,9 @@ import { parseConfig } from '../../src/config/index.js'
 import { parseSseData } from '../../src/core/index.js'
 import { createGateway, type Gateway } from '../../src/gateway/index.js'
 import { startSim, type SimHandle, type SimOptions } from '../../src/sim/index.js'
+import { until } from '../support/poll.js'
+
+export { drive, until } from '../support/poll.js'
 
 /** A gateway in front of an emulator, both on ephemeral loopback ports. */
 export interface Stack {
@@ -31,17 +34,6 @@ export async function startStack(options: { sim?: SimOptions; config?: Record<st
       await gateway.close()
       await sim.close()
     },
-  }
-}
-
-/** Poll `probe` until it returns something other than undefined; no fixed sleeps. */
-export async function until<T>(probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 10))
   }
 }
 
