@@ -100,20 +100,29 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const inFlight = new InFlight()
   const tally = { started: 0, ended: 0 }
 
+  // A policy's or listener's exception, contained by the admission queue: logged with its stack and counted
+  // (`metrics` is built below; faults only happen once requests and polls run).
+  const onAdmissionFault = (fault: AdmissionFault): void => {
+    logger.error(
+      { err: fault.error, component: fault.component, operation: fault.operation, reqId: fault.requestId },
+      `admission: ${fault.component} ${fault.operation} threw`,
+    )
+    metrics.internalError(fault.component)
+  }
   const pool = createBackendPool({
     backends: backendConfigs,
     poll: config.metricsPoll,
     clock,
     reconciler: ledger,
     onPollRound() {
-      // New usage figures may have made room, and adaptive policies re-divide what was served. A policy bug
-      // must not stop the poller: log it and keep polling.
+      // Adaptive policies re-divide what was served, and new usage figures may have made room. A policy bug
+      // must not stop the poller nor the dispatch: it is a contained fault like any other of the policy's.
       try {
         policy.onTick(clock.now(), { servedTokensPerMinute: pool.servedTokensPerMinute() })
-        admission.dispatch()
-      } catch (err) {
-        logger.error({ err }, 'dispatch after a metrics poll failed')
+      } catch (error) {
+        onAdmissionFault({ component: 'policy', operation: 'onTick', error })
       }
+      admission.dispatch()
     },
     onUsableChange(state) {
       const fields = { backend: state.id, url: state.url, capacityTokens: state.capacityTokens, error: state.lastError }
@@ -129,14 +138,6 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         'not admitted',
       )
     }
-  }
-  // A policy's or listener's exception, contained by the admission queue: logged with its stack and counted.
-  const onAdmissionFault = (fault: AdmissionFault): void => {
-    logger.error(
-      { err: fault.error, component: fault.component, operation: fault.operation, reqId: fault.requestId },
-      `admission: ${fault.component} ${fault.operation} threw`,
-    )
-    metrics.internalError(fault.component)
   }
   const admission = createAdmissionController({
     clock,
