@@ -15,6 +15,10 @@ export interface Watchdog {
   touch(): void
   /** A new period (e.g. from "headers due" to "idle between chunks"), counted from now. */
   reset(periodMs: number): void
+  /** Hold the countdown while the silence is not the watched side's doing (its reader is waiting on another). */
+  pause(): void
+  /** Count again, from now. */
+  resume(): void
   /** Never fire. */
   stop(): void
   readonly fired: boolean
@@ -26,6 +30,7 @@ export function createWatchdog(clock: Clock, periodMs: number, onExpire: () => v
   let timer: TimerHandle | undefined
   let fired = false
   let stopped = false
+  let paused = false
 
   const arm = (inMs: number): void => {
     timer = clock.setTimeout(check, Math.max(0, inMs))
@@ -34,6 +39,10 @@ export function createWatchdog(clock: Clock, periodMs: number, onExpire: () => v
   const check = (): void => {
     timer = undefined
     if (stopped) return
+    if (paused) {
+      arm(period)
+      return
+    }
     const idleMs = clock.now() - lastActivityMs
     if (idleMs < period) {
       arm(period - idleMs)
@@ -47,6 +56,13 @@ export function createWatchdog(clock: Clock, periodMs: number, onExpire: () => v
 
   return {
     touch() {
+      lastActivityMs = clock.now()
+    },
+    pause() {
+      paused = true
+    },
+    resume() {
+      paused = false
       lastActivityMs = clock.now()
     },
     reset(nextPeriodMs) {

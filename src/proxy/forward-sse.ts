@@ -79,7 +79,7 @@ export async function forwardSse(forwarding: SseForwarding): Promise<Ending> {
   try {
     for await (const chunk of upstream.chunks()) {
       relay.push(chunk)
-      if (raw.writableNeedDrain && !(await drained(raw, signal, clock, upstream.idleTimeoutMs))) {
+      if (raw.writableNeedDrain && !(await upstream.whilePaused(drained(raw, signal, clock, upstream.idleTimeoutMs)))) {
         // Read nothing for as long as a silent backend is given: treat it as gone so its KV is released.
         lifecycle.clientGone = true
         lifecycle.abort.abort(new Error('client stopped reading'))

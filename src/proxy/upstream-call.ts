@@ -120,6 +120,19 @@ export class UpstreamCall {
     return text + decoder.decode()
   }
 
+  /**
+   * Wait for `wait` (a slow client draining) without the backend's silence meanwhile counting against it: it
+   * is not reading that holds the stream, not the backend.
+   */
+  async whilePaused<T>(wait: Promise<T>): Promise<T> {
+    this.#watchdog.pause()
+    try {
+      return await wait
+    } finally {
+      this.#watchdog.resume()
+    }
+  }
+
   /** Stop reading (the client left): the connection to the backend is closed, which cancels its work. */
   destroy(): void {
     this.#watchdog.stop()

@@ -41,6 +41,21 @@ describe('the clock-driven watchdog', () => {
     expect(fired).toBe(1)
   })
 
+  it('holds its countdown while paused, and counts a full period again from the resume', () => {
+    const clock = createManualClock()
+    let fired = 0
+    const watchdog = createWatchdog(clock, 100, () => fired++)
+    clock.advance(50)
+    watchdog.pause()
+    clock.advance(1_000)
+    expect(fired).toBe(0)
+    watchdog.resume()
+    clock.advance(99)
+    expect(fired).toBe(0)
+    clock.advance(1)
+    expect(fired).toBe(1)
+  })
+
   it('gives an AbortSignal that aborts with the reason on the clock, not on real time', () => {
     const clock = createManualClock()
     const timeout = clockTimeoutSignal(clock, 200, () => new Error('too slow'))

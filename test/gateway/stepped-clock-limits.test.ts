@@ -45,6 +45,20 @@ describe('forwarding limits and shutdown on a stepped clock', () => {
     await (await request(`${url}/health`)).body.dump()
   }
 
+  /** A streaming chat request whose client reports what it has read so far (the test's sync point). */
+  function streamingClient(url: string) {
+    const client = { text: '', done: undefined as Promise<string> | undefined }
+    client.done = request(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, stream: true }),
+    }).then(async (response) => {
+      for await (const chunk of response.body) client.text += String(chunk)
+      return client.text
+    })
+    return client
+  }
+
   it('ends a request whose headers do not come within headersTimeoutMs as 502, not a moment before', async () => {
     const clock = createManualClock()
     const url = await start(clock, { forwarding: { headersTimeoutMs: MINUTE_MS } })
@@ -83,21 +97,15 @@ describe('forwarding limits and shutdown on a stepped clock', () => {
       res.writeHead(200, { 'content-type': 'text/event-stream' })
       res.write('data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" a"}}]}\n\n')
     }
-    let settled = false
-    const pending = postJson(`${url}/v1/chat/completions`, {
-      messages: [{ role: 'user', content: 'hi' }],
-      max_tokens: 4,
-      stream: true,
-    }).finally(() => (settled = true))
-    await until(() => (fake!.received.length === 1 ? true : undefined))
+    const client = streamingClient(url)
+    // The first chunk reached the client: the stream runs, and the backend has been silent since clock 0.
+    await until(() => (client.text.includes('" a"') ? true : undefined))
     clock.advance(MINUTE_MS - 1)
     await roundTrip(url)
-    expect(settled).toBe(false)
+    expect(client.text).not.toContain('[DONE]')
 
     clock.advance(1)
-    const response = await pending
-    expect(response.status).toBe(200)
-    const data = sseData(response.text)
+    const data = sseData(await client.done!)
     expect(data.at(-1)).toBe('[DONE]')
     expect(JSON.parse(data.at(-2) ?? '{}')).toMatchObject({
       error: { code: 'upstream_error', message: 'The upstream server failed: no response data for 60000 ms' },
@@ -109,29 +117,27 @@ describe('forwarding limits and shutdown on a stepped clock', () => {
     const clock = createManualClock()
     const url = await start(clock, { server: { shutdownGraceMs: MINUTE_MS } })
     let upstream: ServerResponse | undefined
+    const chunk = (word: string) =>
+      `data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"${word}"}}]}\n\n`
     fake!.handler = (_req, res) => {
       upstream = res
       res.writeHead(200, { 'content-type': 'text/event-stream' })
-      res.write('data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" a"}}]}\n\n')
+      res.write(chunk(' a'))
     }
-    const pending = postJson(`${url}/v1/chat/completions`, {
-      messages: [{ role: 'user', content: 'hi' }],
-      max_tokens: 4,
-      stream: true,
-    })
-    await until(() => upstream)
+    const client = streamingClient(url)
+    await until(() => (client.text.includes('" a"') ? true : undefined))
     let closed = false
     const closing = gateway!.close().then(() => (closed = true))
 
     clock.advance(MINUTE_MS - 1)
     // The stream still flows through a gateway that is shutting down.
-    upstream?.write('data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" b"}}]}\n\n')
-    await until(() => (upstream?.writableLength === 0 ? true : undefined))
+    upstream?.write(chunk(' b'))
+    await until(() => (client.text.includes('" b"') ? true : undefined))
     expect(closed).toBe(false)
 
     clock.advance(1)
     await closing
-    const data = sseData((await pending).text)
+    const data = sseData(await client.done!)
     expect(data.filter((d) => d.includes('"content"'))).toHaveLength(2)
     expect(JSON.parse(data.at(-2) ?? '{}')).toMatchObject({ error: { code: 'upstream_error' } })
     expect(data.at(-1)).toBe('[DONE]')
