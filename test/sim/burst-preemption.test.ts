@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createManualClock } from '../../src/core/index.js'
 import { startSim, type SimHandle } from '../../src/sim/index.js'
+import { drive } from '../support/poll.js'
 import { promptOf, scrape, stream, sampleValue, waitFor } from './support.js'
 
 /**
@@ -8,9 +10,13 @@ import { promptOf, scrape, stream, sampleValue, waitFor } from './support.js'
  * completes and the cache drains to 0.
  */
 describe('burst beyond KV capacity', () => {
+  // A stepped clock: the whole burst is in before the first engine step, so the queueing and preemption below
+  // do not depend on how fast this machine delivers 64 requests (at --speed 100 on the real clock a loaded
+  // machine spread them over enough emulated time that nothing ever had to wait).
+  const clock = createManualClock()
   let sim: SimHandle
   beforeAll(async () => {
-    sim = await startSim({ numGpuBlocks: 256, speed: 100, seed: 3 })
+    sim = await startSim({ numGpuBlocks: 256, seed: 3 }, { clock })
   })
   afterAll(async () => {
     await sim.close()
@@ -19,28 +25,31 @@ describe('burst beyond KV capacity', () => {
   it('queues and preempts, completes every request, and drains the cache', async () => {
     let maxWaiting = 0
     let maxUsage = 0
-    let polling = true
-    const poller = (async () => {
-      while (polling) {
-        const families = await scrape(sim.url)
-        maxWaiting = Math.max(maxWaiting, sampleValue(families, 'vllm:num_requests_waiting'))
-        maxUsage = Math.max(maxUsage, sampleValue(families, 'vllm:kv_cache_usage_perc'))
-        await new Promise((resolve) => setTimeout(resolve, 10))
-      }
-    })()
-    const results = await Promise.all(
-      Array.from({ length: 64 }, (_, i) =>
-        stream(`${sim.url}/v1/completions`, {
-          prompt: promptOf(500, i + 1),
-          max_tokens: 300,
-          ignore_eos: true,
-          stream: true,
-          stream_options: { include_usage: true },
-        }),
-      ),
+    const look = async (): Promise<void> => {
+      const families = await scrape(sim.url)
+      maxWaiting = Math.max(maxWaiting, sampleValue(families, 'vllm:num_requests_waiting'))
+      maxUsage = Math.max(maxUsage, sampleValue(families, 'vllm:kv_cache_usage_perc'))
+    }
+    let answered = 0
+    const pending = Array.from({ length: 64 }, (_, i) =>
+      stream(`${sim.url}/v1/completions`, {
+        prompt: promptOf(500, i + 1),
+        max_tokens: 300,
+        ignore_eos: true,
+        stream: true,
+        stream_options: { include_usage: true },
+      }).finally(() => answered++),
     )
-    polling = false
-    await poller
+    await waitFor(() => sim.engineState().waiting === 64, 10_000, 'all requests to arrive')
+    await drive(
+      clock,
+      async () => {
+        await look()
+        return answered === 64
+      },
+      { stepMs: 20 },
+    )
+    const results = await Promise.all(pending)
 
     for (const result of results) {
       expect(result.status).toBe(200)
@@ -55,7 +64,7 @@ describe('burst beyond KV capacity', () => {
     const after = await scrape(sim.url)
     expect(sampleValue(after, 'vllm:num_preemptions_total')).toBeGreaterThan(0)
     expect(sampleValue(after, 'vllm:num_preemptions_total')).toBe(sim.engineState().preemptions)
-    await waitFor(() => sim.engineState().usedBlocks === 0, 5_000, 'blocks to drain')
+    await drive(clock, () => sim.engineState().usedBlocks === 0)
     const drained = await scrape(sim.url)
     expect(sampleValue(drained, 'vllm:kv_cache_usage_perc')).toBe(0)
     expect(sampleValue(drained, 'vllm:num_requests_running')).toBe(0)
