@@ -18,7 +18,6 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -26,6 +25,7 @@ import { parseArgs } from 'node:util'
 import { Pool, request } from 'undici'
 import { createSeededRandom } from '../src/core/index.js'
 import { buildText } from '../src/tokens/index.js'
+import { freePort } from './perf/lib/processes.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -56,17 +56,6 @@ function cpuMs(pid: number): number {
 function rssBytes(pid: number): number {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return Number(match?.[1] ?? 0) * 1024
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0))
-    })
-  })
 }
 
 async function scrapeValues(url: string): Promise<Record<string, number>> {

@@ -11,15 +11,11 @@
  *   node --expose-gc bench/perf/admission.js [--reps 15] [--decisions 500] [--queued 10,1000,10000]
  *     [--users 1000] [--policies fifo,tpm,vtc,dynamic-tpm] [--deep 10,10000,50000]
  */
-import {
-  createAdmissionController,
-  type Admission,
-  type AdmissionTicket,
-  type BackendCapacity,
-} from '../../src/admission/index.js'
+import { createAdmissionController, type Admission, type AdmissionTicket } from '../../src/admission/index.js'
 import { createManualClock } from '../../src/core/index.js'
 import { createLedger } from '../../src/ledger/index.js'
 import { policyFactories, type PolicyUser } from '../../src/policies/index.js'
+import type { BackendCapacity } from '../../src/upstream/index.js'
 import { median } from './lib/processes.js'
 import { flag, loadNote, printTable } from './lib/table.js'
 

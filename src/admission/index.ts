@@ -3,16 +3,17 @@ export type {
   AdmissionController,
   AdmissionControllerOptions,
   AdmissionEvent,
-  AdmissionOutcome,
+  AdmissionFault,
   AdmissionStats,
   AdmissionTicket,
   AdmissionTuning,
-  BackendCapacity,
+  CapacitySnapshot,
+  CapacityView,
+  Placement,
   QueuedInfo,
-} from './admission-controller.js'
-export {
-  createAdmissionController,
-  MAX_CANDIDATES_PER_DECISION,
-  MAX_EXPIRIES_PER_TICK,
-} from './admission-controller.js'
+} from './contracts.js'
+export { createAdmissionController } from './admission-controller.js'
+export { createMostRoomView, type MostRoomViewOptions } from './capacity-view.js'
+export { MAX_EXPIRIES_PER_TICK } from './deadline-sweep.js'
+export { MAX_CANDIDATES_PER_DECISION } from './dispatcher.js'
 export { formatDuration, MAX_RETRY_AFTER_MS, MIN_RETRY_AFTER_MS, rejectionHeaders } from './retry-after.js'

@@ -1,7 +1,7 @@
 import type { RateLimitState } from '../policies/index.js'
 
 /**
- * The headers of an admission 429 and the drain-rate model `retry-after` is computed from.
+ * The headers of an admission 429 (the wait they carry comes from wait-prediction.ts).
  *
  * The OpenAI SDKs wait `retry-after-ms`, else `retry-after`, but ignore values above 60 s (and fall back to
  * 0.5–8 s exponential backoff), and `x-should-retry: false` stops them retrying at all. So the wait sent is
@@ -46,62 +46,4 @@ export function rejectionHeaders(reason: string, retryAfterMs: number, limits: R
   if (limits.resetRequestsMs !== undefined)
     headers['x-ratelimit-reset-requests'] = formatDuration(limits.resetRequestsMs)
   return headers
-}
-
-/** Memory of the drain rate, in KV-bound time: the last ~10 s of waiting weigh most. */
-const DRAIN_TIME_CONSTANT_MS = 10_000 // 10 seconds
-/** KV-bound time to observe before the rate counts as measured. */
-const DRAIN_MIN_OBSERVED_MS = 1_000 // 1 second
-
-/**
- * How fast the queue drains: tokens of need admitted per millisecond *while requests were waiting for KV*.
- *
- * Only that time counts (the controller says when it starts and stops). When the queue is empty, admissions
- * are limited by arrivals; while requests wait only on a quota, or no backend is usable, KV is not what holds
- * them. Counting such time would make the gateway look slow and early-reject the next burst (the seed
- * prototype's "second run rejected almost entirely"). An idle period leaves the estimate where the last
- * backlog left it.
- *
- * The estimate is a ratio of exponentially decayed sums, tokens over time, rather than an average of
- * per-second samples: admissions come in bursts (a batch of requests ends, a batch starts), and averaging
- * fixed windows makes the figure depend on where the bursts fall and starts biased towards the first window.
- */
-export class DrainRate {
-  #tokens = 0
-  #timeMs = 0
-  #observedMs = 0
-  #lastMs: number
-  #backlogged = false
-
-  constructor(nowMs: number) {
-    this.#lastMs = nowMs
-  }
-
-  #advance(nowMs: number): void {
-    const dt = Math.max(0, nowMs - this.#lastMs)
-    this.#lastMs = nowMs
-    if (!this.#backlogged || dt === 0) return
-    const decay = Math.exp(-dt / DRAIN_TIME_CONSTANT_MS)
-    this.#tokens *= decay
-    // ∫ e^(−(t_now − t)/τ) dt over the new stretch, added to the decayed old time.
-    this.#timeMs = this.#timeMs * decay + DRAIN_TIME_CONSTANT_MS * (1 - decay)
-    this.#observedMs += dt
-  }
-
-  setBacklogged(backlogged: boolean, nowMs: number): void {
-    this.#advance(nowMs)
-    this.#backlogged = backlogged
-  }
-
-  /** Tokens of need admitted while requests waited for KV. */
-  noteAdmitted(tokens: number, nowMs: number): void {
-    this.#advance(nowMs)
-    this.#tokens += tokens
-  }
-
-  /** The measured rate, or undefined until a second of KV-bound waiting has been seen. */
-  tokensPerMs(nowMs: number): number | undefined {
-    this.#advance(nowMs)
-    return this.#observedMs < DRAIN_MIN_OBSERVED_MS ? undefined : this.#tokens / this.#timeMs
-  }
 }

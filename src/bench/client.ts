@@ -1,6 +1,6 @@
 import type { Dispatcher } from 'undici'
 import { request } from 'undici'
-import type { Clock } from '../core/index.js'
+import { createSseParser, type Clock } from '../core/index.js'
 import type { ChatMessage, TokenCounter } from '../tokens/index.js'
 
 /**
@@ -170,7 +170,6 @@ export async function sendChat(call: ChatCall): Promise<ChatOutcome> {
   // vLLM's clients stop the latency clock at `data: [DONE]`, not when the connection's body ends.
   let doneAtMs: number | undefined
   let streamError: string | undefined
-  let pending = ''
   const onData = (data: string): void => {
     if (data === '[DONE]') {
       done = true
@@ -205,19 +204,16 @@ export async function sendChat(call: ChatCall): Promise<ChatOutcome> {
       usagePrompt = chunk.usage.prompt_tokens ?? usagePrompt
     }
   }
+  // The shared parser decodes across chunks, so a multi-byte character split by the network stays whole.
+  const parser = createSseParser((data) => {
+    if (data.length > 0) onData(data.trim())
+  })
   try {
-    for await (const piece of response.body) {
-      pending += (piece as Buffer).toString('utf8')
-      for (let newline = pending.indexOf('\n'); newline >= 0; newline = pending.indexOf('\n')) {
-        const line = pending.slice(0, newline).replace(/\r$/, '')
-        pending = pending.slice(newline + 1)
-        if (line.startsWith('data:')) onData(line.slice(5).trim())
-      }
-    }
+    for await (const piece of response.body) parser.push(piece as Uint8Array)
+    parser.end()
   } catch (err) {
     return { kind: 'failed', status: 200, message: `stream broke: ${(err as Error).message}` }
   }
-  if (pending.startsWith('data:')) onData(pending.slice(5).trim())
   const latencyMs = (doneAtMs ?? call.clock.now()) - started
   if (streamError !== undefined) return { kind: 'failed', status: 200, message: streamError }
   if (!done) return { kind: 'failed', status: 200, message: 'stream ended without [DONE]' }

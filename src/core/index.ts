@@ -21,3 +21,9 @@ export {
   validationProblems,
   when,
 } from './validation.js'
+export type { HeapNode } from './indexed-heap.js'
+export { IndexedHeap, IndexedMinHeap } from './indexed-heap.js'
+export type { SseEventHandler, SseParser } from './sse.js'
+export { createSseParser, parseSseData, sseData } from './sse.js'
+export type { Watchdog } from './watchdog.js'
+export { clockTimeoutSignal, createWatchdog } from './watchdog.js'

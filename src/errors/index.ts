@@ -1,4 +1,8 @@
 import { format } from 'node:util'
+import type { RequestOutcome } from './outcomes.js'
+
+export type { RequestOutcome } from './outcomes.js'
+export { REQUEST_OUTCOMES } from './outcomes.js'
 
 /**
  * kvgate's one error registry. Every error a client or operator can see is declared here with a stable
@@ -21,6 +25,8 @@ export interface KvgateErrorOptions {
   param?: string
   /** Extra response headers, e.g. `retry-after` on a 429. */
   headers?: Readonly<Record<string, string>>
+  /** The outcome a request ends with, when it differs from the one the registry declares for this error. */
+  outcome?: RequestOutcome
   /**
    * Capture a stack trace (default true). Admission passes false for its rejections (429/499/503): they are
    * outcomes, not bugs, and a mass deadline expiry spent ~25% of its time capturing stacks nobody reads
@@ -36,14 +42,24 @@ export class KvgateError extends Error {
   readonly type: string
   readonly param: string | null
   readonly headers: Readonly<Record<string, string>>
+  /** How a request that ends with this error is counted (`kvgate_requests_total{outcome}`). */
+  readonly outcome: RequestOutcome
 
-  constructor(code: string, statusCode: number, type: string, message: string, options: KvgateErrorOptions = {}) {
+  constructor(
+    code: string,
+    statusCode: number,
+    type: string,
+    message: string,
+    options: KvgateErrorOptions = {},
+    outcome: RequestOutcome = 'internal_error',
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.code = code
     this.statusCode = statusCode
     this.type = type
     this.param = options.param ?? null
     this.headers = options.headers ?? {}
+    this.outcome = options.outcome ?? outcome
   }
 
   /** The body OpenAI (and vLLM ≥ 0.10.1) sends for an error. */
@@ -57,23 +73,34 @@ export interface KvgateErrorFactory {
   readonly code: string
   readonly statusCode: number
   readonly type: string
+  readonly outcome: RequestOutcome
 }
 
-/** Declare an error: `message` is a `util.format` template filled from the `args` given at the throw site. */
-export function createError(code: string, statusCode: number, type: string, message: string): KvgateErrorFactory {
+/**
+ * Declare an error: `message` is a `util.format` template filled from the `args` given at the throw site;
+ * `outcome` is how a request that ends with it is counted (a client error is `invalid_request`, a bug
+ * `internal_error`).
+ */
+export function createError(
+  code: string,
+  statusCode: number,
+  type: string,
+  message: string,
+  outcome: RequestOutcome = statusCode < 500 ? 'invalid_request' : 'internal_error',
+): KvgateErrorFactory {
   const factory = (args: readonly unknown[] = [], options: KvgateErrorOptions = {}): KvgateError => {
     const text = format(message, ...args)
-    if (options.captureStack !== false) return new KvgateError(code, statusCode, type, text, options)
+    if (options.captureStack !== false) return new KvgateError(code, statusCode, type, text, options, outcome)
     // V8 reads the limit when the Error is constructed; restore it even if construction throws.
     const limit = Error.stackTraceLimit
     Error.stackTraceLimit = 0
     try {
-      return new KvgateError(code, statusCode, type, text, options)
+      return new KvgateError(code, statusCode, type, text, options, outcome)
     } finally {
       Error.stackTraceLimit = limit
     }
   }
-  return Object.assign(factory, { code, statusCode, type })
+  return Object.assign(factory, { code, statusCode, type, outcome })
 }
 
 // OpenAI's error `type` values that kvgate uses.
@@ -112,24 +139,28 @@ export const errors = Object.freeze({
     429,
     RATE_LIMIT,
     'The admission queue is full (%d waiting). Please try again in %s.',
+    'rejected_queue_full',
   ),
   deadlineExceeded: createError(
     'queue_deadline_exceeded',
     429,
     RATE_LIMIT,
     'The request waited %s for KV-cache capacity without being admitted. Please try again in %s.',
+    'rejected_deadline',
   ),
   predictedWaitTooLong: createError(
     'predicted_wait_exceeds_deadline',
     429,
     RATE_LIMIT,
     'The predicted wait of %s exceeds the deadline of %s. Please try again in %s.',
+    'rejected_early',
   ),
   quotaExceeded: createError(
     'quota_exceeded',
     429,
     RATE_LIMIT,
     'Rate limit reached for user %s: %s. Please try again in %s.',
+    'rejected_quota',
   ),
 
   // Admission: a request the gateway can never serve, and a client that left while its request waited
@@ -144,12 +175,19 @@ export const errors = Object.freeze({
     499,
     INVALID_REQUEST,
     'The client closed the request while it %s.',
+    'cancelled_queued',
   ),
 
   // Upstream and gateway state
-  noBackendAvailable: createError('no_backend_available', 503, UNAVAILABLE, 'No backend can serve requests: %s'),
-  shuttingDown: createError('shutting_down', 503, UNAVAILABLE, 'kvgate is shutting down.'),
-  upstreamError: createError('upstream_error', 502, SERVER, 'The upstream server failed: %s'),
+  noBackendAvailable: createError(
+    'no_backend_available',
+    503,
+    UNAVAILABLE,
+    'No backend can serve requests: %s',
+    'rejected_unavailable',
+  ),
+  shuttingDown: createError('shutting_down', 503, UNAVAILABLE, 'kvgate is shutting down.', 'rejected_unavailable'),
+  upstreamError: createError('upstream_error', 502, SERVER, 'The upstream server failed: %s', 'upstream_error'),
   internal: createError('internal_error', 500, SERVER, 'Internal error: %s'),
 
   // Configuration (thrown at start-up and reload, not to clients)

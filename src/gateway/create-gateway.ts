@@ -1,24 +1,37 @@
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { createAdmissionController, type AdmissionEvent } from '../admission/index.js'
+import { createAdmissionController, type AdmissionEvent, type AdmissionFault } from '../admission/index.js'
 import type { BackendConfig, KvgateConfig } from '../config/index.js'
-import { createSystemClock, type Clock } from '../core/index.js'
-import { errors, toKvgateError } from '../errors/index.js'
+import { createSystemClock, type Clock, type TimerHandle } from '../core/index.js'
+import { errors } from '../errors/index.js'
 import { createIdentityResolver, OTHER_USER_LABEL, type IdentityResolver } from '../identity/index.js'
 import { createLedger } from '../ledger/index.js'
-import { policyFactories, type Policy } from '../policies/index.js'
+import { policyFactories, type Policy, type PolicyFactory } from '../policies/index.js'
 import { createPredictor } from '../predictor/index.js'
-import { createCompletionHandler, registerPassthrough } from '../proxy/index.js'
+import {
+  COMPLETION_ROUTES,
+  fromFastifyError,
+  InFlight,
+  registerGeneratingRoute,
+  registerPassthrough,
+  type ProxyDeps,
+} from '../proxy/index.js'
 import { startSim, type SimHandle } from '../sim/index.js'
 import { createGatewayMetrics, createLogger } from '../telemetry/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
 import { createBackendPool, type BackendState } from '../upstream/index.js'
+import { admissionTuning, planReload } from './reload-plan.js'
 
 export interface GatewayOptions {
   config: KvgateConfig
   clock?: Clock
   /** A pino logger to use, or false for none; by default a new one at `telemetry.logLevel`. */
   logger?: Logger | false
+  /**
+   * Policies by name, over the built-in ones (`policy.name` picks among them): an embedder's own policy, or
+   * a test's. The admission queue contains their exceptions (500 `internal_error`, never a leak).
+   */
+  policies?: Readonly<Record<string, PolicyFactory>>
 }
 
 export interface Gateway {
@@ -28,7 +41,10 @@ export interface Gateway {
   listen(opts?: { port?: number; host?: string }): Promise<string>
   /** Graceful: refuse new work, 503 to the queue, let streams finish within `shutdownGraceMs`, then abort. */
   close(): Promise<void>
-  /** Swap identity, users and policy (queued and in-flight requests stay); other sections need a restart. */
+  /**
+   * Swap identity, users, policy and the admission tuning (queued and in-flight requests stay); `server`,
+   * `backends`, `metricsPoll` and `predictor` need a restart.
+   */
   reload(config: KvgateConfig): void
   /** Σ reserved tokens of live reservations (0 when nothing is in flight). */
   ledgerReservedTokens(): number
@@ -40,28 +56,17 @@ export interface Gateway {
 
 const BODY_LIMIT_BYTES = 32 * 1024 * 1024 // 32 MiB: long-context prompts are large JSON
 const SIM_BACKEND_NAME = 'sim'
-const SHUTDOWN_CHECK_MS = 10 // how often shutdown looks whether the last stream has ended
-const COMPLETION_PATHS = new Set(['/v1/chat/completions', '/v1/completions'])
 
-// Sections a reload cannot change in a running gateway (sockets, pollers and queues are built from them).
-const RESTART_ONLY_SECTIONS = ['server', 'backends', 'metricsPoll', 'predictor'] as const
-// The admission queue's own tuning, fixed when it is built; the deadline fields are read per request.
-const RESTART_ONLY_ADMISSION_FIELDS = [
-  'headroomRatio',
-  'deadlineTickMs',
-  'maxQueueLength',
-  'earlyReject',
-  'maxBypassMs',
-] as const
-
-function buildPolicy(config: KvgateConfig, identity: IdentityResolver): Policy {
-  const factory = policyFactories[config.policy.name]
+function buildPolicy(
+  config: KvgateConfig,
+  identity: IdentityResolver,
+  factories: Readonly<Record<string, PolicyFactory>>,
+): Policy {
+  const factory = factories[config.policy.name]
   // parseConfig already refused unknown names; this guards a config built by hand.
   if (factory === undefined) throw errors.invalidConfig([`policy.name: unknown policy "${config.policy.name}"`])
   return factory({ users: identity.users(), options: config.policy.options })
 }
-
-const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
 
 /**
  * Build a gateway: the backend pool and its poller, the ledger, predictor, policy and admission queue, the
@@ -86,28 +91,38 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   }
   const backendUrls = new Map(backendConfigs.map((b) => [b.name, b.url]))
 
+  const factories = { ...policyFactories, ...options.policies }
   let identity = createIdentityResolver(config)
-  let policy = buildPolicy(config, identity)
+  let policy = buildPolicy(config, identity, factories)
   const ledger = createLedger()
   const predictor = createPredictor(config.predictor)
   const tokens = createWordPieceTokenCounter()
-  const inFlight = new Set<AbortController>()
+  const inFlight = new InFlight()
   const tally = { started: 0, ended: 0 }
 
+  // A policy's or listener's exception, contained by the admission queue: logged with its stack and counted
+  // (`metrics` is built below; faults only happen once requests and polls run).
+  const onAdmissionFault = (fault: AdmissionFault): void => {
+    logger.error(
+      { err: fault.error, component: fault.component, operation: fault.operation, reqId: fault.requestId },
+      `admission: ${fault.component} ${fault.operation} threw`,
+    )
+    metrics.internalError(fault.component)
+  }
   const pool = createBackendPool({
     backends: backendConfigs,
     poll: config.metricsPoll,
     clock,
     reconciler: ledger,
     onPollRound() {
-      // New usage figures may have made room, and adaptive policies re-divide what was served. A policy bug
-      // must not stop the poller: log it and keep polling.
+      // Adaptive policies re-divide what was served, and new usage figures may have made room. A policy bug
+      // must not stop the poller nor the dispatch: it is a contained fault like any other of the policy's.
       try {
         policy.onTick(clock.now(), { servedTokensPerMinute: pool.servedTokensPerMinute() })
-        admission.dispatch()
-      } catch (err) {
-        logger.error({ err }, 'dispatch after a metrics poll failed')
+      } catch (error) {
+        onAdmissionFault({ component: 'policy', operation: 'onTick', error })
       }
+      admission.dispatch()
     },
     onUsableChange(state) {
       const fields = { backend: state.id, url: state.url, capacityTokens: state.capacityTokens, error: state.lastError }
@@ -129,12 +144,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     policy,
     ledger,
     backends: () => pool.capacities(),
-    headroomRatio: config.admission.headroomRatio,
-    deadlineTickMs: config.admission.deadlineTickMs,
-    maxQueueLength: config.admission.maxQueueLength,
-    earlyReject: config.admission.earlyReject,
-    maxBypassMs: config.admission.maxBypassMs,
+    ...admissionTuning(config),
     onEvent: onAdmissionEvent,
+    onFault: onAdmissionFault,
   })
 
   const metrics = createGatewayMetrics({
@@ -168,7 +180,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   // Typed as the default instance: the pino generic adds nothing callers use and would leak into every type.
   const app = Fastify({
     loggerInstance: logger,
-    // One line per request is written by the completion handler; Fastify's own pair per request would double it.
+    // One line per request is written by the request lifecycle; Fastify's own pair per request would double it.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
     // `/v1/chat/completions/` must reach admission too, not slip through the pass-through proxy unadmitted.
@@ -185,34 +197,17 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     return reply.code(error.statusCode).header('connection', 'close').send(error.toBody())
   })
 
-  app.setErrorHandler((err: FastifyError, request, reply) => {
-    // Fastify's own refusals (bad JSON, wrong content type, body too large) in OpenAI's error shape. On the
-    // completion routes they end a request before its handler runs, so they are counted here.
-    if (COMPLETION_PATHS.has(request.url.split('?')[0] ?? '')) {
-      metrics.requestEnded('invalid_request', identity.labelFor(config.identity.anonymousUser))
-    }
-    if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError) {
-      const error = errors.invalidJson([err.message])
-      return reply.code(error.statusCode).send(error.toBody())
-    }
-    if (err.statusCode !== undefined && err.statusCode < 500) {
-      return reply.code(err.statusCode).send({
-        error: {
-          message: err.message,
-          type: 'invalid_request_error',
-          param: null,
-          code: (err.code ?? 'invalid_request').toLowerCase(),
-        },
-      })
-    }
-    const error = toKvgateError(err)
-    logger.error({ err }, 'unhandled error')
+  // Fastify's own refusals (bad JSON, wrong content type, body too large) in OpenAI's error shape. The
+  // generating routes have their own handler, which ends the request's lifecycle (counted, logged once).
+  app.setErrorHandler((err: FastifyError, _request, reply) => {
+    const error = fromFastifyError(err)
+    if (error.outcome === 'internal_error') logger.error({ err }, 'unhandled error')
     return reply.code(error.statusCode).send(error.toBody())
   })
 
   let requestSeq = 0
   const requestPrefix = clock.wallNow().toString(36)
-  const routeDeps = {
+  const proxyDeps: ProxyDeps = {
     clock,
     admission,
     predictor,
@@ -227,8 +222,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     inFlight,
     tally,
   }
-  app.post('/v1/chat/completions', createCompletionHandler(routeDeps, 'chat'))
-  app.post('/v1/completions', createCompletionHandler(routeDeps, 'completion'))
+  for (const route of COMPLETION_ROUTES) registerGeneratingRoute(app, proxyDeps, route)
 
   app.get('/health', async (_request, reply) => {
     const states = pool.states()
@@ -291,18 +285,18 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     admission.close()
     const serverClosed = app.close()
     // Wait for the streams being forwarded, not for connections: a client's idle or half-sent keep-alive
-    // connection must not hold shutdown for the whole grace period.
-    const deadlineMs = Date.now() + graceMs
-    while (inFlight.size > 0 && Date.now() < deadlineMs) {
-      await new Promise((resolve) =>
-        setTimeout(resolve, Math.min(SHUTDOWN_CHECK_MS, Math.max(1, deadlineMs - Date.now()))),
-      )
-    }
-    if (inFlight.size > 0) {
+    // connection must not hold shutdown for the whole grace period. An event and a clock timer, not a poll.
+    let graceTimer: TimerHandle | undefined
+    const graceOver = new Promise<false>((resolve) => {
+      graceTimer = clock.setTimeout(() => resolve(false), graceMs)
+    })
+    const drained = await Promise.race([inFlight.whenEmpty().then(() => true as const), graceOver])
+    if (graceTimer !== undefined) clock.clearTimeout(graceTimer)
+    if (!drained) {
       logger.warn({ forwarding: inFlight.size }, 'grace period over: aborting streams still running')
-      for (const controller of inFlight) controller.abort(errors.shuttingDown())
-      // The aborted streams write their error event and end on the next turns of the event loop.
-      while (inFlight.size > 0) await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_CHECK_MS))
+      inFlight.abortAll(errors.shuttingDown())
+      // The aborted streams write their error event, release and end on the next turns of the event loop.
+      await inFlight.whenEmpty()
     }
     app.server.closeAllConnections()
     await serverClosed
@@ -328,17 +322,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       return closing
     },
     reload(next) {
-      const previous = config
+      const plan = planReload(config, next)
       const nextIdentity = createIdentityResolver(next)
-      // A new policy starts with fresh state (VTC counters, TPM windows): only rebuild it when what it was
-      // built from changed, so adding an API key does not reset everyone's fairness history.
-      const policyChanged =
-        !same(previous.policy, next.policy) ||
-        !same(previous.users, next.users) ||
-        !same(previous.defaultUser, next.defaultUser) ||
-        previous.identity.anonymousUser !== next.identity.anonymousUser
-      if (policyChanged) {
-        const nextPolicy = buildPolicy(next, nextIdentity)
+      // Built before anything is swapped: a policy that refuses its options leaves the old config whole.
+      const nextPolicy = plan.policyChanged ? buildPolicy(next, nextIdentity, factories) : undefined
+      if (plan.tuningChanged) admission.configure(admissionTuning(next))
+      if (nextPolicy !== undefined) {
         admission.setPolicy(nextPolicy)
         policy = nextPolicy
       }
@@ -346,21 +335,21 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       config = next
       // Only a logger kvgate made follows telemetry.logLevel; a caller's (or a disabled one) stays as given.
       if (options.logger === undefined) logger.level = next.telemetry.logLevel
-      const needsRestart: string[] = RESTART_ONLY_SECTIONS.filter((section) => !same(previous[section], next[section]))
-      for (const field of RESTART_ONLY_ADMISSION_FIELDS) {
-        if (previous.admission[field] !== next.admission[field]) needsRestart.push(`admission.${field}`)
-      }
       logger.info(
         {
           policy: next.policy.name,
-          policyRebuilt: policyChanged,
+          policyRebuilt: plan.policyChanged,
+          admissionRetuned: plan.tuningChanged,
           users: next.users.length,
           queued: admission.queueDepth(),
         },
         'config reloaded',
       )
-      if (needsRestart.length > 0) {
-        logger.warn({ sections: needsRestart }, 'config reloaded, but these sections only take effect after a restart')
+      if (plan.needsRestart.length > 0) {
+        logger.warn(
+          { sections: plan.needsRestart },
+          'config reloaded, but these sections only take effect after a restart',
+        )
       }
     },
     ledgerReservedTokens: () => ledger.reservedTokens(),

@@ -1,5 +1,5 @@
 import { Backlog, type BacklogChange } from './backlog.js'
-import { IndexedMinHeap } from './indexed-heap.js'
+import { IndexedMinHeap } from '../core/index.js'
 import type { PolicyRequest } from './policy.js'
 
 /**

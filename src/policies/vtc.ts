@@ -1,7 +1,7 @@
 import { type Static, Type } from 'typebox'
 import { when } from '../core/index.js'
 import { Backlog } from './backlog.js'
-import { IndexedMinHeap } from './indexed-heap.js'
+import { IndexedMinHeap } from '../core/index.js'
 import { createOptionsParser } from './options.js'
 import type { Policy, PolicyContext, PolicyRequest, PolicyUserState } from './policy.js'
 

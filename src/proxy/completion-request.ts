@@ -1,23 +1,16 @@
 import { errors } from '../errors/index.js'
 import type { ChatMessage, TokenCounter } from '../tokens/index.js'
+import type { GenerationRequest } from './generating-route.js'
 
 export type CompletionKind = 'chat' | 'completion'
 
 /** A validated `/v1/chat/completions` or `/v1/completions` body, with what admission needs of it. */
-export interface CompletionRequest {
+export interface CompletionRequest extends GenerationRequest {
   readonly kind: CompletionKind
-  /** The model the client named; `DEFAULT_MODEL_KEY` when it left the choice to the server. */
-  readonly model: string
-  readonly stream: boolean
-  /** The client asked for the streamed usage chunk (`stream_options` present, `include_usage` not false). */
-  readonly clientWantsUsage: boolean
   /** `max_completion_tokens ?? max_tokens` (completions default to vLLM's 16), undefined when unbounded. */
   readonly maxTokens: number | undefined
   /** Completions the backend will generate: `n` × the number of prompts in a batched completions call. */
   readonly sequences: number
-  /** Prompt tokens across all sequences, estimated with the shared token counter. */
-  readonly promptTokens: number
-  readonly body: Readonly<Record<string, unknown>>
 }
 
 /** The predictor's key for requests that name no model (vLLM then serves its only model). */
@@ -127,7 +120,7 @@ export function parseCompletionRequest(kind: CompletionKind, body: unknown, toke
  * The body sent upstream: a streaming request always asks for the usage chunk, so the gateway learns the
  * exact completion length (the chunk is stripped again when the client did not ask for it).
  */
-export function upstreamBody(request: CompletionRequest): Record<string, unknown> {
+export function upstreamBody(request: GenerationRequest): Record<string, unknown> {
   if (!request.stream) return { ...request.body }
   const streamOptions = isObject(request.body['stream_options']) ? request.body['stream_options'] : {}
   return { ...request.body, stream_options: { ...streamOptions, include_usage: true } }

@@ -1,3 +1,5 @@
+import { createSseParser } from '../core/index.js'
+
 /**
  * Reads an upstream Server-Sent Events stream as it passes, one event at a time: counts completion tokens,
  * notices the first content, the usage chunk and in-stream errors, and decides which events reach the client.
@@ -59,27 +61,14 @@ function readUsage(value: unknown): SseUsage | undefined {
   }
 }
 
-/** Event ends when the stream uses CRLF anywhere; `\n\n` alone (what vLLM sends) is found with indexOf. */
-const CRLF_EVENT_END = /\r?\n\r?\n/g
-
-/** The event's data: a single-line `data: …` event (all vLLM sends) needs no line split. */
-function dataOf(event: string): string {
-  if (event.startsWith('data: ') && !event.includes('\n')) return event.slice(6)
-  let data = ''
-  for (const line of event.split(/\r?\n/)) {
-    if (line.startsWith('data:')) data += line.slice(line.startsWith('data: ') ? 6 : 5)
-  }
-  return data
-}
-
 export function createSseRelay(options: SseRelayOptions): SseRelay {
-  const decoder = new TextDecoder()
-  let pending = ''
   let completionTokens = 0
   let usage: SseUsage | undefined
   let upstreamError: unknown
   let sawDone = false
   let sawContent = false
+  /** The kept events of the chunk being read, written in one go when the chunk is done. */
+  let out = ''
 
   const count = (tokens: number): void => {
     if (tokens <= 0) return
@@ -87,9 +76,8 @@ export function createSseRelay(options: SseRelayOptions): SseRelay {
     options.onTokens?.(tokens)
   }
 
-  /** Returns whether the event goes on to the client. */
-  const handle = (event: string): boolean => {
-    const data = dataOf(event)
+  /** Whether the event goes on to the client. */
+  const keep = (data: string): boolean => {
     if (data.length === 0) return true
     if (data === '[DONE]') {
       sawDone = true
@@ -126,44 +114,24 @@ export function createSseRelay(options: SseRelayOptions): SseRelay {
     return true
   }
 
-  /**
-   * Handles every complete event in `pending` and returns the text to forward. Scans from an offset and
-   * slices `pending` once per chunk rather than once per event; a `\r` anywhere takes the CRLF-aware path.
-   */
-  const drain = (): string => {
-    let out = ''
-    let start = 0
-    if (pending.includes('\r')) {
-      CRLF_EVENT_END.lastIndex = 0
-      for (let match = CRLF_EVENT_END.exec(pending); match !== null; match = CRLF_EVENT_END.exec(pending)) {
-        const end = match.index + match[0].length
-        if (handle(pending.slice(start, match.index))) out += pending.slice(start, end)
-        start = end
-      }
-    } else {
-      for (let at = pending.indexOf('\n\n'); at !== -1; at = pending.indexOf('\n\n', start)) {
-        if (handle(pending.slice(start, at))) out += pending.slice(start, at + 2)
-        start = at + 2
-      }
-    }
-    if (start > 0) pending = pending.slice(start)
-    return out
+  const parser = createSseParser((data, raw) => {
+    if (keep(data)) out += raw
+  })
+  const flush = (): void => {
+    if (out.length === 0) return
+    const text = out
+    out = ''
+    options.write(text)
   }
 
   return {
     push(chunk) {
-      pending += decoder.decode(chunk, { stream: true })
-      const out = drain()
-      if (out.length > 0) options.write(out)
+      parser.push(chunk)
+      flush()
     },
     end() {
-      pending += decoder.decode()
-      let out = drain()
-      if (pending.length > 0) {
-        if (handle(pending)) out += pending
-        pending = ''
-      }
-      if (out.length > 0) options.write(out)
+      parser.end()
+      flush()
     },
     get completionTokens() {
       return completionTokens

@@ -1,24 +1,11 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
-
-/**
- * How a request ended: a fixed list, used as the `outcome` label. Outcomes are not errors: the error keeps
- * the detail, the label stays low-cardinality.
- */
-export const REQUEST_OUTCOMES = [
-  'completed',
-  'rejected_deadline',
-  'rejected_queue_full',
-  'rejected_early',
-  'rejected_quota',
-  'rejected_unavailable',
-  'cancelled_queued',
-  'cancelled_streaming',
-  'upstream_error',
-  'invalid_request',
-] as const
-export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number]
+import type { RequestOutcome } from '../errors/index.js'
 
 export type QueueWaitResult = 'admitted' | 'rejected' | 'cancelled'
+
+/** Where a contained fault came from: a policy method, an admission event listener, or the request path itself. */
+export const FAULT_COMPONENTS = ['policy', 'listener', 'proxy'] as const
+export type FaultComponent = (typeof FAULT_COMPONENTS)[number]
 
 export interface LedgerBackendFigures {
   readonly backend: string
@@ -67,6 +54,8 @@ export interface GatewayMetrics {
   timeToFirstToken(user: string, seconds: number): void
   requestDuration(user: string, seconds: number): void
   tokensServed(user: string, kind: 'prompt' | 'completion', tokens: number): void
+  /** A bug was caught and contained (logged with its stack); the requests it ended count as `internal_error`. */
+  internalError(component: FaultComponent): void
 }
 
 // vLLM's own buckets, so kvgate's TTFT and end-to-end histograms line up with the backend's.
@@ -92,6 +81,14 @@ export function createGatewayMetrics(sources: GatewayMetricSources): GatewayMetr
     labelNames: ['outcome', 'user'] as const,
     registers,
   })
+  const internalErrors = new Counter({
+    name: 'kvgate_internal_errors_total',
+    help: 'Exceptions caught and contained (a policy method, an event listener), by component; each is logged.',
+    labelNames: ['component'] as const,
+    registers,
+  })
+  // Every series from the start, so an alert on the rate sees 0 rather than nothing.
+  for (const component of FAULT_COMPONENTS) internalErrors.inc({ component }, 0)
   const admissions = new Counter({
     name: 'kvgate_admissions_total',
     help: 'Requests admitted to a backend, by user.',
@@ -257,5 +254,6 @@ export function createGatewayMetrics(sources: GatewayMetricSources): GatewayMetr
     tokensServed: (user, kind, tokens) => {
       if (tokens > 0) tokensServed.inc({ user, kind }, tokens)
     },
+    internalError: (component) => internalErrors.inc({ component }),
   }
 }

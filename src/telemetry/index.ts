@@ -1,12 +1,15 @@
 export type {
   BackendFigures,
+  FaultComponent,
   GatewayMetrics,
   GatewayMetricSources,
   LedgerBackendFigures,
   PolicyUserFigures,
   PredictorFigures,
   QueueWaitResult,
-  RequestOutcome,
 } from './gateway-metrics.js'
-export { createGatewayMetrics, REQUEST_OUTCOMES } from './gateway-metrics.js'
+export { createGatewayMetrics } from './gateway-metrics.js'
+// The outcome list is the error registry's (each error declares its outcome); the metrics use it as labels.
+export type { RequestOutcome } from '../errors/index.js'
+export { REQUEST_OUTCOMES } from '../errors/index.js'
 export { createLogger } from './logger.js'

@@ -1,6 +1,6 @@
 import { Agent, request, type Dispatcher } from 'undici'
 import type { BackendConfig, KvgateConfig } from '../config/index.js'
-import type { Clock, TimerHandle } from '../core/index.js'
+import { clockTimeoutSignal, type Clock, type TimerHandle } from '../core/index.js'
 import { readVllmMetrics, type VllmMetrics } from './vllm-metrics.js'
 
 /** What admission needs of a backend: how much KV it has, how much vLLM says is used, and whether to use it. */
@@ -89,7 +89,8 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
   const { clock, poll } = options
   const agent = new Agent({
     keepAliveTimeout: KEEP_ALIVE_MS,
-    // Forwarded streams can be long; only polls are bounded by timeoutMs (per request, below).
+    // No timers of undici's own: polls and forwarded requests are bounded on the injected clock (a poll by
+    // timeoutMs below, a forwarded request by forwarding.* in src/proxy).
     headersTimeout: 0,
     bodyTimeout: 0,
   })
@@ -148,13 +149,11 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
 
   const pollBackend = async (backend: Backend): Promise<void> => {
     const mark = options.reconciler?.beginPoll(backend.config.name)
+    // On the injected clock (not undici's timers or AbortSignal.timeout): a stepped clock drives it in tests,
+    // and a loaded machine does not fail polls that the clock says are on time.
+    const timeout = clockTimeoutSignal(clock, poll.timeoutMs, () => new Error(`no answer within ${poll.timeoutMs} ms`))
     try {
-      const response = await request(`${backend.config.url}/metrics`, {
-        dispatcher: agent,
-        headersTimeout: poll.timeoutMs,
-        bodyTimeout: poll.timeoutMs,
-        signal: AbortSignal.timeout(poll.timeoutMs),
-      })
+      const response = await request(`${backend.config.url}/metrics`, { dispatcher: agent, signal: timeout.signal })
       const text = await response.body.text()
       if (response.statusCode !== 200) return fail(backend, `/metrics answered ${response.statusCode}`)
       const metrics = readVllmMetrics(text)
@@ -179,6 +178,7 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
     } catch (err) {
       fail(backend, (err as Error).message)
     } finally {
+      timeout.clear()
       noteUsable(backend)
     }
   }

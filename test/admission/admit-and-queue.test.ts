@@ -11,7 +11,9 @@ describe('admission: admit when the KV cache has room, queue otherwise (fifo)', 
     expect(a.admission?.waitedMs).toBe(0)
     expect(h.ledger.reservedTokens()).toBe(500)
     expect(h.ledger.outstandingTokens('b0')).toBe(500)
-    expect(h.events.map((e) => e.outcome)).toEqual(['admitted'])
+    // An admission is not an ending: it carries no outcome, only where it went.
+    expect(h.events).toMatchObject([{ kind: 'admitted', id: 'r1', backendId: 'b0', waitedMs: 0 }])
+    expect(h.events[0]?.outcome).toBeUndefined()
   })
 
   it('queues what does not fit and admits it when a finish frees the ledger', async () => {

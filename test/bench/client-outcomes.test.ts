@@ -3,7 +3,9 @@ import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createSystemClock } from '../../src/core/index.js'
 import { createWordPieceTokenCounter } from '../../src/tokens/index.js'
+import { Agent } from 'undici'
 import { runTrace, summarize } from '../../src/bench/index.js'
+import { sendChat } from '../../src/bench/client.js'
 import type { TraceRequest } from '../../src/bench/index.js'
 
 /**
@@ -165,5 +167,44 @@ describe('client outcomes', () => {
     expect(by['429-once']?.ttftMs).toBeGreaterThanOrEqual(30)
     expect(by['always-429']).toMatchObject({ outcome: 'rejected', attempts: 3 })
     expect(summarize(run)).toMatchObject({ rejected_429: 1, responses_429: 4 })
+  })
+})
+
+describe('client stream decoding', () => {
+  it('keeps a multi-byte character whole when the network splits it across chunks', async () => {
+    const event = Buffer.from(chunk(' h€llo 🙂'))
+    const euro = event.indexOf(0xe2) // '€' is E2 82 AC: the first read ends after E2
+    const split = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      res.socket?.setNoDelay(true)
+      res.write(event.subarray(0, euro + 1), () => {
+        // The rest a moment later, so the client reads the two halves separately.
+        setTimeout(() => {
+          res.write(event.subarray(euro + 1))
+          res.end('data: [DONE]\n\n')
+        }, 30)
+      })
+    })
+    await new Promise<void>((resolve) => split.listen(0, '127.0.0.1', resolve))
+    const dispatcher = new Agent()
+    try {
+      const outcome = await sendChat({
+        baseUrl: `http://127.0.0.1:${(split.address() as AddressInfo).port}`,
+        model: 'm',
+        messages: [{ role: 'user', content: 'hi' }],
+        outputTokens: 2,
+        user: 'u',
+        userHeader: 'x-user-id',
+        dispatcher,
+        clock: createSystemClock(),
+        counter,
+        timeoutMs: 5_000,
+      })
+      expect(outcome).toMatchObject({ kind: 'completed', text: ' h€llo 🙂' })
+    } finally {
+      await dispatcher.close()
+      split.closeAllConnections()
+      await new Promise((resolve) => split.close(resolve))
+    }
   })
 })

@@ -1,16 +1,8 @@
 import { createConfigWatcher, type ConfigWatcher, type KvgateConfig } from '../../src/config/index.js'
 import type { KvgateError } from '../../src/errors/index.js'
 
-/** Polls `probe` until it returns a value (a watcher reloads on its own schedule; no sleeps as sync). */
-export async function until<T>(probe: () => T | undefined, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
+// A watcher reloads on its own schedule: poll for what it did (no sleeps as sync).
+export { until } from '../support/poll.js'
 
 export interface WatchedConfig {
   watcher: ConfigWatcher

@@ -1,8 +1,8 @@
 import { execFile, spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { until } from '../support/poll.js'
 
 /** Shared helpers for the checks of deploy/ with real tools (promtool, prometheus, kubectl). */
 
@@ -72,40 +72,15 @@ export async function runTool(
   }
 }
 
-/** A TCP port free right now on loopback (Prometheus cannot listen on port 0 and report the port back). */
-export async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
-}
+export { freePort } from '../support/net.js'
 
-/** Poll `probe` until it returns a value other than undefined, or fail with `what` at the deadline. */
+/** Poll `probe` until it returns a value, retrying through errors (a process still starting), or fail naming `what`. */
 export async function pollUntil<T>(
   what: string,
   probe: () => Promise<T | undefined>,
   { timeoutMs = 20_000, intervalMs = 200 }: { timeoutMs?: number; intervalMs?: number } = {},
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let lastError: unknown
-  for (;;) {
-    try {
-      const value = await probe()
-      if (value !== undefined) return value
-    } catch (err) {
-      lastError = err
-    }
-    if (Date.now() > deadline) {
-      const detail = lastError instanceof Error ? ` (last error: ${lastError.message})` : ''
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`)
-    }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs))
-  }
+  return await until(probe, { what, timeoutMs, intervalMs, tolerateErrors: true })
 }
 
 // ---- the Grafana dashboard -------------------------------------------------------------------------------

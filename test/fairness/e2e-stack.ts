@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events'
 import { request } from 'undici'
 import { parseConfig } from '../../src/config/index.js'
-import { createScaledClock, createSystemClock, type Clock } from '../../src/core/index.js'
+import { createScaledClock, createSseParser, createSystemClock, type Clock } from '../../src/core/index.js'
 import { createGateway, type Gateway } from '../../src/gateway/index.js'
 import { startSim, type SimHandle } from '../../src/sim/index.js'
 
@@ -204,23 +204,19 @@ export class FairnessClients {
         if (!this.#stopped) await new Promise((resolve) => setTimeout(resolve, 20))
         return
       }
-      let buffer = ''
-      for await (const chunk of response.body) {
-        buffer += String(chunk)
-        const events = buffer.split('\n\n')
-        buffer = events.pop() ?? ''
-        for (const event of events) {
-          // Content chunks carry one token each; the role chunk's content is "".
-          if (!/"content":"[^"]/.test(event)) continue
-          if (record.firstTokenMs === undefined) {
-            record.firstTokenMs = clock.now()
-            this.#add(user, (this.#wIn * E2E.promptTokens) / weight)
-          }
-          record.tokens++
-          record.lastTokenMs = clock.now()
-          this.#add(user, this.#wOut / weight)
+      const parser = createSseParser((data) => {
+        // Content chunks carry one token each; the role chunk's content is "".
+        if (!/"content":"[^"]/.test(data)) return
+        if (record.firstTokenMs === undefined) {
+          record.firstTokenMs = clock.now()
+          this.#add(user, (this.#wIn * E2E.promptTokens) / weight)
         }
-      }
+        record.tokens++
+        record.lastTokenMs = clock.now()
+        this.#add(user, this.#wOut / weight)
+      })
+      for await (const chunk of response.body) parser.push(chunk as Uint8Array)
+      parser.end()
     } catch {
       // Aborted at the end of the run, or the stack closed: the request simply stops counting.
     }

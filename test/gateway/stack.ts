@@ -1,7 +1,11 @@
 import { request } from 'undici'
 import { parseConfig } from '../../src/config/index.js'
+import { parseSseData } from '../../src/core/index.js'
 import { createGateway, type Gateway } from '../../src/gateway/index.js'
 import { startSim, type SimHandle, type SimOptions } from '../../src/sim/index.js'
+import { until } from '../support/poll.js'
+
+export { drive, until } from '../support/poll.js'
 
 /** A gateway in front of an emulator, both on ephemeral loopback ports. */
 export interface Stack {
@@ -33,17 +37,6 @@ export async function startStack(options: { sim?: SimOptions; config?: Record<st
   }
 }
 
-/** Poll `probe` until it returns something other than undefined; no fixed sleeps. */
-export async function until<T>(probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
-
 /** A prompt of exactly `tokens` word-piece tokens ("the" is one token after a space). */
 export function promptOf(tokens: number): string {
   return ' the'.repeat(tokens)
@@ -59,13 +52,9 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
   return { status: response.statusCode, headers: response.headers, text }
 }
 
-/** Parse an SSE body into its data payloads. */
+/** Parse an SSE body into its data payloads (with the parser the gateway and the bench use). */
 export function sseData(text: string): string[] {
-  return text
-    .split('\n\n')
-    .map((event) => event.trim())
-    .filter((event) => event.startsWith('data:'))
-    .map((event) => event.slice(5).trim())
+  return parseSseData(text)
 }
 
 export async function scrape(url: string): Promise<string> {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { postJson, promptOf, startStack, until, type Stack } from './stack.js'
+import { postJson, promptOf, sseData, startStack, until, type Stack } from './stack.js'
 
 // A backend that stops answering while its /metrics still does: the forwarding timeouts end the request as
 // an upstream error, and its KV reservation is released, instead of holding both until the client leaves.
@@ -23,9 +23,9 @@ describe('a wedged backend', () => {
       stream: true,
     })
     expect(response.status).toBe(200)
-    const events = response.text.split('\n\n').filter((event) => event.length > 0)
-    expect(events.at(-1)).toBe('data: [DONE]')
-    const error = JSON.parse((events.at(-2) ?? '').slice('data: '.length)) as { error: { code: string } }
+    const events = sseData(response.text)
+    expect(events.at(-1)).toBe('[DONE]')
+    const error = JSON.parse(events.at(-2) ?? '') as { error: { code: string } }
     expect(error.error.code).toBe('upstream_error')
     await until(() => (stack.gateway.ledgerReservedTokens() === 0 ? true : undefined))
   })

@@ -1,7 +1,8 @@
 import { request } from 'undici'
 import parsePrometheusTextFormat from 'parse-prometheus-text-format'
-import { createSeededRandom } from '../../src/core/index.js'
+import { createSeededRandom, parseSseData } from '../../src/core/index.js'
 import { buildText } from '../../src/tokens/index.js'
+import { until } from '../support/poll.js'
 
 /** Shared helpers for the emulator's tests: SSE reading, metrics parsing, polling. */
 
@@ -40,9 +41,7 @@ export async function stream(url: string, body: unknown): Promise<StreamResult> 
   const raw = await res.body.text()
   const events: Array<Record<string, unknown>> = []
   let done = false
-  for (const block of raw.split('\n\n')) {
-    if (!block.startsWith('data: ')) continue
-    const data = block.slice(6)
+  for (const data of parseSseData(raw)) {
     if (data === '[DONE]') done = true
     else events.push(JSON.parse(data) as Record<string, unknown>)
   }
@@ -80,18 +79,13 @@ export function sampleValue(families: Map<string, MetricFamily>, name: string): 
   return Number(family.metrics[0]?.value)
 }
 
-/** Poll `check` until it returns true or the deadline passes. */
+/** Poll `check` until it returns true (the shared poll, test/support/poll.ts, with the emulator tests' 5 ms). */
 export async function waitFor(
   check: () => boolean | Promise<boolean>,
   timeoutMs = 10_000,
   what = 'condition',
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await check()) return
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
+  await until(async () => ((await check()) ? true : undefined), { timeoutMs, what, intervalMs: 5 })
 }
 
 /** A completion prompt of exactly `tokens` tokens. */

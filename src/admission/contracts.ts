@@ -1,0 +1,185 @@
+import type { Clock } from '../core/index.js'
+import type { KvgateError, RequestOutcome } from '../errors/index.js'
+import type { Ledger, Reservation } from '../ledger/index.js'
+import type { Policy, PolicyRequest, PolicyUser } from '../policies/index.js'
+import type { BackendCapacity } from '../upstream/index.js'
+
+/**
+ * The admission queue's contracts: what a caller submits and gets back, the events it reports, and the seam
+ * (`CapacityView`) through which it sees the backends. The parts that implement them:
+ *
+ *   queue-store.ts      the waiting requests: per-user intrusive lists, need buckets, the deadline heap
+ *   capacity-view.ts    which backend, and how much room (most free KV after headroom and the ledger)
+ *   dispatcher.ts       the decision loop with the bypass rule
+ *   deadline-sweep.ts   the tick that answers 429 to what waited past its deadline, and why
+ *   wait-prediction.ts  the drain rate and the predicted wait that retry-after and early rejection use
+ *   policy-guard.ts     every call into the policy, with its exceptions contained
+ *   admitted.ts         the handle of an admitted request (tokens, finish)
+ *   admission-controller.ts  composes them behind `AdmissionController`
+ */
+
+export interface AdmissionTicket {
+  readonly id: string
+  readonly user: PolicyUser
+  readonly model: string
+  readonly promptTokens: number
+  readonly predictedOutputTokens: number
+  /** Longest wait in the queue, ms. */
+  readonly deadlineMs: number
+  /** Aborted when the client goes away: a queued request leaves the queue and rejects with 499. */
+  readonly signal?: AbortSignal
+}
+
+export interface Admission {
+  readonly id: string
+  readonly backendId: string
+  readonly waitedMs: number
+  readonly reservation: Reservation
+  /** The request as the admitting policy was charged for it (need may be capped, see the controller). */
+  readonly request: PolicyRequest
+  readonly finished: boolean
+  /** The first token arrived (the backend allocated the prompt's blocks). */
+  firstToken(): void
+  /** `n` more completion tokens streamed: grows the reservation if needed and charges the policy. */
+  recordTokens(n: number): void
+  /**
+   * Idempotent: releases the reservation and settles the policy now; the dispatcher runs after the caller's
+   * own ending (a microtask later), so nothing it does can be mistaken for the finishing request's fault.
+   */
+  finish(completionTokens: number, reason?: string): void
+}
+
+export interface AdmissionEvent {
+  readonly kind: 'admitted' | 'rejected' | 'cancelled' | 'finished'
+  readonly id: string
+  readonly user: string
+  readonly model: string
+  /** Time spent in the queue (0 for an immediate rejection). */
+  readonly waitedMs: number
+  /** For rejected and cancelled: the outcome the request ends with (the error's own). */
+  readonly outcome?: RequestOutcome
+  /** The error code of a rejection or cancellation. */
+  readonly reason?: string
+  readonly backendId?: string
+  /** The predicted wait a rejection's retry-after came from. */
+  readonly retryAfterMs?: number
+}
+
+/** An exception from a collaborator, caught so that no request is left half-admitted. */
+export interface AdmissionFault {
+  readonly component: 'policy' | 'listener'
+  /** The method that threw: `onAdmit`, `onFinish`, `candidates`, `onEvent`, … */
+  readonly operation: string
+  /** The request it happened for, when there was one. */
+  readonly requestId?: string
+  readonly error: unknown
+}
+
+export interface QueuedInfo {
+  readonly id: string
+  readonly user: string
+  readonly model: string
+  readonly promptTokens: number
+  readonly predictedOutputTokens: number
+  readonly needTokens: number
+  readonly waitedMs: number
+  /** Time left until the deadline tick rejects it. */
+  readonly deadlineInMs: number
+  /** How long the dispatcher has been admitting others past it (null if never bypassed). */
+  readonly bypassedForMs: number | null
+  /** Its quota held it back at the last dispatch. */
+  readonly quotaBlocked: boolean
+}
+
+export interface AdmissionStats {
+  readonly queueDepth: number
+  readonly queuedTokens: number
+  readonly activeUsers: number
+  /** Tokens of need admitted per second of backlog (undefined until measured). */
+  readonly drainTokensPerSecond: number | undefined
+}
+
+export interface AdmissionController {
+  /** Resolves when admitted; rejects with a KvgateError (429, 503, 400, 499, or 500 for a policy bug). */
+  submit(ticket: AdmissionTicket): Promise<Admission>
+  /** Try to admit queued heads now (the gateway calls it after every metrics poll). */
+  dispatch(): void
+  /** Reload: queued requests move to the new policy in arrival order; admitted ones settle with the old. */
+  setPolicy(policy: Policy): void
+  /**
+   * Reload admission tuning in place: queued requests keep their place and their deadlines (a new default
+   * deadline applies to new requests, which the caller sets per ticket). A shorter queue bound rejects no one
+   * already queued; it refuses new requests until the queue is below it.
+   */
+  configure(tuning: Partial<AdmissionTuning>): void
+  queueDepth(): number
+  queued(): QueuedInfo[]
+  stats(): AdmissionStats
+  /** The wait a new request of `needTokens` from `user` would see now, ms (what retry-after is made of). */
+  predictWaitMs(user: PolicyUser, needTokens: number): number
+  /** Reject everything queued with shutting_down and stop the tick; later submits are refused the same way. */
+  close(): void
+}
+
+/** The options a reload may change in place (`configure`). */
+export interface AdmissionTuning {
+  /** Share of each backend's capacity kept free (block rounding, requests kvgate does not see). */
+  readonly headroomRatio: number
+  readonly deadlineTickMs: number
+  readonly maxQueueLength: number
+  /** Reject at once when the predicted wait already exceeds the request's deadline. */
+  readonly earlyReject: boolean
+  /** Longest a head that does not fit may be bypassed by others that do; 0 = strict head-of-line. */
+  readonly maxBypassMs: number
+}
+
+export interface AdmissionControllerOptions extends AdmissionTuning {
+  clock: Clock
+  policy: Policy
+  ledger: Ledger
+  /** Current capacity and polled usage per backend; called once per decision, keep it cheap. */
+  backends: () => readonly BackendCapacity[]
+  /** Which backend, and how much room; by default the backend with the most room (`createMostRoomView`). */
+  capacity?: CapacityView
+  onEvent?: (event: AdmissionEvent) => void
+  /** A policy or listener threw (contained); by default a process warning. */
+  onFault?: (fault: AdmissionFault) => void
+}
+
+/**
+ * Which backend, and how much room: the dispatcher's one view of the backends. The default picks the usable
+ * backend with the most room after headroom and the ledger; a routing choice (a model's pool, prefix
+ * affinity) or a ledger shared between replicas plugs in here without the queue noticing.
+ */
+export interface CapacityView {
+  /** The backends as they are now; undefined when none is usable. Taken once per decision: keep it cheap. */
+  snapshot(): CapacitySnapshot | undefined
+  /** KV usable on all usable backends after headroom (the cold-start guess of how fast the queue turns over). */
+  usableTokens(): number
+}
+
+export interface CapacitySnapshot {
+  /** Where a request of `needTokens` goes now, or undefined when it fits on no usable backend now. */
+  place(needTokens: number, ticket: AdmissionTicket): Placement | undefined
+  /** The most room on any one usable backend: a need above it fits nowhere now. */
+  readonly maxRoomTokens: number
+  /** Largest capacity × (1 − headroom) among usable backends: the most a request can need and fit now. */
+  readonly maxUsableTokens: number
+  /** The same among all backends with a known capacity, usable or not: the most a request can ever need. */
+  readonly maxKnownTokens: number
+  /** Room summed over usable backends (negative rooms count as 0): what the queue can take now, anywhere. */
+  readonly totalRoomTokens: number
+}
+
+export interface Placement {
+  readonly backendId: string
+  readonly roomTokens: number
+}
+
+/** How a queue item leaves the queue; the controller implements it, the dispatcher and the sweep call it. */
+export interface ItemEndings<Item> {
+  /** Admit it to the placement's backend (or reject it with 500 if the policy fails while charging it). */
+  admit(item: Item, placement: Placement, now: number): void
+  /** Take it out of the queue (the policy forgets it) and reject it with `error`. */
+  reject(item: Item, error: KvgateError, now: number, retryAfterMs?: number): void
+}

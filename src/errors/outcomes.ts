@@ -1,0 +1,21 @@
+/**
+ * How a request ended: the one fixed list, used as the `outcome` label of `kvgate_requests_total`, in the
+ * per-request log line and on admission's events. Outcomes are not errors: an error keeps the detail (its
+ * message, its code), the outcome stays low-cardinality. Every error of the registry declares the outcome it
+ * ends a request with (`KvgateError.outcome`), so nobody maps codes back to outcomes.
+ */
+export const REQUEST_OUTCOMES = [
+  'completed',
+  'rejected_deadline',
+  'rejected_queue_full',
+  'rejected_early',
+  'rejected_quota',
+  'rejected_unavailable',
+  'cancelled_queued',
+  'cancelled_streaming',
+  'upstream_error',
+  'invalid_request',
+  /** A bug in kvgate or in one of its policies: logged with a stack, answered 500 if nothing was sent yet. */
+  'internal_error',
+] as const
+export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number]

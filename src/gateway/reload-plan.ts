@@ -1,0 +1,44 @@
+import { isDeepStrictEqual } from 'node:util'
+import type { AdmissionTuning } from '../admission/index.js'
+import type { KvgateConfig } from '../config/index.js'
+
+// Sections a reload cannot change in a running gateway (sockets, pollers and the predictor are built from them).
+const RESTART_ONLY_SECTIONS = ['server', 'backends', 'metricsPoll', 'predictor'] as const
+
+/**
+ * Two config values are the same when they hold the same values: key order does not matter (a file
+ * rewritten by another tool keeps its meaning), array order does (the order of `users` decides who gets a
+ * metric label). `JSON.stringify` compared key order too, so a reload that only reordered keys rebuilt the
+ * policy and reset everyone's VTC counters.
+ */
+export const sameValue = (a: unknown, b: unknown): boolean => isDeepStrictEqual(a, b)
+
+/** The admission queue's tuning as a config holds it (what `AdmissionController.configure()` takes). */
+export function admissionTuning(config: KvgateConfig): AdmissionTuning {
+  const { headroomRatio, deadlineTickMs, maxQueueLength, earlyReject, maxBypassMs } = config.admission
+  return { headroomRatio, deadlineTickMs, maxQueueLength, earlyReject, maxBypassMs }
+}
+
+export interface ReloadPlan {
+  /**
+   * A new policy starts with fresh state (VTC counters, TPM windows): only rebuild it when what it was built
+   * from changed, so adding an API key does not reset everyone's fairness history.
+   */
+  readonly policyChanged: boolean
+  /** The admission tuning changed: `configure()` applies it in place. */
+  readonly tuningChanged: boolean
+  /** Sections that changed but only take effect after a restart (the reload warning names them). */
+  readonly needsRestart: readonly string[]
+}
+
+export function planReload(previous: KvgateConfig, next: KvgateConfig): ReloadPlan {
+  return {
+    policyChanged:
+      !sameValue(previous.policy, next.policy) ||
+      !sameValue(previous.users, next.users) ||
+      !sameValue(previous.defaultUser, next.defaultUser) ||
+      previous.identity.anonymousUser !== next.identity.anonymousUser,
+    tuningChanged: !sameValue(admissionTuning(previous), admissionTuning(next)),
+    needsRestart: RESTART_ONLY_SECTIONS.filter((section) => !sameValue(previous[section], next[section])),
+  }
+}

@@ -1,0 +1,28 @@
+import { DEFAULT_MODEL_KEY, parseCompletionRequest, upstreamBody } from './completion-request.js'
+import type { GeneratingRoute, GenerationRequest } from './generating-route.js'
+
+/** `/tokenize` takes a model only when the client named one (vLLM then serves its only model). */
+const withModel = (request: GenerationRequest, body: Record<string, unknown>): Record<string, unknown> =>
+  request.model === DEFAULT_MODEL_KEY ? body : { model: request.model, ...body }
+
+/** OpenAI's chat completions: the prompt is the rendered conversation, with the generation prompt. */
+export const chatCompletionsRoute: GeneratingRoute = {
+  path: '/v1/chat/completions',
+  parse: (body, tokens) => parseCompletionRequest('chat', body, tokens),
+  upstreamBody,
+  tokenizeBody: (request) => withModel(request, { messages: request.body['messages'], add_generation_prompt: true }),
+}
+
+/** Legacy completions: one prompt as text can be counted in one call; token ids and batches cannot. */
+export const completionsRoute: GeneratingRoute = {
+  path: '/v1/completions',
+  parse: (body, tokens) => parseCompletionRequest('completion', body, tokens),
+  upstreamBody,
+  tokenizeBody: (request) => {
+    const prompt = request.body['prompt']
+    return typeof prompt === 'string' ? withModel(request, { prompt }) : undefined
+  },
+}
+
+/** The generating routes kvgate admits today. */
+export const COMPLETION_ROUTES: readonly GeneratingRoute[] = [chatCompletionsRoute, completionsRoute]

@@ -1,0 +1,63 @@
+import type { Predictor } from '../predictor/index.js'
+import type { TokenCounter } from '../tokens/index.js'
+
+/** What admission needs to know of a request to a generating route, read from its body. */
+export interface GenerationRequest {
+  /** The model the client named; `DEFAULT_MODEL_KEY` when it left the choice to the server. */
+  readonly model: string
+  readonly stream: boolean
+  /** The client asked for the streamed usage chunk (`stream_options` present, `include_usage` not false). */
+  readonly clientWantsUsage: boolean
+  /** The most output tokens per sequence the client allows, undefined when unbounded. */
+  readonly maxTokens: number | undefined
+  /** Sequences the backend will generate (`n` × prompts of a batched call). */
+  readonly sequences: number
+  /** Prompt tokens across all sequences, estimated with the shared token counter. */
+  readonly promptTokens: number
+  readonly body: Readonly<Record<string, unknown>>
+}
+
+/** Token counts a backend reported for a whole (non-streamed) answer. */
+export interface OutputCount {
+  readonly completionTokens?: number
+  readonly promptTokens?: number
+}
+
+/**
+ * A vLLM route whose requests hold KV and so go through identity and admission. The request lifecycle
+ * (request-lifecycle.ts) and the forwarding (forward-json.ts, forward-sse.ts) are shared; a route only says
+ * how to read its body into a need and how to count what came back. `/v1/chat/completions` and
+ * `/v1/completions` are the two in completion-routes.ts; `/v1/responses`, `/v1/embeddings`, `/pooling`,
+ * `/score`… are each one more descriptor.
+ */
+export interface GeneratingRoute {
+  /** The path as vLLM serves it (the same path with a trailing slash reaches it too). */
+  readonly path: string
+  /** Read and check the body: throws `invalid_request` (400, `param` naming the field) for what vLLM would refuse. */
+  parse(body: unknown, tokens: TokenCounter): GenerationRequest
+  /** The body sent upstream (a streaming request always asks for usage, so the gateway learns the exact count). */
+  upstreamBody(request: GenerationRequest): Record<string, unknown>
+  /**
+   * A `POST /tokenize` body that counts this prompt with the backend's tokenizer (`exactPromptTokens`), or
+   * undefined when one call cannot (token ids count themselves; batched prompts would need one call each).
+   */
+  tokenizeBody?(request: GenerationRequest): Record<string, unknown> | undefined
+  /**
+   * Output tokens to reserve per sequence. By default the predictor's quantile for the model, capped by
+   * `maxTokens`; a route without generated output (embeddings, scores) returns its documented estimate and
+   * then is not fed to the predictor.
+   */
+  predictOutput?(request: GenerationRequest, predictor: Predictor): number
+  /** Tokens of a whole JSON answer; by default OpenAI's `usage` object. */
+  countOutput?(answer: unknown): OutputCount
+}
+
+/** OpenAI's `usage` of a JSON answer: what vLLM reports for chat, completions and the pooling routes. */
+export function usageOf(answer: unknown): OutputCount {
+  if (typeof answer !== 'object' || answer === null) return {}
+  const usage = (answer as { usage?: { completion_tokens?: unknown; prompt_tokens?: unknown } }).usage
+  return {
+    ...(typeof usage?.completion_tokens === 'number' ? { completionTokens: usage.completion_tokens } : {}),
+    ...(typeof usage?.prompt_tokens === 'number' ? { promptTokens: usage.prompt_tokens } : {}),
+  }
+}

@@ -1,0 +1,221 @@
+import type { IncomingHttpHeaders } from 'node:http'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
+import { request as undiciRequest, type Dispatcher } from 'undici'
+import type { AdmissionController } from '../admission/index.js'
+import type { KvgateConfig } from '../config/index.js'
+import { clockTimeoutSignal, type Clock } from '../core/index.js'
+import { errors } from '../errors/index.js'
+import type { IdentityResolver } from '../identity/index.js'
+import type { Predictor } from '../predictor/index.js'
+import type { GatewayMetrics } from '../telemetry/index.js'
+import type { TokenCounter } from '../tokens/index.js'
+import { fromFastifyError } from './fastify-errors.js'
+import { forwardJson } from './forward-json.js'
+import { forwardSse } from './forward-sse.js'
+import type { GeneratingRoute, GenerationRequest } from './generating-route.js'
+import type { InFlight } from './in-flight.js'
+import { RequestLifecycle } from './request-lifecycle.js'
+import { UpstreamCall, upstreamHeaders } from './upstream-call.js'
+
+export interface ProxyDeps {
+  readonly clock: Clock
+  readonly admission: AdmissionController
+  readonly predictor: Predictor
+  readonly tokens: TokenCounter
+  /** The undici dispatcher to the backends (keep-alive connections, no timers of its own). */
+  readonly dispatcher: Dispatcher
+  readonly metrics: GatewayMetrics
+  readonly logger: Logger
+  /** The config and identity in force now (a reload swaps them between requests). */
+  current(): { readonly config: KvgateConfig; readonly identity: IdentityResolver }
+  backendUrl(backendId: string): string | undefined
+  /** A usable backend to count a prompt with (`admission.exactPromptTokens`); undefined when none is. */
+  tokenizeBaseUrl(): string | undefined
+  nextRequestId(): string
+  /** Requests being forwarded, so shutdown can wait for them and abort them after its grace period. */
+  readonly inFlight: InFlight
+  /** Requests begun and ended (logged and counted); equal whenever nothing is in progress. */
+  readonly tally: { started: number; ended: number }
+}
+
+/**
+ * Register a generating route: Fastify's `onRequest` stamps the request's id and start and watches its raw
+ * response for a client that leaves, the handler identifies, estimates the need, waits for admission and
+ * forwards, and `onResponse` reports the exchange once it went out. Fastify's own refusals on the way
+ * (bad JSON, a body too large) reach the same lifecycle through the route's error handler, so every request
+ * to the route is counted and logged exactly once, however it ends.
+ */
+export function registerGeneratingRoute(app: FastifyInstance, deps: ProxyDeps, route: GeneratingRoute): void {
+  const lifecycles = new WeakMap<FastifyRequest, RequestLifecycle>()
+  const lifecycleDeps = {
+    clock: deps.clock,
+    metrics: deps.metrics,
+    logger: deps.logger,
+    predictor: deps.predictor,
+    tally: deps.tally,
+    anonymousLabel: () => {
+      const { config, identity } = deps.current()
+      return identity.labelFor(config.identity.anonymousUser)
+    },
+  }
+  app.post(route.path, {
+    onRequest(request, reply, done) {
+      const lifecycle = new RequestLifecycle(lifecycleDeps, reply, deps.nextRequestId())
+      lifecycles.set(request, lifecycle)
+      // Fastify has no hook for a response that closed before it finished (`onRequestAbort` fires only while
+      // the body is still being read): the raw close is where a client that left is seen.
+      reply.raw.on('close', () => {
+        if (!reply.raw.writableFinished) lifecycle.clientClosed()
+      })
+      done()
+    },
+    onResponse(request, _reply, done) {
+      lifecycles.get(request)?.responded()
+      done()
+    },
+    errorHandler(err, request, reply) {
+      const lifecycle = lifecycles.get(request)
+      const error = fromFastifyError(err)
+      if (lifecycle !== undefined) lifecycle.fail(error)
+      else void reply.code(error.statusCode).send(error.toBody())
+    },
+    handler: async (request) => {
+      const lifecycle = lifecycles.get(request)
+      if (lifecycle === undefined) return
+      try {
+        await handleGeneration(lifecycle, route, request, deps)
+      } catch (err) {
+        lifecycle.fail(err)
+      }
+      // A path that forgot to end is a bug; end it rather than leave its reservation and its line behind.
+      if (!lifecycle.ended) lifecycle.fail(errors.internal(['the request ended without an outcome']))
+    },
+  })
+}
+
+/** Who, what, how much; wait for admission; forward. Throws what the lifecycle answers (`fail`). */
+async function handleGeneration(
+  lifecycle: RequestLifecycle,
+  route: GeneratingRoute,
+  req: FastifyRequest,
+  deps: ProxyDeps,
+): Promise<void> {
+  lifecycle.beginHandling()
+  const { clock, metrics } = deps
+  const { config, identity: resolver } = deps.current()
+
+  // 1. Who, what, how much.
+  let request = route.parse(req.body, deps.tokens)
+  lifecycle.request = request
+  const identity = resolver.resolve({
+    authorization: req.headers.authorization,
+    headerValue: req.headers[config.identity.header],
+    bodyUser: request.body['user'],
+  })
+  lifecycle.identity = identity
+  const deadlineMs = deadlineFor(req.headers, config)
+  if (config.admission.exactPromptTokens) {
+    request = await withExactPromptTokens(request, route, deps, lifecycle.abort.signal)
+    lifecycle.request = request
+  }
+  lifecycle.predicted = route.predictOutput === undefined
+  lifecycle.predictedPerSequence =
+    route.predictOutput?.(request, deps.predictor) ?? deps.predictor.predict(request.model, request.maxTokens)
+
+  // 2. Wait for admission.
+  let admission: Awaited<ReturnType<AdmissionController['submit']>>
+  try {
+    admission = await deps.admission.submit({
+      id: lifecycle.id,
+      user: identity.user,
+      model: request.model,
+      promptTokens: request.promptTokens,
+      predictedOutputTokens: lifecycle.predictedPerSequence * request.sequences,
+      deadlineMs,
+      signal: lifecycle.abort.signal,
+    })
+  } catch (err) {
+    metrics.queueWait(lifecycle.clientGone ? 'cancelled' : 'rejected', (clock.now() - lifecycle.startMs) / 1000)
+    throw err
+  }
+  lifecycle.admission = admission
+  metrics.admitted(identity.label)
+  metrics.queueWait('admitted', admission.waitedMs / 1000)
+  if (lifecycle.clientGone) return lifecycle.end({ outcome: 'cancelled_queued', status: 499 })
+
+  // 3. Forward.
+  const baseUrl = deps.backendUrl(admission.backendId)
+  if (baseUrl === undefined) throw errors.noBackendAvailable([`backend ${admission.backendId} is not configured`])
+  deps.inFlight.add(lifecycle.abort)
+  try {
+    const upstream = await UpstreamCall.open({
+      url: baseUrl + route.path,
+      dispatcher: deps.dispatcher,
+      clock,
+      headers: upstreamHeaders(req.headers, config),
+      body: JSON.stringify(route.upstreamBody(request)),
+      signal: lifecycle.abort.signal,
+      headersTimeoutMs: config.forwarding.headersTimeoutMs,
+      idleTimeoutMs: config.forwarding.idleTimeoutMs,
+    })
+    const headers = { 'x-kvgate-request-id': lifecycle.id, 'x-kvgate-backend': admission.backendId }
+    const ending =
+      upstream.statusCode === 200 && request.stream
+        ? await forwardSse({ lifecycle, request, admission, upstream, headers, clock, metrics })
+        : await forwardJson(lifecycle, route, admission, upstream, headers)
+    lifecycle.end(ending)
+  } finally {
+    deps.inFlight.delete(lifecycle.abort)
+  }
+}
+
+/** The client's own queue deadline from its header, capped; 400 when it is not a positive number of ms. */
+function deadlineFor(headers: IncomingHttpHeaders, config: KvgateConfig): number {
+  const { deadlineHeader, defaultDeadlineMs, maxDeadlineMs } = config.admission
+  const raw = headers[deadlineHeader]
+  if (raw === undefined) return defaultDeadlineMs
+  const value = Number(Array.isArray(raw) ? raw[0] : raw)
+  if (!Number.isFinite(value) || value <= 0) {
+    throw errors.invalidRequest([`The ${deadlineHeader} header must be a positive number of milliseconds`], {
+      param: deadlineHeader,
+    })
+  }
+  return Math.min(Math.round(value), maxDeadlineMs)
+}
+
+/**
+ * The backend's own tokenizer, when configured: the local counter is a stand-in that can be far from a
+ * model's BPE. One extra round trip on loopback or the same network, bounded by `metricsPoll.timeoutMs` on
+ * the clock; any failure keeps the estimate, since a slightly wrong need is better than a refused request.
+ */
+async function withExactPromptTokens(
+  request: GenerationRequest,
+  route: GeneratingRoute,
+  deps: ProxyDeps,
+  signal: AbortSignal,
+): Promise<GenerationRequest> {
+  const baseUrl = deps.tokenizeBaseUrl()
+  const body = route.tokenizeBody?.(request)
+  if (baseUrl === undefined || body === undefined) return request
+  const timeout = clockTimeoutSignal(deps.clock, deps.current().config.metricsPoll.timeoutMs, () =>
+    errors.upstreamError(['/tokenize took too long']),
+  )
+  try {
+    const response = await undiciRequest(`${baseUrl}/tokenize`, {
+      method: 'POST',
+      dispatcher: deps.dispatcher,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.any([signal, timeout.signal]),
+    })
+    const answer = (await response.body.json()) as { count?: unknown }
+    if (response.statusCode !== 200 || typeof answer.count !== 'number') return request
+    // One prompt here, so its n sequences are all the sequences (reserved n times, as the estimate is).
+    return { ...request, promptTokens: answer.count * request.sequences }
+  } catch {
+    return request
+  } finally {
+    timeout.clear()
+  }
+}

@@ -1,0 +1,195 @@
+import type { FastifyReply } from 'fastify'
+import type { Logger } from 'pino'
+import type { Admission } from '../admission/index.js'
+import type { Clock } from '../core/index.js'
+import { KvgateError, toKvgateError, type RequestOutcome } from '../errors/index.js'
+import type { Identity } from '../identity/index.js'
+import type { Predictor } from '../predictor/index.js'
+import type { GatewayMetrics } from '../telemetry/index.js'
+import type { GenerationRequest } from './generating-route.js'
+
+/** How one request ended: its `kvgate_requests_total` outcome, the status sent, the error code if any. */
+export interface Ending {
+  readonly outcome: RequestOutcome
+  readonly status: number
+  readonly errorCode?: string | undefined
+}
+
+export interface LifecycleDeps {
+  readonly clock: Clock
+  readonly metrics: GatewayMetrics
+  readonly logger: Logger
+  readonly predictor: Predictor
+  /** Requests begun and ended (logged and counted); equal whenever nothing is in progress. */
+  readonly tally: { started: number; ended: number }
+  /** The metric label of a request nobody could be named for (its body did not parse). */
+  anonymousLabel(): string
+}
+
+/** An SSE event: the way errors reach a client once its stream has started (vLLM's own way). */
+export function sseEvent(body: unknown): string {
+  return `data: ${JSON.stringify(body)}\n\n`
+}
+
+/**
+ * One request to a generating route, from the `onRequest` hook to its log line: it owns the one ending of
+ * the request (outcome, status, error code, the release of its admission, the predictor's sample) and its
+ * one report (the log line and the metrics).
+ *
+ * The ending and the report are apart because they happen at different moments: a request *ends* when kvgate
+ * knows its outcome (the upstream finished, a rejection was decided, the client left), and releases its KV at
+ * once; it is *reported* when the exchange is over too — Fastify's `onResponse` (the response went out whole)
+ * or the raw socket's close (the client left first) — so the duration is the client's and the line is written
+ * once, whichever of the two comes last.
+ *
+ * Who ends it: until the handler starts (the body is still arriving) the client leaving ends it here
+ * (`cancelled_queued`); from then on the handler's flow ends it, the client leaving only aborts what the
+ * flow waits on. `end()` is idempotent, so a second ending can never change the first.
+ */
+export class RequestLifecycle {
+  readonly id: string
+  readonly startMs: number
+  readonly reply: FastifyReply
+  /** Aborted when the client goes away, or when shutdown gives up on the request. */
+  readonly abort = new AbortController()
+  clientGone = false
+  identity: Identity | undefined
+  request: GenerationRequest | undefined
+  /** Output reserved per sequence, and whether the predictor made that estimate (then it learns from the answer). */
+  predictedPerSequence = 0
+  predicted = false
+  admission: Admission | undefined
+  ttftMs: number | undefined
+  completionTokens = 0
+  promptTokensServed: number | undefined
+  readonly #deps: LifecycleDeps
+  #handling = false
+  #ending: Ending | undefined
+  #exchangeOver = false
+  #reported = false
+
+  constructor(deps: LifecycleDeps, reply: FastifyReply, id: string) {
+    this.#deps = deps
+    this.reply = reply
+    this.id = id
+    this.startMs = deps.clock.now()
+    deps.tally.started++
+  }
+
+  get ended(): boolean {
+    return this.#ending !== undefined
+  }
+
+  get userLabel(): string {
+    return this.identity?.label ?? this.#deps.anonymousLabel()
+  }
+
+  /** The handler runs: from here its flow ends the request. */
+  beginHandling(): void {
+    this.#handling = true
+  }
+
+  /** The raw response closed before it finished: the client is gone. */
+  clientClosed(): void {
+    if (this.#exchangeOver) return
+    this.clientGone = true
+    this.abort.abort(new Error('client disconnected'))
+    // Nothing else will end a request whose body was still arriving.
+    if (!this.#handling) this.end({ outcome: 'cancelled_queued', status: 499 })
+    this.#exchangeOver = true
+    this.#report()
+  }
+
+  /** Fastify's `onResponse`: the response went out whole. */
+  responded(): void {
+    this.#exchangeOver = true
+    this.#report()
+  }
+
+  /** The one ending: release the admission (feeding the predictor if it completed) and remember how it ended. */
+  end(ending: Ending): void {
+    if (this.#ending !== undefined) return
+    this.#ending = ending
+    const { admission, request } = this
+    if (admission !== undefined) {
+      if (ending.outcome === 'completed' && this.predicted && request !== undefined) {
+        this.#deps.predictor.observe(
+          request.model,
+          this.predictedPerSequence,
+          this.completionTokens / request.sequences,
+        )
+      }
+      admission.finish(this.completionTokens, ending.outcome)
+    }
+    this.#report()
+  }
+
+  /**
+   * "Convert the error, send it, end": anything thrown on the way becomes a KvgateError in OpenAI's shape,
+   * is answered if nothing was sent yet (an error event and `[DONE]` if a stream had started), and ends the
+   * request with the error's own outcome. A client already gone gets nothing and ends as cancelled.
+   */
+  fail(err: unknown): void {
+    if (this.#ending !== undefined) return
+    const error = toKvgateError(err)
+    if (!(err instanceof KvgateError)) {
+      // A bug, not an outcome: keep its stack, count it, still release and answer.
+      this.#deps.logger.error({ reqId: this.id, err }, 'request failed unexpectedly')
+      this.#deps.metrics.internalError('proxy')
+    }
+    const raw = this.reply.raw
+    if (this.clientGone) {
+      const outcome = this.admission === undefined ? 'cancelled_queued' : 'cancelled_streaming'
+      this.end({ outcome, status: raw.headersSent ? raw.statusCode : 499 })
+      return
+    }
+    if (raw.headersSent) {
+      // Too late for a status: end the stream the way vLLM reports an error after it started.
+      if (!raw.writableEnded) raw.end(`${sseEvent(error.toBody())}data: [DONE]\n\n`)
+      this.end({ outcome: error.outcome, status: raw.statusCode, errorCode: error.code })
+      return
+    }
+    void this.reply
+      .code(error.statusCode)
+      .headers({ ...error.headers, 'x-kvgate-request-id': this.id })
+      .send(error.toBody())
+    this.end({ outcome: error.outcome, status: error.statusCode, errorCode: error.code })
+  }
+
+  /** The log line and the metrics, once the request has ended and its exchange is over. */
+  #report(): void {
+    const ending = this.#ending
+    if (ending === undefined || !this.#exchangeOver || this.#reported) return
+    this.#reported = true
+    const { metrics, logger, clock, tally } = this.#deps
+    tally.ended++
+    const { admission, request } = this
+    const label = this.userLabel
+    const durationMs = clock.now() - this.startMs
+    metrics.requestEnded(ending.outcome, label)
+    if (admission !== undefined) {
+      metrics.requestDuration(label, durationMs / 1000)
+      metrics.tokensServed(label, 'prompt', this.promptTokensServed ?? request?.promptTokens ?? 0)
+      metrics.tokensServed(label, 'completion', this.completionTokens)
+    }
+    logger.info(
+      {
+        reqId: this.id,
+        user: this.identity?.user.name,
+        backend: admission?.backendId,
+        outcome: ending.outcome,
+        status: ending.status,
+        error: ending.errorCode,
+        model: request?.model,
+        stream: request?.stream,
+        waitMs: admission?.waitedMs,
+        promptTokens: request?.promptTokens,
+        predictedTokens: request === undefined ? undefined : this.predictedPerSequence * request.sequences,
+        completionTokens: this.completionTokens,
+        ttftMs: this.ttftMs,
+        durationMs: Math.round(durationMs),
+      },
+      'request finished',
+    )
+  }
+}
