@@ -29,7 +29,7 @@ describe('forwarding limits and shutdown on a stepped clock', () => {
       config: parseConfig({
         backends: [{ url: fake.url, name: 'fake' }],
         // Polls at start only, and never stale or late however far the test moves the clock.
-        metricsPoll: { intervalMs: 3_600_000, timeoutMs: 3_600_000, staleAfterMs: 3_600_000 },
+        metricsPoll: { intervalMs: 3_600_000, timeoutMs: 3_600_000, staleAfterMs: 7_200_000 },
         ...raw,
       }),
       clock,
