@@ -39,7 +39,7 @@ export interface GatewayOptions {
 export interface ListenOptions {
   port?: number
   host?: string
-  /** The admin listener's port; by default `admin.port`, or an ephemeral one when `port` is 0. */
+  /** The admin listener's port; by default `admin.port`, or an ephemeral one when the public port is 0. */
   adminPort?: number
   adminHost?: string
 }
@@ -328,7 +328,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       const port = opts.port ?? config.server.port
       const host = opts.host ?? config.server.host
       const adminHost = opts.adminHost ?? config.admin.host
-      const adminPort = opts.adminPort ?? (opts.port === 0 ? 0 : config.admin.port)
+      // An ephemeral public port (tests, several gateways in one process) takes an ephemeral admin port too.
+      const adminPort = opts.adminPort ?? (port === 0 ? 0 : config.admin.port)
       const url = await app.listen({ port, host })
       try {
         await admin.listen({ port: adminPort, host: adminHost })

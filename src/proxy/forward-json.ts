@@ -21,6 +21,8 @@ export async function forwardJson(
   admission: Admission,
   upstream: UpstreamCall,
   headers: Record<string, string>,
+  /** What an upstream's error message may say: no configured key (an upstream echoes model names). */
+  mask: (text: string) => string = (text) => text,
 ): Promise<Ending> {
   const status = upstream.statusCode
   const ok = status >= 200 && status < 300
@@ -28,7 +30,7 @@ export async function forwardJson(
   if (lifecycle.clientGone) return { outcome: 'cancelled_streaming', status: 499 }
   if (!ok) {
     // vLLM refusing the request itself (context too long, bad parameter) is the client's mistake (a 4xx).
-    const error = fromUpstreamError(status, text, upstream.contentType)
+    const error = fromUpstreamError(status, text, upstream.contentType, mask)
     await lifecycle.reply.code(status).headers(headers).send(error.toBody())
     return { outcome: error.outcome, status, errorCode: error.code }
   }

@@ -16,6 +16,7 @@ import { forwardSse } from './forward-sse.js'
 import type { GeneratingRoute, GenerationRequest } from './generating-route.js'
 import type { InFlight } from './in-flight.js'
 import { RequestLifecycle } from './request-lifecycle.js'
+import { maskSecrets } from './secret-mask.js'
 import { UpstreamCall, upstreamHeaders } from './upstream-call.js'
 
 export interface ProxyDeps {
@@ -61,6 +62,7 @@ function registerPath(app: FastifyInstance, deps: ProxyDeps, route: GeneratingRo
     logger: deps.logger,
     predictor: deps.predictor,
     tally: deps.tally,
+    mask: (text: string) => maskSecrets(text, deps.current().config),
     labelFor: (keyUser: string | undefined) => {
       const { config, identity } = deps.current()
       return identity.labelFor(keyUser ?? config.identity.anonymousUser)
@@ -175,7 +177,7 @@ async function handleGeneration(
     const ending =
       upstream.statusCode === 200 && request.stream
         ? await forwardSse({ lifecycle, request, admission, upstream, headers, clock, metrics })
-        : await forwardJson(lifecycle, route, admission, upstream, headers)
+        : await forwardJson(lifecycle, route, admission, upstream, headers, (text) => maskSecrets(text, config))
     if (ending.outcome === 'upstream_error') deps.onUpstreamFailure?.(admission.backendId)
     lifecycle.end(ending)
   } catch (err) {

@@ -136,6 +136,14 @@ function readBounded(
   payload.on('close', onClose)
 }
 
+/**
+ * V8's parse errors quote a stretch of the input (`Unexpected token 's', "{"key": sk-alice…" is not valid
+ * JSON`): the reason is kept, the quote is not, so a body's secret never comes back in an error message.
+ */
+function parseError(message: string): string {
+  return message.replace(/, ".*" is not valid JSON$/s, '').replace(/^(Unexpected token) '.'/, '$1')
+}
+
 /** A whole JSON body: refused when empty, parsed with prototype poisoning refused (as Fastify's parser does). */
 function parseJson(body: Buffer): unknown {
   const text = body.toString('utf8')
@@ -143,7 +151,7 @@ function parseJson(body: Buffer): unknown {
   try {
     return sjson.parse(text, { protoAction: 'error', constructorAction: 'error' })
   } catch (err) {
-    throw errors.invalidJson([(err as Error).message], { cause: err })
+    throw errors.invalidJson([parseError((err as Error).message)], { cause: err })
   }
 }
 

@@ -5,6 +5,7 @@ import type { KvgateConfig } from '../config/index.js'
 import { type Clock, VLLM_READ_ONLY_ROUTES, type VllmRoute } from '../core/index.js'
 import { errors, type KvgateError, toKvgateError } from '../errors/index.js'
 import { type BodyParserOptions, registerRawBodyParser } from './json-body.js'
+import { maskSecrets } from './secret-mask.js'
 import { UpstreamCall, upstreamHeaders } from './upstream-call.js'
 import { fromUpstreamError } from './upstream-errors.js'
 
@@ -77,7 +78,8 @@ async function forward(request: FastifyRequest, reply: FastifyReply, deps: Passt
   }
   if (upstream.statusCode >= 400) {
     const text = await upstream.text(MAX_ERROR_BODY_BYTES).catch(() => '')
-    return answer(request, reply, fromUpstreamError(upstream.statusCode, text, upstream.contentType))
+    const mask = (message: string) => maskSecrets(message, config)
+    return answer(request, reply, fromUpstreamError(upstream.statusCode, text, upstream.contentType, mask))
   }
   const headers: Record<string, string> = {}
   for (const [name, value] of Object.entries(upstream.response.headers)) {

@@ -8,6 +8,7 @@ import type { IdentityResolver, KeyCheck } from '../identity/index.js'
 import type { GatewayMetrics } from '../telemetry/index.js'
 import { readRequestTarget, type RequestTarget } from './request-target.js'
 import type { RouteClass } from './route-table.js'
+import { maskSecrets } from './secret-mask.js'
 
 /** What the gate decided for one request, on `request.kvgate` from `onRequest` on. */
 export interface GateState {
@@ -55,6 +56,11 @@ const DRAIN_REFUSED_BODY_MAX_BYTES = 64 * 1024 // 64 KiB
 const SHUTDOWN_RETRY_AFTER_MS = 1_000 // another instance is expected to answer by then
 
 const MAX_LOGGED_PATH_LENGTH = 200 // characters of a refused path in its 404 message and log line
+
+/** A path as it may be shown (in a 404's message, a log line): bounded, and with no configured key in it. */
+function shownPath(path: string, config: KvgateConfig): string {
+  return maskSecrets(path.slice(0, MAX_LOGGED_PATH_LENGTH * 2), config).slice(0, MAX_LOGGED_PATH_LENGTH)
+}
 
 /** The outcome of an answer nobody labelled, from its status. */
 function outcomeOfStatus(status: number): RequestOutcome {
@@ -112,7 +118,7 @@ export function createRequestGate(deps: RequestGateDeps): RequestGate {
         reqId: state.id,
         user: state.key.keyUser,
         method: request.method,
-        path: state.target?.path.slice(0, MAX_LOGGED_PATH_LENGTH),
+        path: state.target === undefined ? undefined : shownPath(state.target.path, config),
         routeClass: state.routeClass,
         outcome,
         status: raw.statusCode,
@@ -168,7 +174,7 @@ export function createRequestGate(deps: RequestGateDeps): RequestGate {
           }
         }
         if (routeClass === undefined) {
-          const path = (target?.path ?? request.url).slice(0, MAX_LOGGED_PATH_LENGTH)
+          const path = shownPath(target?.path ?? request.url, deps.current().config)
           return refuse(request, reply, errors.notFound([`Unknown request URL: ${request.method} ${path}`]))
         }
         done()

@@ -27,6 +27,8 @@ export interface LifecycleDeps {
    * the request gate before the body was read, or the anonymous user.
    */
   labelFor(keyUser: string | undefined): string
+  /** Text from a client (a model name, a user name) as a log line may hold it: no configured key in it. */
+  mask(text: string): string
 }
 
 /** An SSE event: the way errors reach a client once its stream has started (vLLM's own way). */
@@ -180,12 +182,12 @@ export class RequestLifecycle {
     logger.info(
       {
         reqId: this.id,
-        user: this.identity?.user.name,
+        user: this.identity === undefined ? undefined : this.#deps.mask(this.identity.user.name),
         backend: admission?.backendId,
         outcome: ending.outcome,
         status: ending.status,
         error: ending.errorCode,
-        model: request?.model,
+        model: request === undefined ? undefined : this.#deps.mask(request.model),
         stream: request?.stream,
         waitMs: admission?.waitedMs,
         promptTokens: request?.promptTokens,

@@ -57,16 +57,22 @@ function parse(text: string): unknown {
  * The error to answer for an upstream's non-2xx `status` with body `text`: its own fields when it sent an
  * error object, else a message saying what came back (never the body itself).
  */
-export function fromUpstreamError(status: number, text: string, contentType: string): KvgateError {
+export function fromUpstreamError(
+  status: number,
+  text: string,
+  contentType: string,
+  mask: (text: string) => string = (t) => t,
+): KvgateError {
   const outcome: RequestOutcome = status < 500 ? 'invalid_request' : 'upstream_error'
   const fields = errorFields(parse(text))
   const message =
     typeof fields?.message === 'string' && fields.message.length > 0
-      ? fields.message.slice(0, MAX_MESSAGE_LENGTH)
+      ? mask(fields.message.slice(0, MAX_MESSAGE_LENGTH))
       : `The upstream server answered ${status} with ${describeBody(text, contentType)}.`
   const code = field(fields?.code) ?? codeForStatus(status)
   const type = field(fields?.type) ?? typeForStatus(status)
   const param = field(fields?.param)
+  // The message only: type, code and param are the upstream's own vocabulary, not an echo of the request.
   return new KvgateError(code, status, type, message, param === undefined ? {} : { param }, outcome)
 }
 
