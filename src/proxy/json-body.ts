@@ -35,6 +35,10 @@ const CLOSE_ARRAY = 0x5d
 const CLOSE_OBJECT = 0x7d
 const COMMA = 0x2c
 
+// Inside a string, this many bytes are read one by one before the scan jumps to the next quote or backslash
+// with indexOf: dense escapes are cheaper read, long text (most of a prompt) cheaper jumped over.
+const LINEAR_STRING_BYTES = 16
+
 export function createJsonScanner(limits: Pick<BodyLimits, 'maxJsonDepth' | 'maxJsonElements'>): JsonScanner {
   const { maxJsonDepth, maxJsonElements } = limits
   let inString = false
@@ -43,20 +47,54 @@ export function createJsonScanner(limits: Pick<BodyLimits, 'maxJsonDepth' | 'max
   let elements = 0
   return {
     push(chunk) {
-      for (let i = 0; i < chunk.length; i++) {
-        const byte = chunk[i] as number
+      const length = chunk.length
+      let i = 0
+      // The next quote and backslash at or after i in this chunk (-1: none), found once and reused until
+      // passed, so a long string with many escapes is not searched to its end once per escape.
+      let quote = -2
+      let backslash = -2
+      while (i < length) {
         if (inString) {
-          if (escaped) escaped = false
-          else if (byte === BACKSLASH) escaped = true
-          else if (byte === QUOTE) inString = false
+          const stop = Math.min(length, i + LINEAR_STRING_BYTES)
+          for (; i < stop; i++) {
+            const byte = chunk[i] as number
+            if (escaped) escaped = false
+            else if (byte === BACKSLASH) escaped = true
+            else if (byte === QUOTE) {
+              inString = false
+              break
+            }
+          }
+          if (!inString) {
+            i++
+            continue
+          }
+          if (i >= length || escaped) continue
+          if (quote !== -1 && quote < i) quote = chunk.indexOf(QUOTE, i)
+          if (backslash !== -1 && backslash < i) backslash = chunk.indexOf(BACKSLASH, i)
+          if (quote === -1 && backslash === -1) return undefined // the string goes on in the next chunk
+          if (backslash !== -1 && (quote === -1 || backslash < quote)) {
+            escaped = true
+            i = backslash + 1
+          } else {
+            inString = false
+            i = quote + 1
+          }
           continue
         }
-        if (byte === QUOTE) inString = true
-        else if (byte === OPEN_ARRAY || byte === OPEN_OBJECT) {
-          if (++depth > maxJsonDepth) return `arrays and objects nest deeper than ${maxJsonDepth} levels`
-          if (++elements > maxJsonElements) return `it has more than ${maxJsonElements} elements`
-        } else if (byte === CLOSE_ARRAY || byte === CLOSE_OBJECT) depth--
-        else if (byte === COMMA && ++elements > maxJsonElements) return `it has more than ${maxJsonElements} elements`
+        for (; i < length; i++) {
+          const byte = chunk[i] as number
+          if (byte === QUOTE) {
+            inString = true
+            i++
+            break
+          }
+          if (byte === OPEN_ARRAY || byte === OPEN_OBJECT) {
+            if (++depth > maxJsonDepth) return `arrays and objects nest deeper than ${maxJsonDepth} levels`
+            if (++elements > maxJsonElements) return `it has more than ${maxJsonElements} elements`
+          } else if (byte === CLOSE_ARRAY || byte === CLOSE_OBJECT) depth--
+          else if (byte === COMMA && ++elements > maxJsonElements) return `it has more than ${maxJsonElements} elements`
+        }
       }
       return undefined
     },
