@@ -6,7 +6,8 @@
 #   docker run -p 8080:8080 -v $PWD/my.yaml:/etc/kvgate/kvgate.yaml:ro kvgate
 #
 # The config is read from /etc/kvgate/kvgate.yaml (mount yours over it; the baked-in default from
-# deploy/docker/kvgate.yaml listens on 0.0.0.0:8080 and, having no backend, starts the built-in emulator).
+# deploy/docker/kvgate.yaml listens on 0.0.0.0:8080, keeps its admin listener on 127.0.0.1:9090 and, having
+# no backend, starts the built-in emulator).
 # Extra `kvgate serve` flags go after the image name, e.g. `docker run kvgate --backend http://vllm:8000`.
 # See docs/operations.md.
 
@@ -34,7 +35,10 @@ COPY deploy/docker/kvgate.yaml /etc/kvgate/kvgate.yaml
 # The node images ship an unprivileged `node` user (uid 1000); nothing at run time needs root.
 USER node
 
-EXPOSE 8080
+# 8080: the OpenAI API (public). 9090: the admin listener (/metrics, /debug), on loopback in the baked-in
+# config; set KVGATE_ADMIN_HOST=0.0.0.0 (or admin.host) to let a Prometheus beside the container scrape it, and
+# publish 9090 only to your monitoring network.
+EXPOSE 8080 9090
 # /health is 200 once a backend is usable. The slim image has no curl, so Node's own fetch probes it.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8080/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]

@@ -165,6 +165,8 @@ export function compareGatewayConfig(
     server: { host: '127.0.0.1', port: 0 },
     backends: [{ url: backendUrl, name: 'backend' }],
     metricsPoll: { timeoutMs: pollSlackMs, staleAfterMs: pollSlackMs },
+    // The backend's /health every 2 s of real time, with the same slack as a poll.
+    healthCheck: { intervalMs: Math.max(2_000, Math.round(2_000 * speed)), timeoutMs: pollSlackMs },
     admission: { defaultDeadlineMs: deadlineMs, maxDeadlineMs: Math.max(deadlineMs, 120_000) },
     policy: { name: policy, options: {} },
     // Configured users get their own metric labels and weights (1 each: the fairness figures assume equal shares).
@@ -223,7 +225,8 @@ export async function runCompare(options: CompareOptions): Promise<SetupResult[]
         clock,
         options.sampleIntervalMs ?? DEFAULT_SAMPLE_INTERVAL_MS,
         backendUrl,
-        gateway ? targetUrl : undefined,
+        // kvgate's metrics are on its admin listener.
+        gateway ? gateway.adminUrl() : undefined,
       )
       const run = await runWorkload(options.workload, {
         ...options.run,

@@ -14,6 +14,8 @@ export type ConfigOverrides = Readonly<Record<string, unknown>>
 export const ENV_OVERRIDES = Object.freeze({
   KVGATE_HOST: 'server.host',
   KVGATE_PORT: 'server.port',
+  KVGATE_ADMIN_HOST: 'admin.host',
+  KVGATE_ADMIN_PORT: 'admin.port',
   KVGATE_BACKENDS: 'backends (comma-separated URLs)',
   KVGATE_POLICY: 'policy.name',
   KVGATE_LOG_LEVEL: 'telemetry.logLevel',
@@ -26,6 +28,8 @@ export const ENV_OVERRIDES = Object.freeze({
 export const FLAG_OVERRIDES = Object.freeze({
   '--host': 'server.host',
   '--port': 'server.port',
+  '--admin-host': 'admin.host',
+  '--admin-port': 'admin.port',
   '--backend': 'backends',
   '--policy': 'policy.name',
   '--log-level': 'telemetry.logLevel',
@@ -64,11 +68,12 @@ export function mergeLayer(base: unknown, layer: unknown): unknown {
 export function envOverrides(env: NodeJS.ProcessEnv): ConfigOverrides {
   const out: Record<string, Record<string, unknown> | unknown[]> = {}
   if (env['KVGATE_HOST']) out['server'] = { host: env['KVGATE_HOST'] }
-  if (env['KVGATE_PORT']) {
-    const text = env['KVGATE_PORT'].trim()
-    // Not a number: kept as text, so the schema refuses it as `KVGATE_PORT: server.port: must be integer`.
-    const port = /^-?\d+$/.test(text) ? Number(text) : text
-    out['server'] = { ...(out['server'] as object | undefined), port }
+  // Not a number: kept as text, so the schema refuses it as `KVGATE_PORT: server.port: must be integer`.
+  const portOf = (text: string): number | string => (/^-?\d+$/.test(text.trim()) ? Number(text.trim()) : text.trim())
+  if (env['KVGATE_PORT']) out['server'] = { ...(out['server'] as object | undefined), port: portOf(env['KVGATE_PORT']) }
+  if (env['KVGATE_ADMIN_HOST']) out['admin'] = { host: env['KVGATE_ADMIN_HOST'] }
+  if (env['KVGATE_ADMIN_PORT']) {
+    out['admin'] = { ...(out['admin'] as object | undefined), port: portOf(env['KVGATE_ADMIN_PORT']) }
   }
   if (env['KVGATE_BACKENDS']) {
     out['backends'] = env['KVGATE_BACKENDS']

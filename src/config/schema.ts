@@ -1,9 +1,13 @@
 import { type Static, Type } from 'typebox'
+import { adminSection } from './sections/admin.js'
 import { admissionSection } from './sections/admission.js'
 import { backendsSection } from './sections/backends.js'
 import { forwardingSection } from './sections/forwarding.js'
+import { healthCheckSection } from './sections/health-check.js'
 import { type IDENTITY_SOURCES, identityRules, identitySection } from './sections/identity.js'
+import { limitsSection } from './sections/limits.js'
 import { metricsPollSection } from './sections/metrics-poll.js'
+import { passthroughSection } from './sections/passthrough.js'
 import { policySection } from './sections/policy.js'
 import { predictorSection } from './sections/predictor.js'
 import { serverSection } from './sections/server.js'
@@ -25,9 +29,13 @@ import { defaultUserSection, usersSection } from './sections/users.js'
 export const configSchema = Type.Object(
   {
     server: serverSection,
+    admin: adminSection,
+    limits: limitsSection,
     /** Empty: the gateway starts the built-in emulator in-process. */
     backends: backendsSection,
     metricsPoll: metricsPollSection,
+    healthCheck: healthCheckSection,
+    passthrough: passthroughSection,
     forwarding: forwardingSection,
     admission: admissionSection,
     predictor: predictorSection,
@@ -61,9 +69,12 @@ export type KvgateConfig = DeepReadonly<Omit<ValidatedConfig, 'backends'> & { ba
 export type IdentitySource = (typeof IDENTITY_SOURCES)[number]
 export type LogLevel = (typeof LOG_LEVELS)[number]
 
+export * from './sections/admin.js'
 export * from './sections/admission.js'
 export * from './sections/forwarding.js'
+export * from './sections/health-check.js'
 export { DEFAULT_ANONYMOUS_USER, DEFAULT_IDENTITY_HEADER, IDENTITY_SOURCES } from './sections/identity.js'
+export * from './sections/limits.js'
 export * from './sections/metrics-poll.js'
 export { DEFAULT_POLICY, type PolicyConfig } from './sections/policy.js'
 export * from './sections/predictor.js'

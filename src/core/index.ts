@@ -10,6 +10,7 @@ export {
   atMost,
   check,
   compile,
+  compileRequestSchema,
   differentFrom,
   formatErrors,
   formatProblem,
@@ -27,3 +28,12 @@ export type { SseEventHandler, SseParser } from './sse.js'
 export { createSseParser, parseSseData, sseData } from './sse.js'
 export type { Watchdog } from './watchdog.js'
 export { clockTimeoutSignal, createWatchdog } from './watchdog.js'
+export type { VllmRoute } from './vllm-routes.js'
+export {
+  allowListCovers,
+  KVGATE_PUBLIC_PATHS,
+  ROUTED_PATHS,
+  VLLM_ADMIN_PATHS,
+  VLLM_GENERATING_PATHS,
+  VLLM_READ_ONLY_ROUTES,
+} from './vllm-routes.js'

@@ -11,13 +11,15 @@ import { type Static, type TSchema, Type } from 'typebox'
 
 /**
  * kvgate's one JSON Schema validator and its one error formatter, shared by the config, the policies'
- * options, the emulator's options and faults, and (through `compile`) Fastify route schemas.
+ * options, the emulator's options and faults, and (through `compileRequestSchema`) the gateway's Fastify route
+ * schemas, which validate untrusted bodies: those stop at the first error and fill no defaults.
  *
  * - `compile(schema)` returns ajv's validate function. It fills `default`s in place, reports every error at
- *   once and never coerces types. It fits Fastify's `validatorCompiler`:
- *   `app.setValidatorCompiler(({ schema }) => compile(schema))`, with
+ *   once and never coerces types (so it suits JSON, not query strings).
+ * - `compileRequestSchema(schema)` is the same for untrusted request bodies: first error only, no defaults,
+ *   no data kept. It fits Fastify's `validatorCompiler`:
+ *   `app.setValidatorCompiler(({ schema }) => compileRequestSchema(schema))`, with
  *   `schemaErrorFormatter: (errors, where) => errors.invalidRequest([formatErrors(errors, where)])`.
- *   It does not coerce, so it suits JSON bodies, not query strings.
  * - `check(validate, data, where)` runs it and returns the problems (empty when valid).
  * - `validationProblems(errors, where)` / `formatErrors(errors, where)` turn ajv's errors into
  *   `where.field.path: reason`, naming every bad field: `predictor.windowSize: must be >= predictor.minSamples (20)`.
@@ -53,7 +55,22 @@ const ajv = new Ajv({
   verbose: true,
 })
 
-ajv.addKeyword({ keyword: 'secret', schemaType: 'boolean' })
+/**
+ * The same validator for request bodies, with two differences that matter for untrusted input: it stops at
+ * the first error (a body of a million bad items would otherwise build a million error objects) and neither
+ * fills defaults into the body nor keeps the data in its errors. Fastify route schemas compile with it:
+ * `app.setValidatorCompiler(({ schema }) => compileRequestSchema(schema))`.
+ */
+// strictRequired off: `anyOf: [{ required: ['input'] }, { required: ['messages'] }]` is how a body says "one of these".
+const requestAjv = new Ajv({
+  allErrors: false,
+  useDefaults: false,
+  strict: true,
+  strictRequired: false,
+  allowUnionTypes: true,
+})
+
+for (const instance of [ajv, requestAjv]) instance.addKeyword({ keyword: 'secret', schemaType: 'boolean' })
 // `post`: ajv fills an object's defaults in its own pass over `properties`; a rule run with the other keywords
 // of the object would see its fields before their defaults, and `{ requireAuth: true }` would pass `when`.
 ajv.addKeyword({
@@ -111,6 +128,11 @@ export interface ValidationProblem {
 /** Compile a schema with the shared instance (compiled once per schema object; ajv caches by identity). */
 export function compile<T = unknown>(schema: SchemaObject | object): ValidateFunction<T> {
   return ajv.compile<T>(schema as SchemaObject)
+}
+
+/** Compile a request body schema: first error only, no defaults filled, no data kept (see `requestAjv`). */
+export function compileRequestSchema<T = unknown>(schema: SchemaObject | object): ValidateFunction<T> {
+  return requestAjv.compile<T>(schema as SchemaObject)
 }
 
 /** Validate `data` in place (defaults are filled); the problems, or an empty list when it is valid. */

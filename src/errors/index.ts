@@ -124,13 +124,26 @@ export const errors = Object.freeze({
     INVALID_REQUEST,
     "This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the messages, %d in the completion). Please reduce the length of the messages or completion.",
   ),
-  notFound: createError('not_found', 404, INVALID_REQUEST, '%s'),
-  invalidApiKey: createError('invalid_api_key', 401, AUTHENTICATION, 'Incorrect API key provided.'),
+  notFound: createError('not_found', 404, INVALID_REQUEST, '%s', 'not_found'),
+  /** Never names the key: OpenAI shows a masked one, kvgate none (it would reach logs and screenshots). */
+  invalidApiKey: createError('invalid_api_key', 401, AUTHENTICATION, 'Incorrect API key provided.', 'unauthenticated'),
   missingApiKey: createError(
     'missing_api_key',
     401,
     AUTHENTICATION,
     'You did not provide an API key. Pass it as "Authorization: Bearer KEY".',
+    'unauthenticated',
+  ),
+  requestTimeout: createError('request_timeout', 408, INVALID_REQUEST, 'The request body did not arrive within %d ms.'),
+  payloadTooLarge: createError('payload_too_large', 413, INVALID_REQUEST, 'The request body exceeds %d bytes.'),
+  jsonTooComplex: createError('json_too_complex', 400, INVALID_REQUEST, 'The request body is refused: %s.'),
+  /** Node's own refusals of a request it could not parse (a bad head, a head too large), in OpenAI's shape. */
+  badHttpRequest: createError('bad_http_request', 400, INVALID_REQUEST, 'The HTTP request could not be parsed.'),
+  headersTooLarge: createError(
+    'request_header_fields_too_large',
+    431,
+    INVALID_REQUEST,
+    'The request headers are too large.',
   ),
 
   // Admission rejections (429: capacity exists but is contended)

@@ -15,6 +15,12 @@ export const REQUEST_OUTCOMES = [
   'cancelled_streaming',
   'upstream_error',
   'invalid_request',
+  /** 401: no key, or one that is not configured (`identity.requireAuth`); answered before the body is read. */
+  'unauthenticated',
+  /** 404: a path kvgate does not route (not one of vLLM's, not allow-listed); answered before the body is read. */
+  'not_found',
+  /** Answered without admission: a read-only or allow-listed pass-through, or kvgate's own `/health`. */
+  'served',
   /** A bug in kvgate or in one of its policies: logged with a stack, answered 500 if nothing was sent yet. */
   'internal_error',
 ] as const

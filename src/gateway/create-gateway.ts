@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { createAdmissionController, type AdmissionEvent, type AdmissionFault } from '../admission/index.js'
 import type { BackendConfig, KvgateConfig } from '../config/index.js'
@@ -8,19 +8,15 @@ import { createIdentityResolver, OTHER_USER_LABEL, type IdentityResolver } from 
 import { createLedger } from '../ledger/index.js'
 import { policyFactories, type Policy, type PolicyFactory } from '../policies/index.js'
 import { createPredictor } from '../predictor/index.js'
-import {
-  COMPLETION_ROUTES,
-  fromFastifyError,
-  InFlight,
-  registerGeneratingRoute,
-  registerPassthrough,
-  type ProxyDeps,
-} from '../proxy/index.js'
+import { InFlight } from '../proxy/index.js'
 import { startSim, type SimHandle } from '../sim/index.js'
 import { createGatewayMetrics, createLogger } from '../telemetry/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
 import { createBackendPool, type BackendState } from '../upstream/index.js'
+import { type AdminContext, type AdminRoutes, createAdminServer } from './admin-server.js'
+import { createPublicServer, type PublicServerDeps } from './public-server.js'
 import { admissionTuning, planReload } from './reload-plan.js'
+import { logSecurityWarnings } from './startup-warnings.js'
 
 export interface GatewayOptions {
   config: KvgateConfig
@@ -32,14 +28,40 @@ export interface GatewayOptions {
    * a test's. The admission queue contains their exceptions (500 `internal_error`, never a leak).
    */
   policies?: Readonly<Record<string, PolicyFactory>>
+  /**
+   * Routes of later features on the admin listener (a drain switch, a queue view, a reload trigger), each
+   * called once with the admin Fastify instance and the gateway's parts before the gateway listens. The
+   * instance is also `gateway.admin`, for routes added after `createGateway` and before `listen`.
+   */
+  adminRoutes?: readonly AdminRoutes[]
+}
+
+export interface ListenOptions {
+  port?: number
+  host?: string
+  /** The admin listener's port; by default `admin.port`, or an ephemeral one when the public port is 0. */
+  adminPort?: number
+  adminHost?: string
 }
 
 export interface Gateway {
+  /** The public listener: the OpenAI API, through admission. */
   readonly app: FastifyInstance
+  /** The admin listener: `/metrics`, `/debug/*`, admin routes. Add routes to it before `listen()`. */
+  readonly admin: FastifyInstance
   readonly logger: Logger
-  /** Start accepting; resolves to the URL (`http://127.0.0.1:PORT`). Defaults come from `server`. */
-  listen(opts?: { port?: number; host?: string }): Promise<string>
-  /** Graceful: refuse new work, 503 to the queue, let streams finish within `shutdownGraceMs`, then abort. */
+  /**
+   * Start accepting on both listeners; resolves to the public URL (`http://127.0.0.1:PORT`). Defaults come
+   * from `server` and `admin`.
+   */
+  listen(opts?: ListenOptions): Promise<string>
+  /** The admin listener's URL, once listening. */
+  adminUrl(): string
+  /**
+   * Graceful: from the call on, every new request (on a new connection or a kept-alive one) gets 503
+   * `shutting_down` with `retry-after` and `connection: close`; the queue gets 503; streams may finish within
+   * `shutdownGraceMs`, then are aborted; then the listeners close.
+   */
   close(): Promise<void>
   /**
    * Swap identity, users, policy and the admission tuning (queued and in-flight requests stay); `server`,
@@ -54,8 +76,27 @@ export interface Gateway {
   config(): KvgateConfig
 }
 
-const BODY_LIMIT_BYTES = 32 * 1024 * 1024 // 32 MiB: long-context prompts are large JSON
 const SIM_BACKEND_NAME = 'sim'
+
+/**
+ * Log paths that may hold a credential, masked by pino whatever logs them (defence in depth: kvgate's own
+ * lines never include headers, and a refused config masks keys itself).
+ */
+const REDACTED_LOG_PATHS = [
+  'req.headers.authorization',
+  'req.headers["api-key"]',
+  'req.headers["x-api-key"]',
+  'req.headers["proxy-authorization"]',
+  'headers.authorization',
+  'headers["api-key"]',
+  'headers["x-api-key"]',
+  'headers["proxy-authorization"]',
+]
+
+const reachable = (host: string): string => {
+  const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
+  return h.includes(':') ? `[${h}]` : h
+}
 
 function buildPolicy(
   config: KvgateConfig,
@@ -78,6 +119,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const clock = options.clock ?? createSystemClock()
   const logger = createLogger({
     level: config.telemetry.logLevel,
+    redact: REDACTED_LOG_PATHS,
     ...(options.logger === undefined ? {} : { logger: options.logger }),
   })
 
@@ -112,6 +154,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const pool = createBackendPool({
     backends: backendConfigs,
     poll: config.metricsPoll,
+    health: config.healthCheck,
     clock,
     reconciler: ledger,
     onPollRound() {
@@ -127,7 +170,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     onUsableChange(state) {
       const fields = { backend: state.id, url: state.url, capacityTokens: state.capacityTokens, error: state.lastError }
       if (state.usable) logger.info(fields, 'backend usable')
-      else logger.warn(fields, 'backend not usable: metrics stale or failing')
+      else logger.warn(fields, 'backend not usable: metrics stale, failing or not believable, or engine unhealthy')
     },
   })
 
@@ -177,37 +220,28 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         .filter((s) => s.user !== OTHER_USER_LABEL),
   })
 
-  // Typed as the default instance: the pino generic adds nothing callers use and would leak into every type.
-  const app = Fastify({
-    loggerInstance: logger,
-    // One line per request is written by the request lifecycle; Fastify's own pair per request would double it.
-    logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: BODY_LIMIT_BYTES,
-    // `/v1/chat/completions/` must reach admission too, not slip through the pass-through proxy unadmitted.
-    routerOptions: { ignoreTrailingSlash: true },
-    // Shutdown's 503 is sent by the onRequest hook below, in OpenAI's error shape.
-    return503OnClosing: false,
-  }) as unknown as FastifyInstance
-
   let shuttingDown = false
-  app.addHook('onRequest', async (_request, reply) => {
-    if (!shuttingDown) return
-    const error = errors.shuttingDown()
-    // `connection: close` so a keep-alive client moves to another instance instead of reusing this socket.
-    return reply.code(error.statusCode).header('connection', 'close').send(error.toBody())
-  })
-
-  // Fastify's own refusals (bad JSON, wrong content type, body too large) in OpenAI's error shape. The
-  // generating routes have their own handler, which ends the request's lifecycle (counted, logged once).
-  app.setErrorHandler((err: FastifyError, _request, reply) => {
-    const error = fromFastifyError(err)
-    if (error.outcome === 'internal_error') logger.error({ err }, 'unhandled error')
-    return reply.code(error.statusCode).send(error.toBody())
-  })
-
   let requestSeq = 0
   const requestPrefix = clock.wallNow().toString(36)
-  const proxyDeps: ProxyDeps = {
+  const health = (): { status: number; body: unknown } => {
+    const states = pool.states()
+    const usable = states.filter((s) => s.usable).length
+    const up = usable > 0 && !shuttingDown
+    return {
+      status: up ? 200 : 503,
+      body: {
+        status: shuttingDown ? 'shutting_down' : up ? 'ok' : 'unavailable',
+        backends: states.map((s) => ({
+          name: s.id,
+          usable: s.usable,
+          up: s.up,
+          healthy: s.healthy,
+          metricsAgeMs: Number.isFinite(s.metricsAgeMs) ? Math.round(s.metricsAgeMs) : null,
+        })),
+      },
+    }
+  }
+  const publicDeps: PublicServerDeps = {
     clock,
     admission,
     predictor,
@@ -218,51 +252,28 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     current: () => ({ config, identity }),
     backendUrl: (id: string) => backendUrls.get(id),
     tokenizeBaseUrl: () => pool.pickForPassthrough()?.url,
+    onUpstreamFailure: (backendId: string) => pool.checkHealthSoon(backendId),
     nextRequestId: () => `kvg-${requestPrefix}-${++requestSeq}`,
     inFlight,
     tally,
-  }
-  for (const route of COMPLETION_ROUTES) registerGeneratingRoute(app, proxyDeps, route)
-
-  app.get('/health', async (_request, reply) => {
-    const states = pool.states()
-    const usable = states.filter((s) => s.usable).length
-    const body = {
-      status: usable > 0 ? 'ok' : 'unavailable',
-      backends: states.map((s) => ({
-        name: s.id,
-        usable: s.usable,
-        up: s.up,
-        metricsAgeMs: Number.isFinite(s.metricsAgeMs) ? Math.round(s.metricsAgeMs) : null,
-      })),
-    }
-    return reply.code(usable > 0 ? 200 : 503).send(body)
-  })
-  app.get('/metrics', async (_request, reply) => {
-    const text = await metrics.registry.metrics()
-    return reply.type(metrics.registry.contentType).send(text)
-  })
-  app.get('/debug/reservations', async () => ({
-    totals: {
-      reservedTokens: ledger.reservedTokens(),
-      outstandingTokens: ledger.outstandingTokens(),
-      reservations: ledger.liveCount(),
-      queued: admission.queueDepth(),
-      forwarding: inFlight.size,
-      requestsStarted: tally.started,
-      requestsEnded: tally.ended,
-    },
-    reservations: ledger.list(),
-    queued: admission.queued(),
-    backends: pool
-      .states()
-      .map((s) => ({ ...s, metricsAgeMs: Number.isFinite(s.metricsAgeMs) ? s.metricsAgeMs : null })),
-  }))
-
-  await registerPassthrough(app, {
+    shuttingDown: () => shuttingDown,
     pickUpstream: () => pool.pickForPassthrough()?.url,
-    current: () => ({ config }),
-  })
+    health,
+  }
+  const app = await createPublicServer(publicDeps, logger)
+  const adminContext: AdminContext = {
+    admission,
+    ledger,
+    pool,
+    inFlight,
+    metrics,
+    tally,
+    logger,
+    config: () => config,
+    health,
+  }
+  const admin = await createAdminServer(adminContext, logger, options.adminRoutes ?? [])
+  logSecurityWarnings(config, logger)
 
   pool.start()
   logger.info(
@@ -276,14 +287,15 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   )
 
   let closing: Promise<void> | undefined
+  let adminAddress: string | undefined
   const close = async (): Promise<void> => {
     const graceMs = config.server.shutdownGraceMs
     logger.info({ forwarding: inFlight.size, queued: admission.queueDepth(), graceMs }, 'shutting down')
-    // Queued requests get 503 shutting_down now; new connections are refused, and requests arriving on open
-    // keep-alive connections get 503, from here on.
+    // Queued requests get 503 shutting_down now, and so does every new request from here on (the gate):
+    // the listener stays open while streams finish, so a request arriving now, on a new connection or a
+    // kept-alive one, or sent but not yet read, is answered 503 with `connection: close`, not reset.
     shuttingDown = true
     admission.close()
-    const serverClosed = app.close()
     // Wait for the streams being forwarded, not for connections: a client's idle or half-sent keep-alive
     // connection must not hold shutdown for the whole grace period. An event and a clock timer, not a poll.
     let graceTimer: TimerHandle | undefined
@@ -298,8 +310,11 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       // The aborted streams write their error event, release and end on the next turns of the event loop.
       await inFlight.whenEmpty()
     }
+    // Only now does the listener close: idle kept-alive connections with it, then whatever is left.
+    const serverClosed = app.close()
     app.server.closeAllConnections()
     await serverClosed
+    await admin.close()
     await pool.close()
     await sim?.close()
     logger.info('kvgate stopped')
@@ -307,15 +322,32 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
 
   return {
     app,
+    admin,
     logger,
     async listen(opts = {}) {
-      const url = await app.listen({ port: opts.port ?? config.server.port, host: opts.host ?? config.server.host })
-      const address = app.server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : config.server.port
+      const port = opts.port ?? config.server.port
       const host = opts.host ?? config.server.host
-      const reachable = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
-      logger.info({ url, port }, 'kvgate listening')
-      return `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`
+      const adminHost = opts.adminHost ?? config.admin.host
+      // An ephemeral public port (tests, several gateways in one process) takes an ephemeral admin port too.
+      const adminPort = opts.adminPort ?? (port === 0 ? 0 : config.admin.port)
+      const url = await app.listen({ port, host })
+      try {
+        await admin.listen({ port: adminPort, host: adminHost })
+      } catch (err) {
+        await app.close()
+        throw err
+      }
+      const portOf = (server: FastifyInstance, fallback: number): number => {
+        const address = server.server.address()
+        return typeof address === 'object' && address !== null ? address.port : fallback
+      }
+      adminAddress = `http://${reachable(adminHost)}:${portOf(admin, adminPort)}`
+      logger.info({ url, port: portOf(app, port), admin: adminAddress }, 'kvgate listening')
+      return `http://${reachable(host)}:${portOf(app, port)}`
+    },
+    adminUrl() {
+      if (adminAddress === undefined) throw errors.internal(['the gateway is not listening yet'])
+      return adminAddress
     },
     close() {
       closing ??= close()

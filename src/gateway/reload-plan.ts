@@ -2,8 +2,17 @@ import { isDeepStrictEqual } from 'node:util'
 import type { AdmissionTuning } from '../admission/index.js'
 import type { KvgateConfig } from '../config/index.js'
 
-// Sections a reload cannot change in a running gateway (sockets, pollers and the predictor are built from them).
-const RESTART_ONLY_SECTIONS = ['server', 'backends', 'metricsPoll', 'predictor'] as const
+// Sections a reload cannot change in a running gateway (sockets, pollers, routes and the predictor are built
+// from them).
+const RESTART_ONLY_SECTIONS = [
+  'server',
+  'admin',
+  'backends',
+  'metricsPoll',
+  'healthCheck',
+  'passthrough',
+  'predictor',
+] as const
 
 /**
  * Two config values are the same when they hold the same values: key order does not matter (a file
@@ -39,6 +48,10 @@ export function planReload(previous: KvgateConfig, next: KvgateConfig): ReloadPl
       !sameValue(previous.defaultUser, next.defaultUser) ||
       previous.identity.anonymousUser !== next.identity.anonymousUser,
     tuningChanged: !sameValue(admissionTuning(previous), admissionTuning(next)),
-    needsRestart: RESTART_ONLY_SECTIONS.filter((section) => !sameValue(previous[section], next[section])),
+    needsRestart: [
+      ...RESTART_ONLY_SECTIONS.filter((section) => !sameValue(previous[section], next[section])),
+      // The rest of `limits` is read per request; the head's timeout is the HTTP server's own.
+      ...(previous.limits.headersTimeoutMs === next.limits.headersTimeoutMs ? [] : ['limits.headersTimeoutMs']),
+    ],
   }
 }

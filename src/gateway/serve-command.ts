@@ -20,6 +20,8 @@ interface ServeFlags {
   config: string
   port?: number
   host?: string
+  adminPort?: number
+  adminHost?: string
   backend: string[]
   policy?: string
   logLevel?: string
@@ -32,6 +34,10 @@ function flagOverrides(flags: ServeFlags): ConfigOverrides {
   if (flags.port !== undefined) server['port'] = flags.port
   if (flags.host !== undefined) server['host'] = flags.host
   if (Object.keys(server).length > 0) overrides['server'] = server
+  const admin: Record<string, unknown> = {}
+  if (flags.adminPort !== undefined) admin['port'] = flags.adminPort
+  if (flags.adminHost !== undefined) admin['host'] = flags.adminHost
+  if (Object.keys(admin).length > 0) overrides['admin'] = admin
   if (flags.backend.length > 0) overrides['backends'] = flags.backend.map((url) => ({ url }))
   if (flags.policy !== undefined) overrides['policy'] = { name: flags.policy }
   if (flags.logLevel !== undefined) overrides['telemetry'] = { logLevel: flags.logLevel }
@@ -48,6 +54,8 @@ export function createServeCommand(): Command {
     .option('-c, --config <path>', 'YAML config file (missing default file = built-in defaults)', DEFAULT_CONFIG_PATH)
     .option('-p, --port <port>', 'listen port (overrides server.port)', parsePort)
     .option('--host <host>', 'listen address (overrides server.host)')
+    .option('--admin-port <port>', 'admin listener port: /metrics, /debug (overrides admin.port)', parsePort)
+    .option('--admin-host <host>', 'admin listener address, loopback by default (overrides admin.host)')
     .option(
       '-b, --backend <url>',
       'vLLM base URL, repeatable (replaces backends); none = built-in emulator',

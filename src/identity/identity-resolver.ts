@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { toPolicyUser, type IdentitySource, type KvgateConfig } from '../config/index.js'
 import { errors } from '../errors/index.js'
 import type { PolicyUser } from '../policies/index.js'
@@ -22,9 +23,23 @@ export interface IdentityInput {
   readonly bodyUser?: unknown
 }
 
+/** What the request's API key says, checked before its body is read: the user the key names, if any. */
+export interface KeyCheck {
+  readonly keyUser: string | undefined
+}
+
 export interface IdentityResolver {
-  /** Throws `invalid_api_key` / `missing_api_key` (401) when auth is required and not given. */
+  /**
+   * The key alone, for the request gate: throws `missing_api_key` / `invalid_api_key` (401) when auth is
+   * required and not given; otherwise the user the key names (undefined for none or an unknown key).
+   */
+  authenticate(authorization: string | undefined): KeyCheck
+  /** Who the request belongs to, from a key already checked and the header and body (when trusted). */
+  identify(key: KeyCheck, input: Omit<IdentityInput, 'authorization'>): Identity
+  /** `authenticate` then `identify`: throws `invalid_api_key` / `missing_api_key` (401) when auth is required. */
   resolve(input: IdentityInput): Identity
+  /** Whether the header and the body's `user` may name the user (`identity.trustHeader`, resolved). */
+  readonly trustsHeader: boolean
   /** The metric label for a user name (bounded cardinality). */
   labelFor(userName: string): string
   /** Every label this resolver can produce, for pre-registering metric series. */
@@ -52,6 +67,9 @@ function bearerToken(authorization: string | undefined): string | undefined {
   return match?.[1]
 }
 
+/** Keys are looked up by digest: the map holds no key, and a lookup's time does not depend on the key's text. */
+const digest = (key: string): string => createHash('sha256').update(key).digest('hex')
+
 function cleanName(value: unknown): string | undefined {
   const raw = Array.isArray(value) ? value[0] : value
   if (typeof raw !== 'string') return undefined
@@ -61,7 +79,9 @@ function cleanName(value: unknown): string | undefined {
 
 /**
  * Who a request belongs to, from the identity config: an API key mapped to a user, the trusted header, or the
- * body's `user` field, tried in `identity.order`; else the anonymous user.
+ * body's `user` field, tried in `identity.order`; else the anonymous user. The header and the body count only
+ * when `identity.trustHeader` says so (by default: only while no API key is configured, since otherwise a
+ * keyless client could name itself alice and get her weight and quota).
  *
  * `requireAuth: true` means every request must carry a configured API key (401 otherwise); the user is still
  * chosen by the order, so a trusted frontend holding one key may name its own users in the header. With
@@ -75,7 +95,8 @@ export function createIdentityResolver(config: KvgateConfig): IdentityResolver {
   if (!configured.has(identity.anonymousUser)) {
     configured.set(identity.anonymousUser, toPolicyUser(identity.anonymousUser, defaultUser))
   }
-  const keyToUser = new Map(identity.apiKeys.map((entry) => [entry.key, entry.user]))
+  const keyToUser = new Map(identity.apiKeys.map((entry) => [digest(entry.key), entry.user]))
+  const trustsHeader = identity.trustHeader ?? identity.apiKeys.length === 0
 
   // The first maxUserLabels configured users get labels; the anonymous user always does.
   const labelled = new Set(config.users.slice(0, config.telemetry.maxUserLabels).map((u) => u.name))
@@ -89,27 +110,36 @@ export function createIdentityResolver(config: KvgateConfig): IdentityResolver {
     source,
   })
 
+  const authenticate = (authorization: string | undefined): KeyCheck => {
+    const token = bearerToken(authorization)
+    const keyUser = token === undefined || keyToUser.size === 0 ? undefined : keyToUser.get(digest(token))
+    if (identity.requireAuth) {
+      if (token === undefined) throw errors.missingApiKey()
+      if (keyUser === undefined) throw errors.invalidApiKey()
+    }
+    return { keyUser }
+  }
+  const identifyFrom = (key: KeyCheck, input: Omit<IdentityInput, 'authorization'>): Identity => {
+    for (const source of identity.order) {
+      if (source === 'apiKey' && key.keyUser !== undefined) return identify(key.keyUser, source)
+      if (!trustsHeader) continue
+      if (source === 'header') {
+        const name = cleanName(input.headerValue)
+        if (name !== undefined) return identify(name, source)
+      }
+      if (source === 'body') {
+        const name = cleanName(input.bodyUser)
+        if (name !== undefined) return identify(name, source)
+      }
+    }
+    return identify(identity.anonymousUser, 'anonymous')
+  }
+
   return {
-    resolve(input) {
-      const token = bearerToken(input.authorization)
-      const keyUser = token === undefined ? undefined : keyToUser.get(token)
-      if (identity.requireAuth) {
-        if (token === undefined) throw errors.missingApiKey()
-        if (keyUser === undefined) throw errors.invalidApiKey()
-      }
-      for (const source of identity.order) {
-        if (source === 'apiKey' && keyUser !== undefined) return identify(keyUser, source)
-        if (source === 'header') {
-          const name = cleanName(input.headerValue)
-          if (name !== undefined) return identify(name, source)
-        }
-        if (source === 'body') {
-          const name = cleanName(input.bodyUser)
-          if (name !== undefined) return identify(name, source)
-        }
-      }
-      return identify(identity.anonymousUser, 'anonymous')
-    },
+    authenticate,
+    identify: identifyFrom,
+    resolve: (input) => identifyFrom(authenticate(input.authorization), input),
+    trustsHeader,
     labelFor,
     labels: () => [...labelled, OTHER_USER_LABEL],
     users: () => [...configured.values()],

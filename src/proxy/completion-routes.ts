@@ -1,5 +1,6 @@
 import { DEFAULT_MODEL_KEY, parseCompletionRequest, upstreamBody } from './completion-request.js'
 import type { GeneratingRoute, GenerationRequest } from './generating-route.js'
+import { chatBodySchema, completionBodySchema } from './request-schemas.js'
 
 /** `/tokenize` takes a model only when the client named one (vLLM then serves its only model). */
 const withModel = (request: GenerationRequest, body: Record<string, unknown>): Record<string, unknown> =>
@@ -8,6 +9,7 @@ const withModel = (request: GenerationRequest, body: Record<string, unknown>): R
 /** OpenAI's chat completions: the prompt is the rendered conversation, with the generation prompt. */
 export const chatCompletionsRoute: GeneratingRoute = {
   path: '/v1/chat/completions',
+  bodySchema: chatBodySchema,
   parse: (body, tokens) => parseCompletionRequest('chat', body, tokens),
   upstreamBody,
   tokenizeBody: (request) => withModel(request, { messages: request.body['messages'], add_generation_prompt: true }),
@@ -16,6 +18,7 @@ export const chatCompletionsRoute: GeneratingRoute = {
 /** Legacy completions: one prompt as text can be counted in one call; token ids and batches cannot. */
 export const completionsRoute: GeneratingRoute = {
   path: '/v1/completions',
+  bodySchema: completionBodySchema,
   parse: (body, tokens) => parseCompletionRequest('completion', body, tokens),
   upstreamBody,
   tokenizeBody: (request) => {
@@ -24,5 +27,5 @@ export const completionsRoute: GeneratingRoute = {
   },
 }
 
-/** The generating routes kvgate admits today. */
+/** The two completion routes (every generating route: `GENERATING_ROUTES` in route-table.ts). */
 export const COMPLETION_ROUTES: readonly GeneratingRoute[] = [chatCompletionsRoute, completionsRoute]

@@ -1,3 +1,4 @@
+import type { TSchema } from 'typebox'
 import type { Predictor } from '../predictor/index.js'
 import type { TokenCounter } from '../tokens/index.js'
 
@@ -26,13 +27,21 @@ export interface OutputCount {
 /**
  * A vLLM route whose requests hold KV and so go through identity and admission. The request lifecycle
  * (request-lifecycle.ts) and the forwarding (forward-json.ts, forward-sse.ts) are shared; a route only says
- * how to read its body into a need and how to count what came back. `/v1/chat/completions` and
- * `/v1/completions` are the two in completion-routes.ts; `/v1/responses`, `/v1/embeddings`, `/pooling`,
- * `/score`… are each one more descriptor.
+ * how to read its body into a need and how to count what came back: completion-routes.ts (chat and
+ * completions), responses-route.ts (`/v1/responses`, `/invocations`), pooling-routes.ts (`/v1/embeddings`,
+ * `/pooling`, `/classify`, `/score`, `/rerank`). GENERATING_ROUTES lists them all; a test checks they cover
+ * every path of `VLLM_GENERATING_PATHS` (src/core).
  */
 export interface GeneratingRoute {
-  /** The path as vLLM serves it (the same path with a trailing slash reaches it too). */
+  /** The path as vLLM serves it; every spelling that normalises to it reaches it (request-target.ts). */
   readonly path: string
+  /** Other paths vLLM serves the same handler on (`/v1/score` for `/score`). */
+  readonly aliases?: readonly string[]
+  /**
+   * The body's shape (request-schemas.ts), validated by Fastify before the handler: a mismatch is a 400
+   * naming the field, before the token counter, the queue or a backend sees the body.
+   */
+  readonly bodySchema?: TSchema
   /** Read and check the body: throws `invalid_request` (400, `param` naming the field) for what vLLM would refuse. */
   parse(body: unknown, tokens: TokenCounter): GenerationRequest
   /** The body sent upstream (a streaming request always asks for usage, so the gateway learns the exact count). */
@@ -43,11 +52,11 @@ export interface GeneratingRoute {
    */
   tokenizeBody?(request: GenerationRequest): Record<string, unknown> | undefined
   /**
-   * Output tokens to reserve per sequence. By default the predictor's quantile for the model, capped by
-   * `maxTokens`; a route without generated output (embeddings, scores) returns its documented estimate and
-   * then is not fed to the predictor.
+   * Output tokens to reserve per sequence. Undefined (or no method): the predictor's quantile for the model,
+   * capped by `maxTokens`, and the predictor learns from the answer. A route whose answers it cannot learn
+   * from returns its documented estimate instead (0 for the pooling routes, which generate nothing).
    */
-  predictOutput?(request: GenerationRequest, predictor: Predictor): number
+  predictOutput?(request: GenerationRequest, predictor: Predictor): number | undefined
   /** Tokens of a whole JSON answer; by default OpenAI's `usage` object. */
   countOutput?(answer: unknown): OutputCount
 }

@@ -5,7 +5,7 @@ import { request as undiciRequest, type Dispatcher } from 'undici'
 import type { AdmissionController } from '../admission/index.js'
 import type { KvgateConfig } from '../config/index.js'
 import { clockTimeoutSignal, type Clock } from '../core/index.js'
-import { errors } from '../errors/index.js'
+import { errors, toKvgateError } from '../errors/index.js'
 import type { IdentityResolver } from '../identity/index.js'
 import type { Predictor } from '../predictor/index.js'
 import type { GatewayMetrics } from '../telemetry/index.js'
@@ -16,6 +16,7 @@ import { forwardSse } from './forward-sse.js'
 import type { GeneratingRoute, GenerationRequest } from './generating-route.js'
 import type { InFlight } from './in-flight.js'
 import { RequestLifecycle } from './request-lifecycle.js'
+import { maskSecrets } from './secret-mask.js'
 import { UpstreamCall, upstreamHeaders } from './upstream-call.js'
 
 export interface ProxyDeps {
@@ -32,7 +33,8 @@ export interface ProxyDeps {
   backendUrl(backendId: string): string | undefined
   /** A usable backend to count a prompt with (`admission.exactPromptTokens`); undefined when none is. */
   tokenizeBaseUrl(): string | undefined
-  nextRequestId(): string
+  /** An admitted request failed on this backend (5xx, broken stream): its health is worth checking now. */
+  onUpstreamFailure?(backendId: string): void
   /** Requests being forwarded, so shutdown can wait for them and abort them after its grace period. */
   readonly inFlight: InFlight
   /** Requests begun and ended (logged and counted); equal whenever nothing is in progress. */
@@ -40,13 +42,19 @@ export interface ProxyDeps {
 }
 
 /**
- * Register a generating route: Fastify's `onRequest` stamps the request's id and start and watches its raw
- * response for a client that leaves, the handler identifies, estimates the need, waits for admission and
- * forwards, and `onResponse` reports the exchange once it went out. Fastify's own refusals on the way
- * (bad JSON, a body too large) reach the same lifecycle through the route's error handler, so every request
- * to the route is counted and logged exactly once, however it ends.
+ * Register a generating route (on its path and its aliases): once the request gate (request-gate.ts) has
+ * routed it and checked its key, the route's `onRequest` takes the request over into a lifecycle and watches
+ * its raw response for a client that leaves; Fastify reads the body (bounded, json-body.ts) and validates it
+ * against the route's schema; the handler identifies, estimates the need, waits for admission and forwards;
+ * `onResponse` reports the exchange once it went out. Fastify's refusals on the way (bad JSON, a body too
+ * large, too deep or too slow, a shape the schema refuses) reach the same lifecycle through the route's error
+ * handler, so every request to the route is counted and logged exactly once, however it ends.
  */
 export function registerGeneratingRoute(app: FastifyInstance, deps: ProxyDeps, route: GeneratingRoute): void {
+  for (const path of [route.path, ...(route.aliases ?? [])]) registerPath(app, deps, route, path)
+}
+
+function registerPath(app: FastifyInstance, deps: ProxyDeps, route: GeneratingRoute, path: string): void {
   const lifecycles = new WeakMap<FastifyRequest, RequestLifecycle>()
   const lifecycleDeps = {
     clock: deps.clock,
@@ -54,14 +62,18 @@ export function registerGeneratingRoute(app: FastifyInstance, deps: ProxyDeps, r
     logger: deps.logger,
     predictor: deps.predictor,
     tally: deps.tally,
-    anonymousLabel: () => {
+    mask: (text: string) => maskSecrets(text, deps.current().config),
+    labelFor: (keyUser: string | undefined) => {
       const { config, identity } = deps.current()
-      return identity.labelFor(config.identity.anonymousUser)
+      return identity.labelFor(keyUser ?? config.identity.anonymousUser)
     },
   }
-  app.post(route.path, {
+  app.post(path, {
+    config: { routeClass: 'generating' },
+    ...(route.bodySchema === undefined ? {} : { schema: { body: route.bodySchema } }),
     onRequest(request, reply, done) {
-      const lifecycle = new RequestLifecycle(lifecycleDeps, reply, deps.nextRequestId())
+      const lifecycle = new RequestLifecycle(lifecycleDeps, reply, request.kvgate.id, request.kvgate.key.keyUser)
+      request.kvgate.reportedByLifecycle = true
       lifecycles.set(request, lifecycle)
       // Fastify has no hook for a response that closed before it finished (`onRequestAbort` fires only while
       // the body is still being read): the raw close is where a client that left is seen.
@@ -108,8 +120,8 @@ async function handleGeneration(
   // 1. Who, what, how much.
   let request = route.parse(req.body, deps.tokens)
   lifecycle.request = request
-  const identity = resolver.resolve({
-    authorization: req.headers.authorization,
+  // The key was checked by the request gate before the body was read; the header and body may add a name.
+  const identity = resolver.identify(req.kvgate.key, {
     headerValue: req.headers[config.identity.header],
     bodyUser: request.body['user'],
   })
@@ -119,9 +131,9 @@ async function handleGeneration(
     request = await withExactPromptTokens(request, route, deps, lifecycle.abort.signal)
     lifecycle.request = request
   }
-  lifecycle.predicted = route.predictOutput === undefined
-  lifecycle.predictedPerSequence =
-    route.predictOutput?.(request, deps.predictor) ?? deps.predictor.predict(request.model, request.maxTokens)
+  const estimate = route.predictOutput?.(request, deps.predictor)
+  lifecycle.predicted = estimate === undefined
+  lifecycle.predictedPerSequence = estimate ?? deps.predictor.predict(request.model, request.maxTokens)
 
   // 2. Wait for admission.
   let admission: Awaited<ReturnType<AdmissionController['submit']>>
@@ -149,8 +161,10 @@ async function handleGeneration(
   if (baseUrl === undefined) throw errors.noBackendAvailable([`backend ${admission.backendId} is not configured`])
   deps.inFlight.add(lifecycle.abort)
   try {
+    // The path kvgate routed on, normalised and re-encoded: what the backend decodes is what was admitted.
+    const target = req.kvgate.target
     const upstream = await UpstreamCall.open({
-      url: baseUrl + route.path,
+      url: baseUrl + (target === undefined ? route.path : target.encodedPath + target.search),
       dispatcher: deps.dispatcher,
       clock,
       headers: upstreamHeaders(req.headers, config),
@@ -163,25 +177,34 @@ async function handleGeneration(
     const ending =
       upstream.statusCode === 200 && request.stream
         ? await forwardSse({ lifecycle, request, admission, upstream, headers, clock, metrics })
-        : await forwardJson(lifecycle, route, admission, upstream, headers)
+        : await forwardJson(lifecycle, route, admission, upstream, headers, (text) => maskSecrets(text, config))
+    if (ending.outcome === 'upstream_error') deps.onUpstreamFailure?.(admission.backendId)
     lifecycle.end(ending)
+  } catch (err) {
+    if (toKvgateError(err).outcome === 'upstream_error') deps.onUpstreamFailure?.(admission.backendId)
+    throw err
   } finally {
     deps.inFlight.delete(lifecycle.abort)
   }
 }
 
-/** The client's own queue deadline from its header, capped; 400 when it is not a positive number of ms. */
+// A positive decimal integer: `Number()` would also take `0x10`, `1e3`, ` 5 ` and `Infinity`.
+const DECIMAL_MS = /^[0-9]{1,15}$/
+
+/** The client's own queue deadline from its header, capped; 400 when it is not a positive decimal integer of ms. */
 function deadlineFor(headers: IncomingHttpHeaders, config: KvgateConfig): number {
   const { deadlineHeader, defaultDeadlineMs, maxDeadlineMs } = config.admission
   const raw = headers[deadlineHeader]
   if (raw === undefined) return defaultDeadlineMs
-  const value = Number(Array.isArray(raw) ? raw[0] : raw)
-  if (!Number.isFinite(value) || value <= 0) {
-    throw errors.invalidRequest([`The ${deadlineHeader} header must be a positive number of milliseconds`], {
-      param: deadlineHeader,
-    })
+  const text = Array.isArray(raw) ? raw.join(',') : raw
+  const value = DECIMAL_MS.test(text) ? Number(text) : 0
+  if (value <= 0) {
+    throw errors.invalidRequest(
+      [`The ${deadlineHeader} header must be a positive whole number of milliseconds (decimal digits only)`],
+      { param: deadlineHeader },
+    )
   }
-  return Math.min(Math.round(value), maxDeadlineMs)
+  return Math.min(value, maxDeadlineMs)
 }
 
 /**

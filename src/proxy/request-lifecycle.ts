@@ -22,8 +22,13 @@ export interface LifecycleDeps {
   readonly predictor: Predictor
   /** Requests begun and ended (logged and counted); equal whenever nothing is in progress. */
   readonly tally: { started: number; ended: number }
-  /** The metric label of a request nobody could be named for (its body did not parse). */
-  anonymousLabel(): string
+  /**
+   * The metric label of a request not yet identified (its body did not parse): its key's user, checked by
+   * the request gate before the body was read, or the anonymous user.
+   */
+  labelFor(keyUser: string | undefined): string
+  /** Text from a client (a model name, a user name) as a log line may hold it: no configured key in it. */
+  mask(text: string): string
 }
 
 /** An SSE event: the way errors reach a client once its stream has started (vLLM's own way). */
@@ -63,13 +68,15 @@ export class RequestLifecycle {
   completionTokens = 0
   promptTokensServed: number | undefined
   readonly #deps: LifecycleDeps
+  readonly #keyUser: string | undefined
   #handling = false
   #ending: Ending | undefined
   #exchangeOver = false
   #reported = false
 
-  constructor(deps: LifecycleDeps, reply: FastifyReply, id: string) {
+  constructor(deps: LifecycleDeps, reply: FastifyReply, id: string, keyUser?: string) {
     this.#deps = deps
+    this.#keyUser = keyUser
     this.reply = reply
     this.id = id
     this.startMs = deps.clock.now()
@@ -81,7 +88,7 @@ export class RequestLifecycle {
   }
 
   get userLabel(): string {
-    return this.identity?.label ?? this.#deps.anonymousLabel()
+    return this.identity?.label ?? this.#deps.labelFor(this.#keyUser)
   }
 
   /** The handler runs: from here its flow ends the request. */
@@ -175,12 +182,12 @@ export class RequestLifecycle {
     logger.info(
       {
         reqId: this.id,
-        user: this.identity?.user.name,
+        user: this.identity === undefined ? undefined : this.#deps.mask(this.identity.user.name),
         backend: admission?.backendId,
         outcome: ending.outcome,
         status: ending.status,
         error: ending.errorCode,
-        model: request?.model,
+        model: request === undefined ? undefined : this.#deps.mask(request.model),
         stream: request?.stream,
         waitMs: admission?.waitedMs,
         promptTokens: request?.promptTokens,

@@ -83,7 +83,7 @@ export function createSseRelay(options: SseRelayOptions): SseRelay {
       sawDone = true
       return true
     }
-    let json: { choices?: unknown; usage?: unknown; error?: unknown }
+    let json: { choices?: unknown; usage?: unknown; error?: unknown; type?: unknown; response?: unknown }
     try {
       json = JSON.parse(data) as typeof json
     } catch {
@@ -93,6 +93,7 @@ export function createSseRelay(options: SseRelayOptions): SseRelay {
       upstreamError = json.error
       return true
     }
+    if (typeof json.type === 'string') return keepResponsesEvent(json.type, json)
     const choices = Array.isArray(json.choices) ? (json.choices as Choice[]) : []
     const chunkUsage = readUsage(json.usage)
     if (choices.length === 0 && chunkUsage !== undefined) {
@@ -111,6 +112,32 @@ export function createSseRelay(options: SseRelayOptions): SseRelay {
     // per choice per chunk, so content-bearing choices are the count until the usage chunk settles it.
     if (chunkUsage !== undefined) count(chunkUsage.completionTokens - completionTokens)
     else count(withContent)
+    return true
+  }
+
+  /**
+   * The Responses API streams typed events (`response.output_text.delta`, …) and ends with
+   * `response.completed` (or `.incomplete` / `.failed`) instead of `[DONE]`; its usage is the final
+   * response's `usage: {input_tokens, output_tokens}`.
+   */
+  const keepResponsesEvent = (type: string, json: { response?: unknown }): boolean => {
+    if (type === 'response.output_text.delta' || type === 'response.reasoning_text.delta') {
+      if (!sawContent) {
+        sawContent = true
+        options.onFirstContent?.()
+      }
+      count(1)
+    } else if (type === 'response.completed' || type === 'response.incomplete' || type === 'response.failed') {
+      sawDone = true
+      const final = (json.response ?? {}) as { usage?: { input_tokens?: unknown; output_tokens?: unknown } }
+      const output = final.usage?.output_tokens
+      if (typeof output === 'number') {
+        const input = final.usage?.input_tokens
+        usage = { promptTokens: typeof input === 'number' ? input : 0, completionTokens: output }
+        count(output - completionTokens)
+      }
+      if (type === 'response.failed') upstreamError = (json.response as { error?: unknown } | undefined)?.error ?? type
+    } else if (type === 'error') upstreamError = json
     return true
   }
 

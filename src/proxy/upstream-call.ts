@@ -21,16 +21,26 @@ const DROPPED_HEADERS = new Set([
   'accept-encoding',
 ])
 
-/** The client's headers as they go upstream: without the identity and deadline headers, and the key unless asked. */
-export function upstreamHeaders(headers: IncomingHttpHeaders, config: KvgateConfig): Record<string, string> {
+/**
+ * The client's headers as they go upstream: without hop-by-hop ones (and those `connection` names), kvgate's
+ * own (the identity and deadline headers), and the key unless `identity.forwardApiKey`. The body is JSON
+ * kvgate wrote, unless `contentType` says what the client sent (an allow-listed pass-through).
+ */
+export function upstreamHeaders(
+  headers: IncomingHttpHeaders,
+  config: KvgateConfig,
+  contentType = 'application/json',
+): Record<string, string> {
   const out: Record<string, string> = {}
   const dropped = new Set([config.identity.header, config.admission.deadlineHeader])
   if (!config.identity.forwardApiKey) for (const name of API_KEY_HEADERS) dropped.add(name)
+  const connection = headers.connection
+  if (typeof connection === 'string') for (const name of connection.split(',')) dropped.add(name.trim().toLowerCase())
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || DROPPED_HEADERS.has(name) || dropped.has(name)) continue
+    if (value === undefined || DROPPED_HEADERS.has(name) || dropped.has(name) || name.startsWith('x-kvgate-')) continue
     out[name] = Array.isArray(value) ? value.join(', ') : value
   }
-  out['content-type'] = 'application/json'
+  out['content-type'] = contentType
   return out
 }
 
@@ -39,7 +49,10 @@ export interface UpstreamCallOptions {
   readonly dispatcher: Dispatcher
   readonly clock: Clock
   readonly headers: Record<string, string>
-  readonly body: string
+  /** POST by default (a generating route); a pass-through says its own. */
+  readonly method?: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
+  /** None for a GET. */
+  readonly body?: string | Buffer
   /** The request's own abort (client gone, shutdown). */
   readonly signal: AbortSignal
   /** Longest wait for the response headers. */
@@ -49,7 +62,7 @@ export interface UpstreamCallOptions {
 }
 
 /**
- * One POST to a backend, its two limits kept on the injected clock: no headers within `headersTimeoutMs`, or
+ * One call to a backend (a POST of a generating route, or a pass-through), its two limits kept on the injected clock: no headers within `headersTimeoutMs`, or
  * no body data for `idleTimeoutMs`, aborts it with `upstream_error` (so a wedged backend releases the
  * request's KV instead of holding it). undici's own timers are off for it (the Agent sets 0): they run on the
  * real clock, which a stepped clock cannot drive and a loaded machine fires at random.
@@ -74,10 +87,10 @@ export class UpstreamCall {
     )
     try {
       const response = await undiciRequest(options.url, {
-        method: 'POST',
+        method: options.method ?? 'POST',
         dispatcher: options.dispatcher,
         headers: options.headers,
-        body: options.body,
+        body: options.body ?? null,
         signal: AbortSignal.any([options.signal, timeout.signal]),
       })
       limitMs = options.idleTimeoutMs
@@ -112,11 +125,22 @@ export class UpstreamCall {
     }
   }
 
-  /** The whole body as text (a JSON answer or error), under the same idle limit. */
-  async text(): Promise<string> {
+  /**
+   * The whole body as text (a JSON answer or error), under the same idle limit; past `maxBytes` the rest is
+   * not read (an error body is read to be re-told, and a backend that floods it must not fill kvgate's heap).
+   */
+  async text(maxBytes = Infinity): Promise<string> {
     const decoder = new TextDecoder()
     let text = ''
-    for await (const chunk of this.chunks()) text += decoder.decode(chunk, { stream: true })
+    let bytes = 0
+    for await (const chunk of this.chunks()) {
+      bytes += chunk.length
+      text += decoder.decode(chunk, { stream: true })
+      if (bytes > maxBytes) {
+        this.destroy()
+        break
+      }
+    }
     return text + decoder.decode()
   }
 

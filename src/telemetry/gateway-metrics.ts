@@ -21,6 +21,9 @@ export interface BackendFigures {
   readonly kvUsageRatio: number
   readonly metricsAgeMs: number
   readonly pollErrors: number
+  /** Times each fault was seen (`BACKEND_FAULTS` in src/upstream): polls refused, health checks failed. */
+  readonly faults?: Readonly<Record<string, number>>
+  readonly healthy?: boolean | null
 }
 
 export interface PredictorFigures {
@@ -169,6 +172,29 @@ export function createGatewayMetrics(sources: GatewayMetricSources): GatewayMetr
       }
     },
   })
+
+  const faultsSeen = new Map<string, number>()
+  new Counter({
+    name: 'kvgate_backend_faults_total',
+    help: 'Times a backend was taken out of admission for a fault: usage or capacity it cannot have, a /metrics page too large, a failed /health.',
+    labelNames: ['backend', 'fault'] as const,
+    registers,
+    collect() {
+      for (const backend of sources.backends()) {
+        for (const [fault, count] of Object.entries(backend.faults ?? {})) {
+          const key = `${backend.id}\u0000${fault}`
+          const seen = faultsSeen.get(key) ?? 0
+          this.inc({ backend: backend.id, fault }, Math.max(0, count - seen))
+          faultsSeen.set(key, Math.max(seen, count))
+        }
+      }
+    },
+  })
+  backendGauge(
+    'kvgate_backend_healthy',
+    '1 while the last GET /health of the backend passed, 0 once one failed, -1 before the first.',
+    (b) => (b.healthy === undefined || b.healthy === null ? -1 : b.healthy ? 1 : 0),
+  )
 
   const predictorGauge = (name: string, help: string, read: (p: PredictorFigures) => number | undefined): void => {
     new Gauge({

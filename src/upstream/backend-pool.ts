@@ -11,6 +11,21 @@ export interface BackendCapacity {
   readonly usable: boolean
 }
 
+/**
+ * Ways a backend can be wrong that take it out of admission (counted in `kvgate_backend_faults_total`): its
+ * page lies about usage or capacity, is larger than `metricsPoll.maxBodyBytes`, or its engine's `/health`
+ * fails while `/metrics` still answers.
+ */
+export const BACKEND_FAULTS = [
+  'usage_out_of_range',
+  'capacity_inconsistent',
+  'capacity_mismatch',
+  'capacity_above_ceiling',
+  'metrics_too_large',
+  'health_failed',
+] as const
+export type BackendFault = (typeof BACKEND_FAULTS)[number]
+
 /** Everything the gateway knows about a backend, for metrics, /health and logs. */
 export interface BackendState extends BackendCapacity {
   readonly url: string
@@ -23,6 +38,10 @@ export interface BackendState extends BackendCapacity {
   readonly running: number
   readonly waiting: number
   readonly lastError: string | undefined
+  /** The last `/health` check passed; null when none finished yet (or health checks are off). */
+  readonly healthy: boolean | null
+  /** How many times each fault was seen (polls refused, health checks failed). */
+  readonly faults: Readonly<Record<BackendFault, number>>
 }
 
 /**
@@ -39,6 +58,11 @@ export interface BackendPoolOptions {
   poll: KvgateConfig['metricsPoll']
   clock: Clock
   reconciler?: PollReconciler
+  /**
+   * Each backend's own `GET /health`, every `intervalMs`: a backend is usable only while its last check
+   * passed. Without it (tests of the poller alone) health is not checked.
+   */
+  health?: { readonly intervalMs: number; readonly timeoutMs: number }
   /** After each round of polls (all backends settled): run the dispatcher, tick the policy. */
   onPollRound?: () => void
   /** A backend went from usable to not, or back. */
@@ -53,6 +77,11 @@ export interface BackendPool {
   states(): BackendState[]
   /** Usable backend with the most free KV for routes that skip admission; undefined when none is usable. */
   pickForPassthrough(): BackendState | undefined
+  /**
+   * Check this backend's health now (an admitted request just failed on it), unless a check is in flight:
+   * a dead engine leaves admission after one failure, not at the next interval.
+   */
+  checkHealthSoon(backendId: string): void
   /** Tokens (prompt + completion) the backends finished per minute, over the last RATE_WINDOW_MS. */
   servedTokensPerMinute(): number
   /** The undici dispatcher shared by polls and forwarding (keep-alive connections to the backends). */
@@ -78,12 +107,29 @@ interface Backend {
   inFlight: Promise<void> | undefined
   counters: CounterSample[]
   wasUsable: boolean
+  healthy: boolean | null
+  healthError: string | undefined
+  healthInFlight: Promise<void> | undefined
+  faults: Record<BackendFault, number>
 }
+
+const noFaults = (): Record<BackendFault, number> =>
+  Object.fromEntries(BACKEND_FAULTS.map((fault) => [fault, 0])) as Record<BackendFault, number>
+
+// A usage this far outside [0, 1] is a lie, not rounding (vLLM computes 1 − free / (blocks − 1)).
+const USAGE_EPSILON = 1e-9
+const HEALTH_BODY_MAX_BYTES = 4 * 1024 // vLLM's /health body is empty; more is not read
 
 /**
  * The vLLM backends behind the gateway: polls each /metrics every `intervalMs` and turns it into capacity and
  * usage. A backend whose last poll failed, or whose last good poll is older than `staleAfterMs`, is not usable:
  * admitting against stale usage is how a burst overfills the KV cache.
+ *
+ * The upstream is semi-trusted, so a poll is also failed when its figures cannot be true: a usage outside
+ * [0, 1] (NaN and ±Inf included: read as 0 it would look empty and be over-admitted), a capacity that
+ * `cache_config_info` contradicts itself on, that exceeds `maxCapacityTokens`, or that is below a configured
+ * `capacityTokens` (the operator's figure would over-admit), or a page above `maxBodyBytes` (not read
+ * further). And a backend whose own `/health` fails is out of admission even while its /metrics answers.
  */
 export function createBackendPool(options: BackendPoolOptions): BackendPool {
   const { clock, poll } = options
@@ -104,7 +150,12 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
     inFlight: undefined,
     counters: [],
     wasUsable: false,
+    healthy: null,
+    healthError: undefined,
+    healthInFlight: undefined,
+    faults: noFaults(),
   }))
+  let healthTimer: TimerHandle | undefined
   let timer: TimerHandle | undefined
   let closed = false
 
@@ -113,9 +164,11 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
   const stateOf = (backend: Backend): BackendState => {
     const nowMs = clock.now()
     const capacityTokens = capacityOf(backend)
-    const kvUsageRatio = backend.metrics?.kvUsageRatio ?? 0
+    // Within USAGE_EPSILON of [0, 1] (anything further was refused): clamped.
+    const kvUsageRatio = Math.min(1, Math.max(0, backend.metrics?.kvUsageRatio ?? 0))
     const metricsAgeMs = backend.lastSuccessMs === undefined ? Infinity : nowMs - backend.lastSuccessMs
-    const usable = !backend.failing && capacityTokens > 0 && metricsAgeMs <= poll.staleAfterMs && !closed
+    const healthOk = options.health === undefined || backend.healthy === true
+    const usable = !backend.failing && healthOk && capacityTokens > 0 && metricsAgeMs <= poll.staleAfterMs && !closed
     return {
       id: backend.config.name,
       url: backend.config.url,
@@ -128,7 +181,9 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
       pollErrors: backend.pollErrors,
       running: backend.metrics?.running ?? 0,
       waiting: backend.metrics?.waiting ?? 0,
-      lastError: backend.lastError,
+      lastError: backend.healthy === false ? backend.healthError : backend.lastError,
+      healthy: backend.healthy,
+      faults: { ...backend.faults },
     }
   }
 
@@ -141,10 +196,53 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
     }
   }
 
-  const fail = (backend: Backend, reason: string): void => {
+  const fail = (backend: Backend, reason: string, fault?: BackendFault): void => {
     backend.failing = true
     backend.pollErrors++
     backend.lastError = reason
+    if (fault !== undefined) backend.faults[fault]++
+  }
+
+  /** The body, or undefined once it passes `maxBytes` (the rest is not read). */
+  const readLimited = async (body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<string | undefined> => {
+    const decoder = new TextDecoder()
+    let text = ''
+    let bytes = 0
+    for await (const chunk of body) {
+      bytes += chunk.length
+      if (bytes > maxBytes) return undefined
+      text += decoder.decode(chunk, { stream: true })
+    }
+    return text + decoder.decode()
+  }
+
+  /** Why this page's figures cannot be believed, with the fault it counts as; undefined when they can. */
+  const distrust = (backend: Backend, metrics: VllmMetrics): [string, BackendFault] | undefined => {
+    const usage = metrics.kvUsageRatio
+    if (!(usage >= -USAGE_EPSILON && usage <= 1 + USAGE_EPSILON)) {
+      return [`vllm:kv_cache_usage_perc is ${usage}, outside [0, 1]`, 'usage_out_of_range']
+    }
+    if (metrics.capacityProblem !== undefined) return [metrics.capacityProblem, 'capacity_inconsistent']
+    const reported = metrics.capacityTokens
+    const configured = backend.config.capacityTokens
+    for (const [what, tokens] of [
+      ['reported', reported],
+      ['configured', configured],
+    ] as const) {
+      if (tokens !== undefined && tokens !== null && tokens > poll.maxCapacityTokens) {
+        return [
+          `${what} KV capacity ${tokens} tokens exceeds metricsPoll.maxCapacityTokens (${poll.maxCapacityTokens})`,
+          'capacity_above_ceiling',
+        ]
+      }
+    }
+    if (configured !== null && reported !== undefined && configured > reported) {
+      return [
+        `capacityTokens ${configured} exceeds the ${reported} tokens vllm:cache_config_info reports`,
+        'capacity_mismatch',
+      ]
+    }
+    return undefined
   }
 
   const pollBackend = async (backend: Backend): Promise<void> => {
@@ -154,10 +252,23 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
     const timeout = clockTimeoutSignal(clock, poll.timeoutMs, () => new Error(`no answer within ${poll.timeoutMs} ms`))
     try {
       const response = await request(`${backend.config.url}/metrics`, { dispatcher: agent, signal: timeout.signal })
-      const text = await response.body.text()
-      if (response.statusCode !== 200) return fail(backend, `/metrics answered ${response.statusCode}`)
+      if (response.statusCode !== 200) {
+        await response.body.dump()
+        return fail(backend, `/metrics answered ${response.statusCode}`)
+      }
+      const text = await readLimited(response.body, poll.maxBodyBytes)
+      if (text === undefined) {
+        response.body.destroy()
+        return fail(
+          backend,
+          `/metrics is larger than metricsPoll.maxBodyBytes (${poll.maxBodyBytes})`,
+          'metrics_too_large',
+        )
+      }
       const metrics = readVllmMetrics(text)
       if (metrics === undefined) return fail(backend, '/metrics has no vllm:kv_cache_usage_perc')
+      const lie = distrust(backend, metrics)
+      if (lie !== undefined) return fail(backend, lie[0], lie[1])
       backend.metrics = metrics
       backend.lastSuccessMs = clock.now()
       backend.failing = false
@@ -183,6 +294,40 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
     }
   }
 
+  const checkHealth = async (backend: Backend): Promise<void> => {
+    const health = options.health
+    if (health === undefined) return
+    const timeout = clockTimeoutSignal(
+      clock,
+      health.timeoutMs,
+      () => new Error(`no answer within ${health.timeoutMs} ms`),
+    )
+    let healthy = false
+    let reason = ''
+    try {
+      const response = await request(`${backend.config.url}/health`, { dispatcher: agent, signal: timeout.signal })
+      await readLimited(response.body, HEALTH_BODY_MAX_BYTES)
+      healthy = response.statusCode === 200
+      reason = `/health answered ${response.statusCode}`
+    } catch (err) {
+      reason = `/health failed: ${(err as Error).message}`
+    } finally {
+      timeout.clear()
+    }
+    if (closed) return
+    backend.healthy = healthy
+    backend.healthError = healthy ? undefined : `engine not healthy: ${reason}`
+    if (!healthy) backend.faults.health_failed++
+    noteUsable(backend)
+  }
+
+  const checkHealthOf = (backend: Backend): Promise<void> => {
+    backend.healthInFlight ??= checkHealth(backend).finally(() => {
+      backend.healthInFlight = undefined
+    })
+    return backend.healthInFlight
+  }
+
   const pollOnce = async (): Promise<void> => {
     await Promise.all(
       backends.map((backend) => {
@@ -203,6 +348,18 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
       void pollOnce()
       timer = clock.setInterval(() => void pollOnce(), poll.intervalMs)
       timer.unref?.()
+      const health = options.health
+      if (health !== undefined) {
+        for (const backend of backends) void checkHealthOf(backend)
+        healthTimer = clock.setInterval(() => {
+          for (const backend of backends) void checkHealthOf(backend)
+        }, health.intervalMs)
+        healthTimer.unref?.()
+      }
+    },
+    checkHealthSoon(backendId) {
+      const backend = backends.find((b) => b.config.name === backendId)
+      if (backend !== undefined && options.health !== undefined && !closed) void checkHealthOf(backend)
     },
     pollOnce,
     capacities: () =>
@@ -239,7 +396,8 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
     async close() {
       closed = true
       if (timer !== undefined) clock.clearInterval(timer)
-      await Promise.allSettled(backends.map((backend) => backend.inFlight))
+      if (healthTimer !== undefined) clock.clearInterval(healthTimer)
+      await Promise.allSettled(backends.flatMap((backend) => [backend.inFlight, backend.healthInFlight]))
       await agent.close()
     },
   }

@@ -2,10 +2,19 @@ import { parsePrometheusText, type Sample } from './prometheus-text.js'
 
 /** What one poll of a vLLM /metrics tells the gateway. */
 export interface VllmMetrics {
-  /** Fraction 0–1 of KV blocks in use (`vllm:kv_cache_usage_perc`, or the pre-0.10 name). */
+  /**
+   * Fraction of KV blocks in use (`vllm:kv_cache_usage_perc`, or the pre-0.10 name), as the page says: it is
+   * not clamped, so a lie (NaN, −3, +Inf, 7) stays visible and the pool can refuse the backend for it.
+   */
   readonly kvUsageRatio: number
-  /** `block_size × num_gpu_blocks` from `vllm:cache_config_info`, when exported. */
+  /** `block_size × num_gpu_blocks` from `vllm:cache_config_info`, when exported and self-consistent. */
   readonly capacityTokens: number | undefined
+  /**
+   * Why `vllm:cache_config_info` cannot be believed, when it cannot: a block count or size that is not a
+   * positive whole number, or `num_gpu_blocks` disagreeing with the `num_gpu_blocks_override` vLLM says it
+   * was started with (vLLM sizes the pool to the override exactly).
+   */
+  readonly capacityProblem: string | undefined
   readonly running: number
   readonly waiting: number
   /** Counters, for the served-tokens rate. */
@@ -30,29 +39,54 @@ const WANTED = new Set(Object.values(VLLM_METRIC_NAMES))
 const sum = (samples: readonly Sample[] | undefined): number =>
   (samples ?? []).reduce((total, sample) => total + sample.value, 0)
 
+/** A label that is a positive whole number in decimal digits (`"256"`; not `"1e3"`, `"-1"`, `"NaN"`). */
+const positiveInteger = (text: string | undefined): number | undefined => {
+  const value = text === undefined || !/^[0-9]{1,20}$/.test(text) ? Number.NaN : Number(text)
+  return value > 0 ? value : undefined
+}
+
+/** Capacity from the `cache_config_info` rows (one per engine), or why they cannot be believed. */
+function readCapacity(rows: readonly Sample[]): { tokens: number | undefined; problem: string | undefined } {
+  let tokens: number | undefined
+  for (const info of rows) {
+    const blockSize = positiveInteger(info.labels['block_size'])
+    const blocks = positiveInteger(info.labels['num_gpu_blocks'])
+    if (blockSize === undefined || blocks === undefined) {
+      const shown = (value: string | undefined) => JSON.stringify(String(value).slice(0, 32))
+      return {
+        tokens: undefined,
+        problem: `cache_config_info has block_size=${shown(info.labels['block_size'])}, num_gpu_blocks=${shown(info.labels['num_gpu_blocks'])}`,
+      }
+    }
+    const override = info.labels['num_gpu_blocks_override']
+    if (override !== undefined && override !== 'None' && positiveInteger(override) !== blocks) {
+      return {
+        tokens: undefined,
+        problem: `cache_config_info's num_gpu_blocks (${blocks}) disagrees with its num_gpu_blocks_override (${JSON.stringify(override.slice(0, 32))})`,
+      }
+    }
+    tokens = (tokens ?? 0) + blockSize * blocks
+  }
+  // A huge (even unsafe) product stays as it is: the pool's ceiling refuses it with its figure.
+  return { tokens, problem: undefined }
+}
+
 /**
  * Read a vLLM /metrics page. Several engines (data parallel) each export their own series: counts and
  * capacities add up, and the usage ratio is their mean
  * (engines of one server are sized alike).
- * Returns undefined when the page has no KV usage at all, which is not a vLLM the gateway can steer.
+ * Returns undefined when the page has no KV usage at all, which is not a vLLM the gateway can steer. The
+ * figures are as the page gives them; whether to believe them is the pool's decision (backend-pool.ts).
  */
 export function readVllmMetrics(text: string): VllmMetrics | undefined {
   const samples = parsePrometheusText(text, WANTED)
   const usage = samples.get(VLLM_METRIC_NAMES.kvUsage) ?? samples.get(VLLM_METRIC_NAMES.kvUsageLegacy)
   if (usage === undefined || usage.length === 0) return undefined
-
-  let capacityTokens: number | undefined
-  for (const info of samples.get(VLLM_METRIC_NAMES.cacheConfig) ?? []) {
-    const blockSize = Number(info.labels['block_size'])
-    const numGpuBlocks = Number(info.labels['num_gpu_blocks'])
-    if (Number.isFinite(blockSize) && Number.isFinite(numGpuBlocks) && blockSize > 0 && numGpuBlocks > 0) {
-      capacityTokens = (capacityTokens ?? 0) + blockSize * numGpuBlocks
-    }
-  }
-  const kvUsageRatio = Math.min(1, Math.max(0, sum(usage) / usage.length))
+  const capacity = readCapacity(samples.get(VLLM_METRIC_NAMES.cacheConfig) ?? [])
   return {
-    kvUsageRatio: Number.isFinite(kvUsageRatio) ? kvUsageRatio : 0,
-    capacityTokens,
+    kvUsageRatio: sum(usage) / usage.length,
+    capacityTokens: capacity.tokens,
+    capacityProblem: capacity.problem,
     running: sum(samples.get(VLLM_METRIC_NAMES.running)),
     waiting: sum(samples.get(VLLM_METRIC_NAMES.waiting)),
     promptTokensTotal: sum(samples.get(VLLM_METRIC_NAMES.promptTokens)),

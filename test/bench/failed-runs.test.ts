@@ -43,9 +43,7 @@ describe('kvgate bench on a server it cannot use', () => {
     expect(ok.stdout).toMatch(/requests = 7 {2}completed = 7/)
     // Every request that reached admission was released: the ledger is back at 0.
     const totals = await until(async () => {
-      const res = await request(`${stack.url}/debug/reservations`, {
-        headers: { authorization: 'Bearer sk-bench-1234' },
-      })
+      const res = await request(`${stack.adminUrl}/debug/reservations`)
       const t = ((await res.body.json()) as { totals: Record<string, number> }).totals
       return t['requestsStarted'] === t['requestsEnded'] ? t : undefined
     })

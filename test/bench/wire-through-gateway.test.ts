@@ -52,7 +52,7 @@ describe('--client-max-tokens none through kvgate', () => {
     expect(body).not.toHaveProperty('max_tokens')
     expect(body).not.toHaveProperty('ignore_eos')
     const totals = await until(async () => {
-      const res = await request(`${url}/debug/reservations`)
+      const res = await request(`${gateway.adminUrl()}/debug/reservations`)
       const t = ((await res.body.json()) as { totals: Record<string, number> }).totals
       return t['requestsStarted'] === t['requestsEnded'] ? t : undefined
     })

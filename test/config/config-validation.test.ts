@@ -20,7 +20,24 @@ describe('config validation', () => {
   it('fills every default, with the documented values, and freezes the result', () => {
     const config = parseConfig({})
     expect(config.server).toEqual({ host: '0.0.0.0', port: 8080, shutdownGraceMs: 30000 })
-    expect(config.metricsPoll).toEqual({ intervalMs: 100, timeoutMs: 1000, staleAfterMs: 1000 })
+    expect(config.metricsPoll).toEqual({
+      intervalMs: 100,
+      timeoutMs: 1000,
+      staleAfterMs: 1000,
+      maxBodyBytes: 4 * 1024 * 1024,
+      maxCapacityTokens: 100_000_000,
+    })
+    expect(config.admin).toEqual({ host: '127.0.0.1', port: 9090, token: null })
+    expect(config.limits).toEqual({
+      bodyLimitBytes: 32 * 1024 * 1024,
+      maxJsonDepth: 64,
+      maxJsonElements: 1_000_000,
+      bodyTimeoutMs: 30_000,
+      headersTimeoutMs: 10_000,
+    })
+    expect(config.healthCheck).toEqual({ intervalMs: 2000, timeoutMs: 1000 })
+    expect(config.passthrough).toEqual({ allow: [] })
+    expect(config.identity.trustHeader).toBeNull()
     expect(config.admission).toEqual({
       headroomRatio: 0.05,
       deadlineTickMs: 50,
@@ -38,6 +55,24 @@ describe('config validation', () => {
     expect(config.backends).toEqual([])
     expect(Object.isFrozen(config.server)).toBe(true)
     expect(Object.isFrozen(config.identity.order)).toBe(true)
+  })
+
+  it('takes only normalised paths kvgate does not route itself in passthrough.allow', () => {
+    expect(
+      parseConfig({ passthrough: { allow: ['/v1/audio/transcriptions', '/v1/responses/*'] } }).passthrough.allow,
+    ).toEqual(['/v1/audio/transcriptions', '/v1/responses/*'])
+    const message = problemOf(() =>
+      parseConfig({
+        passthrough: { allow: ['/v1/chat/completions', 'v1/x', '/a/../b', '/a//b', '/a/', '/v1/models'] },
+      }),
+    )
+    for (const i of [0, 1, 2, 3, 4, 5]) expect(message).toContain(`passthrough.allow.${i}:`)
+  })
+
+  it('keeps the admin token secret in its errors', () => {
+    const message = problemOf(() => parseConfig({ admin: { token: 'short' } }))
+    expect(message).toContain('admin.token: must NOT have fewer than 16 characters')
+    expect(message).not.toContain('short')
   })
 
   it('names backends by index and trims a trailing slash', () => {

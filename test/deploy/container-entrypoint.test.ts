@@ -94,13 +94,18 @@ describe.skipIf(npm === undefined)("the image's entrypoint, run from an /app-lik
     copyFileSync(repoPath('deploy/docker/kvgate.yaml'), config) // what the image has at /etc/kvgate/kvgate.yaml
     const args = entrypoint.slice(1).map((arg, i) => (i + 1 === configAt ? config : arg))
     const port = await freePort()
+    const adminPort = await freePort()
     // `docker run kvgate --port N --host 127.0.0.1`: flags after the image name are appended to the entrypoint.
     const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('KVGATE_')))
-    server = spawn(process.execPath, [...args, '--port', String(port), '--host', '127.0.0.1'], {
-      cwd: app,
-      env: { ...env, NODE_ENV: 'production' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
+    server = spawn(
+      process.execPath,
+      [...args, '--port', String(port), '--host', '127.0.0.1', '--admin-port', String(adminPort)],
+      {
+        cwd: app,
+        env: { ...env, NODE_ENV: 'production' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
     server.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()))
     server.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()))
     exited = new Promise((resolve) =>
@@ -126,6 +131,9 @@ describe.skipIf(npm === undefined)("the image's entrypoint, run from an /app-lik
     expect(output).toMatch(/built-in vLLM emulator/)
     const models = await fetch(`http://127.0.0.1:${port}/v1/models`)
     expect(models.status).toBe(200)
+    // /metrics is on the admin listener (loopback), not on the API port.
+    expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(404)
+    expect((await fetch(`http://127.0.0.1:${adminPort}/metrics`)).status).toBe(200)
 
     expect(stopSignal).toBe('SIGTERM')
     server.kill(stopSignal)

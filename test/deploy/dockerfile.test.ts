@@ -172,9 +172,12 @@ describe('Dockerfile', () => {
     expect(userIndex).toBeLessThan(entryIndex)
   })
 
-  it('exposes the configured port, probes /health on it and stops with SIGTERM', () => {
-    const port = parseConfig(parse(readRepoFile('deploy/docker/kvgate.yaml'))).server.port
-    expect(only(inFinal('EXPOSE'), 'EXPOSE').args.trim()).toBe(String(port))
+  it('exposes the API and admin ports, probes /health on the API port and stops with SIGTERM', () => {
+    const config = parseConfig(parse(readRepoFile('deploy/docker/kvgate.yaml')))
+    const port = config.server.port
+    expect(only(inFinal('EXPOSE'), 'EXPOSE').args.trim()).toBe(`${port} ${config.admin.port}`)
+    // The baked-in admin listener stays on loopback: /metrics and /debug are not reachable from outside.
+    expect(config.admin.host).toBe('127.0.0.1')
     const healthcheck = only(inFinal('HEALTHCHECK'), 'HEALTHCHECK').args
     expect(healthcheck).toContain(`http://127.0.0.1:${port}/health`)
     // The probe is Node's fetch, since the slim image has no curl or wget; it must exit non-zero on failure.

@@ -51,6 +51,8 @@ describe.skipIf(!promtool.run || !prometheusBin.run)('kvgate /metrics with promt
   let sim: SimHandle
   let gateway: Gateway
   let gatewayUrl = ''
+  /** kvgate's admin listener, where its /metrics lives. */
+  let adminUrl = ''
   let scratch = ''
 
   /** A short chat completion through kvgate; ignore_eos makes the emulator produce exactly max_tokens. */
@@ -87,6 +89,7 @@ describe.skipIf(!promtool.run || !prometheusBin.run)('kvgate /metrics with promt
     })
     gateway = await createGateway({ config, logger: false })
     gatewayUrl = await gateway.listen({ port: 0, host: '127.0.0.1' })
+    adminUrl = gateway.adminUrl()
     await pollUntil('kvgate /health to be 200', async () =>
       (await httpText(`${gatewayUrl}/health`)).status === 200 ? true : undefined,
     )
@@ -100,7 +103,7 @@ describe.skipIf(!promtool.run || !prometheusBin.run)('kvgate /metrics with promt
   })
 
   it('promtool check metrics finds no problem in a live scrape', async () => {
-    const { status, text } = await httpText(`${gatewayUrl}/metrics`)
+    const { status, text } = await httpText(`${adminUrl}/metrics`)
     expect(status).toBe(200)
     expect(text).toMatch(/^kvgate_admissions_total\{user="alice"\} [1-9]/m)
     const lint = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
@@ -117,7 +120,7 @@ describe.skipIf(!promtool.run || !prometheusBin.run)('kvgate /metrics with promt
   })
 
   it('serves every kvgate_* metric the dashboard and the alert rules query', async () => {
-    const { text } = await httpText(`${gatewayUrl}/metrics`)
+    const { text } = await httpText(`${adminUrl}/metrics`)
     const families = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]))
     const queried = [
       ...dashboardTargets(dashboard).map((t) => t.expr),
@@ -147,7 +150,7 @@ describe.skipIf(!promtool.run || !prometheusBin.run)('kvgate /metrics with promt
         scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[]
       }
       const hostPort = (url: string): string => new URL(url).host
-      const targets: Record<string, string> = { kvgate: hostPort(gatewayUrl), vllm: hostPort(sim.url) }
+      const targets: Record<string, string> = { kvgate: hostPort(adminUrl), vllm: hostPort(sim.url) }
       const config = {
         ...shipped,
         global: { ...shipped.global, scrape_interval: '1s', evaluation_interval: '1s' },

@@ -44,6 +44,7 @@ describe('Kubernetes manifests', () => {
   const kustomization = k8s('kustomization.yaml')
   const deployment = k8s('deployment.yaml')
   const service = k8s('service.yaml')
+  const adminService = k8s('service-admin.yaml')
   const serviceMonitor = k8s('servicemonitor.yaml')
   const pod = deployment['spec']['template']['spec']
   const container = pod['containers'][0]
@@ -59,8 +60,10 @@ describe('Kubernetes manifests', () => {
     ] as string[]
     for (const file of listed) expect(existsSync(repoPath(`deploy/kubernetes/${file}`)), file).toBe(true)
     expect(kustomization['resources']).toEqual(
-      expect.arrayContaining(['deployment.yaml', 'service.yaml', 'servicemonitor.yaml']),
+      expect.arrayContaining(['deployment.yaml', 'service.yaml', 'service-admin.yaml', 'servicemonitor.yaml']),
     )
+    // The NetworkPolicy is an example to fit to the cluster, not applied as shipped.
+    expect(kustomization['resources']).not.toContain('networkpolicy.example.yaml')
   })
 
   it("the ConfigMap's example config passes parseConfig and points at the vLLM Service", () => {
@@ -70,6 +73,13 @@ describe('Kubernetes manifests', () => {
     const port = container['ports'].find((p: Doc) => p['name'] === 'http')
     expect(port['containerPort']).toBe(config.server.port)
     expect(config.server.host).toBe('0.0.0.0')
+    // The admin listener on the pod IP, on the container port named `admin`.
+    const admin = container['ports'].find((p: Doc) => p['name'] === 'admin')
+    expect(admin['containerPort']).toBe(config.admin.port)
+    expect(config.admin.host).toBe('0.0.0.0')
+    expect(deployment['spec']['template']['metadata']['annotations']['prometheus.io/port']).toBe(
+      String(config.admin.port),
+    )
     // Streams must be able to finish before Kubernetes kills the pod.
     expect(pod['terminationGracePeriodSeconds'] * 1000).toBeGreaterThan(config.server.shutdownGraceMs)
   })
@@ -89,13 +99,21 @@ describe('Kubernetes manifests', () => {
     expect(container['image']).toBe(kustomization['images'][0]['name'])
   })
 
-  it('the Service selects the pods, and the ServiceMonitor scrapes the Service port kvgate listens on', () => {
+  it('the Services select the pods; the public one has only the API, the ServiceMonitor scrapes the admin one', () => {
     const podLabels = deployment['spec']['template']['metadata']['labels']
-    expect(podLabels).toMatchObject(service['spec']['selector'])
-    expect(deployment['spec']['selector']['matchLabels']).toEqual(service['spec']['selector'])
-    expect(service['metadata']['labels']).toMatchObject(serviceMonitor['spec']['selector']['matchLabels'])
+    for (const svc of [service, adminService]) {
+      expect(podLabels).toMatchObject(svc['spec']['selector'])
+      expect(deployment['spec']['selector']['matchLabels']).toEqual(svc['spec']['selector'])
+    }
+    // The public Service carries the OpenAI port only: /metrics and /debug are not reachable through it.
+    expect(service['spec']['ports'].map((p: Doc) => p['targetPort'])).toEqual(['http'])
+    expect(adminService['spec']['ports'].map((p: Doc) => p['targetPort'])).toEqual(['admin'])
+    // The ServiceMonitor selects the admin Service and not the public one.
+    const selector = serviceMonitor['spec']['selector']['matchLabels']
+    expect(adminService['metadata']['labels']).toMatchObject(selector)
+    expect(service['metadata']['labels']).not.toMatchObject(selector)
     const endpoint = serviceMonitor['spec']['endpoints'][0]
-    expect(service['spec']['ports'].map((p: Doc) => p['name'])).toContain(endpoint['port'])
+    expect(adminService['spec']['ports'].map((p: Doc) => p['name'])).toContain(endpoint['port'])
     expect(endpoint['path']).toBe('/metrics')
   })
 
@@ -145,7 +163,7 @@ describe('Kubernetes manifests', () => {
       expect(result.code, result.stderr).toBe(0)
       const docs = parseAllDocuments(result.stdout).map((d) => d.toJS() as Doc)
       expect(docs.map((d) => d['kind']).sort()).toEqual(
-        ['ConfigMap', 'Deployment', 'PrometheusRule', 'Secret', 'Service', 'ServiceMonitor'].sort(),
+        ['ConfigMap', 'Deployment', 'PrometheusRule', 'Secret', 'Service', 'Service', 'ServiceMonitor'].sort(),
       )
       const configMap = docs.find((d) => d['kind'] === 'ConfigMap') as Doc
       const secret = docs.find((d) => d['kind'] === 'Secret') as Doc
@@ -187,8 +205,11 @@ describe('docker compose files', () => {
       v.includes(':/etc/kvgate/kvgate.yaml'),
     )
     const config = parseConfig(parse(readRepoFile(posix.join('deploy/compose', kvgateMount?.split(':')[0] ?? ''))))
-    // Prometheus' scrape targets are these services on these ports.
-    expect(targetsOf('kvgate')).toEqual([`kvgate:${config.server.port}`])
+    // Prometheus' scrape targets are these services on these ports: kvgate's admin listener, not its API.
+    expect(targetsOf('kvgate')).toEqual([`kvgate:${config.admin.port}`])
+    expect(config.admin.host).toBe('0.0.0.0')
+    expect(services['kvgate']?.['expose']).toContain(String(config.admin.port))
+    expect(services['kvgate']?.['ports']).not.toContain(`${config.admin.port}:${config.admin.port}`)
     expect(config.backends.map((b) => b.url)).toEqual([`http://${targetsOf('vllm')[0]}`])
     expect(services['kvgate']?.['ports']).toContain(`${config.server.port}:${config.server.port}`)
     // Grafana's provisioning finds the dashboard where compose mounts it, and its datasource is this Prometheus.

@@ -24,6 +24,8 @@ export const E2E = Object.freeze({
 
 export interface E2eStack {
   readonly url: string
+  /** The admin listener (`/metrics`). */
+  readonly adminUrl: string
   readonly clock: Clock
   readonly sim: SimHandle
   readonly gateway: Gateway
@@ -54,6 +56,7 @@ export async function startE2eStack(options: {
     backends: [{ url: sim.url, name: 'sim0' }],
     // Poll every 100 ms of real time whatever the speed (the poller runs on the gateway's clock).
     metricsPoll: { intervalMs: 100 * timeScale, timeoutMs: 2_000 * timeScale, staleAfterMs: 5_000 * timeScale },
+    healthCheck: { intervalMs: 2_000 * timeScale, timeoutMs: 2_000 * timeScale },
     admission: {
       defaultDeadlineMs: options.deadlineMs ?? 60_000 * timeScale,
       maxDeadlineMs: Math.max(120_000, options.deadlineMs ?? 60_000 * timeScale),
@@ -74,6 +77,7 @@ export async function startE2eStack(options: {
   }
   return {
     url,
+    adminUrl: gateway.adminUrl(),
     clock,
     sim,
     gateway,

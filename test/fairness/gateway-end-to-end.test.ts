@@ -272,7 +272,7 @@ describe('fairness end to end: gateway + emulator', () => {
     })
     const current = stack
     const quotaOf = async (user: string): Promise<number | undefined> => {
-      const text = await (await request(`${current.url}/metrics`)).body.text()
+      const text = await (await request(`${current.adminUrl}/metrics`)).body.text()
       const line = text.split('\n').find((l) => l.startsWith(`kvgate_policy_quota_tokens_per_minute{user="${user}"}`))
       return line === undefined ? undefined : Number(line.split(' ').at(-1))
     }

@@ -164,7 +164,9 @@ describe('a burst that overloads the emulator', () => {
       console.log(`kvgate run ${run + 1}: ${completed.length} completed, ${rejected.length} rejected (queue full)`)
       shares.push(completed.length / 100)
       await until(async () =>
-        metricValue(await scrape(stack!.url), 'kvgate_ledger_reserved_tokens{backend="sim0"}') === 0 ? true : undefined,
+        metricValue(await scrape(stack!.adminUrl), 'kvgate_ledger_reserved_tokens{backend="sim0"}') === 0
+          ? true
+          : undefined,
       )
       expect(stack.gateway.ledgerReservedTokens()).toBe(0)
       expect(stack.gateway.queueDepth()).toBe(0)

@@ -66,19 +66,19 @@ describe('forwarding through kvgate to the emulator', () => {
   it('releases every reservation and counts outcomes, tokens and admissions', async () => {
     expect(stack.gateway.ledgerReservedTokens()).toBe(0)
     expect(stack.gateway.queueDepth()).toBe(0)
-    const text = await scrape(stack.url)
+    const text = await scrape(stack.adminUrl)
     expect(metricValue(text, 'kvgate_requests_total{outcome="completed",user="anonymous"}')).toBe(3)
     expect(metricValue(text, 'kvgate_admissions_total{user="anonymous"}')).toBe(3)
     expect(metricValue(text, 'kvgate_tokens_served_total{user="anonymous",kind="completion"}')).toBe(32)
     expect(metricValue(text, 'kvgate_ledger_reserved_tokens{backend="sim0"}')).toBe(0)
     expect(metricValue(text, 'kvgate_backend_up{backend="sim0"}')).toBe(1)
     expect(metricValue(text, 'kvgate_backend_capacity_tokens{backend="sim0"}')).toBe(256 * 16)
-    const debug = await request(`${stack.url}/debug/reservations`)
+    const debug = await request(`${stack.adminUrl}/debug/reservations`)
     expect(((await debug.body.json()) as { reservations: unknown[] }).reservations).toEqual([])
   })
 
   it('exports every metric of the contract, with units in the names', async () => {
-    const text = await scrape(stack.url)
+    const text = await scrape(stack.adminUrl)
     const names = [
       'kvgate_requests_total',
       'kvgate_admissions_total',

@@ -98,7 +98,7 @@ describe('gateway lifecycle', () => {
     expect(results.map((r) => r.status)).toEqual([200, 200, 200])
     // The new key is known after the reload.
     expect((await post(url, chat(5), { authorization: 'Bearer sk-carol-456' })).status).toBe(200)
-    const text = await scrape(url)
+    const text = await scrape(gateway!.adminUrl())
     expect(metricValue(text, 'kvgate_requests_total{outcome="completed",user="alice"}')).toBe(3)
     expect(metricValue(text, 'kvgate_requests_total{outcome="completed",user="carol"}')).toBe(1)
     // The new policy's state is what the policy gauges show.

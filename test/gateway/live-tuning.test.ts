@@ -75,7 +75,7 @@ describe('config reload: admission tuning live, sameness by value', () => {
     const stack = await start(config)
     ;({ fake, gateway } = stack)
     const counter = async (): Promise<number | undefined> =>
-      metricValue(await scrape(stack.url), 'kvgate_policy_virtual_tokens{user="alice"}')
+      metricValue(await scrape(stack.gateway.adminUrl()), 'kvgate_policy_virtual_tokens{user="alice"}')
     expect((await postJson(`${stack.url}/v1/chat/completions`, chat, { 'x-user-id': 'alice' })).status).toBe(200)
     const before = await counter()
     expect(before).toBeGreaterThan(0)

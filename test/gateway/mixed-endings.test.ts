@@ -107,12 +107,12 @@ describe('1,000 mixed requests', () => {
       requestsEnded: number
     }
     const totals = async (): Promise<Totals> =>
-      ((await (await request(`${stack.url}/debug/reservations`)).body.json()) as { totals: Totals }).totals
+      ((await (await request(`${stack.adminUrl}/debug/reservations`)).body.json()) as { totals: Totals }).totals
     const settled = await until(async () => {
       const t = await totals()
       return t.requestsStarted === t.requestsEnded && t.forwarding === 0 ? t : undefined
     })
-    const text = await scrape(stack.url)
+    const text = await scrape(stack.adminUrl)
     const responded = [...statuses.entries()].filter(([key]) => key !== 'aborted').reduce((a, [, n]) => a + n, 0)
     expect(settled.requestsStarted).toBeGreaterThanOrEqual(responded)
     expect(settled.requestsStarted).toBeLessThanOrEqual(1000)

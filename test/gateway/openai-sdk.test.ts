@@ -57,7 +57,7 @@ describe('the openai SDK through kvgate', () => {
     }
     expect(text.trim().split(/\s+/)).toHaveLength(9)
     expect(usage?.completion_tokens).toBe(9)
-    const metrics = await scrape(stack.url)
+    const metrics = await scrape(stack.adminUrl)
     expect(metricValue(metrics, 'kvgate_requests_total{outcome="completed",user="alice"}')).toBe(2)
   })
 
@@ -93,7 +93,7 @@ describe('the openai SDK through kvgate', () => {
     expect(retryAfterMs).toBeGreaterThanOrEqual(1000)
     // One retry, after the wait kvgate asked for (the SDK's own backoff would be 0.5–1 s).
     expect(elapsedMs).toBeGreaterThanOrEqual(retryAfterMs - 50)
-    const metrics = await scrape(refusing.url)
+    const metrics = await scrape(refusing.adminUrl)
     expect(metricValue(metrics, 'kvgate_requests_total{outcome="rejected_queue_full",user="anonymous"}')).toBe(2)
   })
 })

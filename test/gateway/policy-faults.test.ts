@@ -75,7 +75,7 @@ describe('a policy that throws, through the real gateway over HTTP', () => {
     fake.usage = 0
     expect((await Promise.all(queued)).map((r) => r.status)).toEqual([200, 200])
 
-    const text = await scrape(url)
+    const text = await scrape(gateway!.adminUrl())
     expect(metricValue(text, 'kvgate_requests_total{outcome="internal_error",user="bob"}')).toBe(1)
     expect(metricValue(text, 'kvgate_requests_total{outcome="completed",user="carol"}')).toBe(2)
     expect(metricValue(text, 'kvgate_requests_total{outcome="upstream_error",user="carol"}')).toBeUndefined()

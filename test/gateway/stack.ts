@@ -12,6 +12,8 @@ export interface Stack {
   sim: SimHandle
   gateway: Gateway
   url: string
+  /** The admin listener: `/metrics`, `/debug/*`. */
+  adminUrl: string
   close(): Promise<void>
 }
 
@@ -30,6 +32,7 @@ export async function startStack(options: { sim?: SimOptions; config?: Record<st
     sim,
     gateway,
     url,
+    adminUrl: gateway.adminUrl(),
     async close() {
       await gateway.close()
       await sim.close()

@@ -9,7 +9,8 @@ const base = {
     { name: 'bob', weight: 1 },
   ],
   defaultUser: { weight: 0.5, requestsPerMinute: 10 },
-  identity: { apiKeys: [{ key: 'sk-alice-123', user: 'alice' }] },
+  // A trusted frontend naming its users: with keys configured the header and body count only when trusted.
+  identity: { apiKeys: [{ key: 'sk-alice-123', user: 'alice' }], trustHeader: true },
 }
 
 describe('identity resolution', () => {
@@ -32,6 +33,23 @@ describe('identity resolution', () => {
     )
     expect(bodyFirst.resolve(input).source).toBe('body')
     expect(bodyFirst.resolve({ ...input, bodyUser: 42 }).user.name).toBe('bob')
+  })
+
+  it('ignores the header and the body when keys are configured and trustHeader is left at its default', () => {
+    const resolver = createIdentityResolver(
+      parseConfig({ ...base, identity: { apiKeys: [{ key: 'sk-alice-123', user: 'alice' }] } }),
+    )
+    expect(resolver.trustsHeader).toBe(false)
+    expect(resolver.resolve({ headerValue: 'alice', bodyUser: 'alice' })).toEqual({
+      user: { name: 'anonymous', weight: 0.5, requestsPerMinute: 10 },
+      label: 'anonymous',
+      source: 'anonymous',
+    })
+    expect(resolver.resolve({ authorization: 'Bearer sk-alice-123', headerValue: 'bob' }).user.name).toBe('alice')
+    // Without any key the header is the way users are named, as before.
+    expect(createIdentityResolver(parseConfig({ users: base.users })).resolve({ headerValue: 'bob' }).source).toBe(
+      'header',
+    )
   })
 
   it('gives unknown users the default settings and the bounded label "other"', () => {

@@ -29,6 +29,12 @@ describe('perf scripts', () => {
     expect(stdout).toMatch(/^\| kvgate-fifo +\| 2 /m)
   })
 
+  it('hostile bodies: the keyless 2 MB nested body next to a legitimate client, with and without keys', async () => {
+    const { stdout } = await script('hostile-bodies.ts', ['--reps', '1', '--duration-ms', '300', '--attackers', '1'])
+    expect(stdout).toMatch(/^\| kvgate requireAuth +\| /m)
+    expect(stdout).toMatch(/^\| kvgate no keys +\| /m)
+  })
+
   it('admission microbenchmark reports every policy and queue size', async () => {
     const { stdout } = await script(
       'admission.ts',

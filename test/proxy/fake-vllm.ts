@@ -17,6 +17,8 @@ export interface FakeVllm {
   received: ReceivedRequest[]
   /** KV usage ratio the /metrics page reports (capacity is 256 blocks × 16 = 4096 tokens). */
   usage: number
+  /** The status `GET /health` answers (vLLM: 200, or 503 once its engine died). */
+  healthStatus: number
   handler: (req: ReceivedRequest, res: ServerResponse) => void
   /** Upstream requests whose client (kvgate) went away before the response ended. */
   closedEarly: number
@@ -62,6 +64,7 @@ export async function startFakeVllm(): Promise<FakeVllm> {
     url: '',
     received: [],
     usage: 0,
+    healthStatus: 200,
     closedEarly: 0,
     handler: (req, res) => {
       const body = JSON.parse(req.body) as { stream?: boolean; stream_options?: { include_usage?: boolean } }
@@ -79,6 +82,10 @@ export async function startFakeVllm(): Promise<FakeVllm> {
     close: () => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve())),
   }
   server = createServer((req, res) => {
+    if (req.url === '/health' && req.method === 'GET') {
+      res.writeHead(fake.healthStatus).end()
+      return
+    }
     if (req.url === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain' })
       res.end(metricsPage(fake.usage))

@@ -61,7 +61,7 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
     expect(JSON.parse(second?.body ?? '{}')).not.toHaveProperty('stream_options')
 
     // The key named alice, so the request was counted as alice's.
-    const text = await scrape(url)
+    const text = await scrape(gateway!.adminUrl())
     expect(metricValue(text, 'kvgate_requests_total{outcome="completed",user="alice"}')).toBe(2)
   })
 
@@ -70,7 +70,9 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
     const response = await postJson(`${url}/v1/chat/completions/`, chat())
     expect(response.status).toBe(200)
     // Only admitted routes are counted; the pass-through proxy would have left this at 0.
-    expect(metricValue(await scrape(url), 'kvgate_requests_total{outcome="completed",user="anonymous"}')).toBe(1)
+    expect(
+      metricValue(await scrape(gateway!.adminUrl()), 'kvgate_requests_total{outcome="completed",user="anonymous"}'),
+    ).toBe(1)
   })
 
   it('forwards the key when forwardApiKey is set', async () => {
@@ -90,12 +92,12 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
         .text,
     )
     expect(JSON.parse(withUsage.at(-2) ?? '{}')).toMatchObject({ choices: [], usage: { completion_tokens: 6 } })
-    const text = await scrape(url)
+    const text = await scrape(gateway!.adminUrl())
     expect(metricValue(text, 'kvgate_tokens_served_total{user="anonymous",kind="completion"}')).toBe(12)
     expect(metricValue(text, 'kvgate_tokens_served_total{user="anonymous",kind="prompt"}')).toBe(6)
   })
 
-  it('passes an upstream error before the stream through in its own shape and status', async () => {
+  it("re-tells an upstream error before the stream in OpenAI's shape, with its status, message, type and param", async () => {
     await start()
     const vllmError = { error: { message: 'too long', type: 'BadRequestError', param: 'input_tokens', code: 400 } }
     fake.handler = (_req, res) => {
@@ -104,7 +106,10 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
     }
     const refused = await postJson(`${url}/v1/chat/completions`, chat({ stream: true }))
     expect(refused.status).toBe(400)
-    expect(JSON.parse(refused.text)).toEqual(vllmError)
+    // vLLM's numeric `code` (the status) becomes a string code, as OpenAI's and kvgate's own errors have.
+    expect(JSON.parse(refused.text)).toEqual({
+      error: { message: 'too long', type: 'BadRequestError', param: 'input_tokens', code: 'invalid_request' },
+    })
 
     fake.handler = (_req, res) => {
       res.writeHead(500, { 'content-type': 'application/json' })
@@ -113,7 +118,7 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
       )
     }
     expect((await postJson(`${url}/v1/chat/completions`, chat())).status).toBe(500)
-    const text = await scrape(url)
+    const text = await scrape(gateway!.adminUrl())
     expect(metricValue(text, 'kvgate_requests_total{outcome="invalid_request",user="anonymous"}')).toBe(1)
     expect(metricValue(text, 'kvgate_requests_total{outcome="upstream_error",user="anonymous"}')).toBe(1)
     expect(gateway?.ledgerReservedTokens()).toBe(0)
@@ -159,7 +164,7 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
     controller.abort()
     await until(() => (fake.closedEarly === 1 ? true : undefined))
     await until(() => (gateway?.ledgerReservedTokens() === 0 ? true : undefined))
-    const text = await scrape(url)
+    const text = await scrape(gateway!.adminUrl())
     expect(metricValue(text, 'kvgate_requests_total{outcome="cancelled_streaming",user="anonymous"}')).toBe(1)
   })
 
@@ -190,7 +195,7 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
     expect(body.error).toMatchObject({ type: 'rate_limit_exceeded', code: 'queue_deadline_exceeded', param: null })
     expect(body.error.message).toMatch(/try again in/)
 
-    const text = await scrape(url)
+    const text = await scrape(gateway!.adminUrl())
     expect(metricValue(text, 'kvgate_requests_total{outcome="cancelled_queued",user="anonymous"}')).toBe(1)
     expect(metricValue(text, 'kvgate_requests_total{outcome="rejected_deadline",user="anonymous"}')).toBe(1)
     expect(fake.received.filter((r) => r.url.startsWith('/v1/'))).toEqual([])
@@ -232,7 +237,7 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
     const reservedPrompt = async (): Promise<number> => {
       const pending = postJson(`${url}/v1/chat/completions`, chat({ model: 'fake', n: 2 }))
       await until(() => held)
-      const debug = (await (await request(`${url}/debug/reservations`)).body.json()) as {
+      const debug = (await (await request(`${gateway!.adminUrl()}/debug/reservations`)).body.json()) as {
         reservations: { promptTokens: number }[]
       }
       held?.writeHead(200, { 'content-type': 'application/json' })

@@ -39,7 +39,7 @@ describe('request validation and authentication', () => {
     const cases: [string, unknown, string][] = [
       ['/v1/chat/completions', { model: 'm' }, 'messages'],
       ['/v1/chat/completions', { messages: [] }, 'messages'],
-      ['/v1/chat/completions', { messages: [{ content: 'x' }] }, 'messages[0]'],
+      ['/v1/chat/completions', { messages: [{ content: 'x' }] }, 'messages[0].role'],
       ['/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], max_tokens: -1 }, 'max_tokens'],
       [
         '/v1/chat/completions',
@@ -48,7 +48,7 @@ describe('request validation and authentication', () => {
       ],
       ['/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], stream: 'yes' }, 'stream'],
       ['/v1/completions', { model: 'm' }, 'prompt'],
-      ['/v1/completions', { prompt: [{}] }, 'prompt'],
+      ['/v1/completions', { prompt: [{}] }, 'prompt[0]'],
       ['/v1/completions', { prompt: 'x', n: 0 }, 'n'],
     ]
     for (const [url, body, param] of cases) {
@@ -90,8 +90,9 @@ describe('request validation and authentication', () => {
     expect(wrong.json()).toMatchObject({ error: { code: 'invalid_api_key' } })
   })
 
-  it('counts refused requests as invalid_request', async () => {
-    const metrics = await gateway.app.inject({ method: 'GET', url: '/metrics' })
-    expect(metrics.body).toMatch(/kvgate_requests_total\{outcome="invalid_request",user="anonymous"\} \d+/)
+  it('counts refused requests: a bad body as invalid_request, a missing key as unauthenticated', async () => {
+    const metrics = await gateway.admin.inject({ method: 'GET', url: '/metrics' })
+    expect(metrics.body).toMatch(/kvgate_requests_total\{outcome="invalid_request",user="alice"\} \d+/)
+    expect(metrics.body).toMatch(/kvgate_requests_total\{outcome="unauthenticated",user="anonymous"\} \d+/)
   })
 })

@@ -79,9 +79,7 @@ describe('a streaming client that stops reading', () => {
     const gw = await stalledStream({ forwarding: { idleTimeoutMs: 300 } })
     await until(() => (gw.ledgerReservedTokens() === 0 ? true : undefined), 5_000)
     await until(() => (fake?.closedEarly === 1 ? true : undefined), 5_000)
-    const metrics = await (
-      await fetch(`http://127.0.0.1:${(gw.app.server.address() as { port: number }).port}/metrics`)
-    ).text()
+    const metrics = await (await fetch(`${gw.adminUrl()}/metrics`)).text()
     expect(metrics).toContain('kvgate_requests_total{outcome="cancelled_streaming",user="anonymous"} 1')
   })
 })

@@ -1,5 +1,5 @@
 import { Type } from 'typebox'
-import { differentFrom, when } from '../../core/index.js'
+import { differentFrom, nullable, when } from '../../core/index.js'
 import { userName } from './users.js'
 
 export const DEFAULT_IDENTITY_HEADER = 'x-user-id'
@@ -23,6 +23,11 @@ export const identitySection = Type.Object(
     order: Type.Array(Type.Enum(IDENTITY_SOURCES), { uniqueItems: true, default: [...IDENTITY_SOURCES] }),
     header: headerName(DEFAULT_IDENTITY_HEADER),
     requireAuth: Type.Boolean({ default: false }),
+    /**
+     * Whether the header and the body's `user` may name the user. null (the default): yes when no API key is
+     * configured, no when one is (a key would otherwise be worth nothing: anyone could say they are alice).
+     */
+    trustHeader: nullable(Type.Boolean(), { default: null }),
     forwardApiKey: Type.Boolean({ default: false }),
     anonymousUser: userName({ default: DEFAULT_ANONYMOUS_USER }),
     apiKeys: Type.Array(
