@@ -33,6 +33,7 @@ import { addSimOptions, simOptionsFromCommand, simOptionsGiven } from './sim-opt
 interface CompareFlags extends CommonFlags {
   url?: string
   policies?: string
+  oracle: boolean
   speed: number
   numGpuBlocks?: number
   deadlineMs: number
@@ -66,6 +67,11 @@ export function createCompareCommand(): Command {
   addRunOptions(addWorkloadOptions(compare), DEFAULT_COMPARE_CLIENT_MAX_TOKENS)
     .option('-u, --url <url>', 'an existing backend (vLLM or kvgate sim); default: a fresh emulator per setup')
     .option('--policies <list>', 'kvgate policies to run, comma-separated (default: every registered policy)')
+    .option(
+      '--oracle',
+      'add a setup "oracle": kvgate with the first policy, told each true output length (x-kvgate-output-tokens)',
+      false,
+    )
     .option(
       '--speed <x>',
       'emulated time runs x times faster (emulator, gateway and replay share the clock)',
@@ -136,6 +142,7 @@ export function createCompareCommand(): Command {
             }
           : {}),
         ...(flags.url !== undefined ? { backendUrl: flags.url } : {}),
+        oracle: flags.oracle,
         sim,
         speed: flags.speed,
         deadlineMs: flags.deadlineMs,
@@ -195,9 +202,13 @@ export function createCompareCommand(): Command {
           notes,
           setups: results.map((r) => ({
             name: r.name,
+            ...(r.policy !== undefined ? { policy: r.policy } : {}),
             preemptions: r.preemptions,
             max_kv_usage: r.maxKvUsage,
             ...(r.goodputVsDirect !== undefined ? { goodput_vs_direct: r.goodputVsDirect } : {}),
+            ...(r.goodputVsOracle !== undefined ? { goodput_vs_oracle: r.goodputVsOracle } : {}),
+            ...(r.predictorCoverage !== undefined ? { predictor_coverage: r.predictorCoverage } : {}),
+            ...(r.overReservation !== undefined ? { over_reservation: r.overReservation } : {}),
             samples: r.samples,
             ...(benchJson(r.run, r.summary, {}) as object),
           })),

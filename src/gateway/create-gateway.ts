@@ -7,7 +7,7 @@ import { errors } from '../errors/index.js'
 import { createIdentityResolver, OTHER_USER_LABEL, type IdentityResolver } from '../identity/index.js'
 import { createLedger } from '../ledger/index.js'
 import { policyFactories, type Policy, type PolicyFactory } from '../policies/index.js'
-import { createPredictor } from '../predictor/index.js'
+import { createPredictor, keepPredictorState } from '../predictor/index.js'
 import {
   COMPLETION_ROUTES,
   fromFastifyError,
@@ -96,6 +96,17 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   let policy = buildPolicy(config, identity, factories)
   const ledger = createLedger()
   const predictor = createPredictor(config.predictor)
+  const predictorState =
+    config.predictor.stateFile === null
+      ? undefined
+      : keepPredictorState({
+          predictor,
+          path: config.predictor.stateFile,
+          clock,
+          intervalMs: config.predictor.stateSaveIntervalMs,
+          onError: (err, during) =>
+            logger.warn({ err, file: config.predictor.stateFile }, `predictor state: ${during} failed`),
+        })
   const tokens = createWordPieceTokenCounter()
   const inFlight = new InFlight()
   const tally = { started: 0, ended: 0 }
@@ -164,6 +175,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         outputTokens: s.quantileTokens,
         coverageRatio: Number.isNaN(s.coverageRatio) ? undefined : s.coverageRatio,
         overReservationRatio: Number.isNaN(s.overReservationRatio) ? undefined : s.overReservationRatio,
+        censored: s.censored,
       })),
     policyUsers: () =>
       policy
@@ -301,6 +313,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     app.server.closeAllConnections()
     await serverClosed
     await pool.close()
+    predictorState?.stop()
     await sim?.close()
     logger.info('kvgate stopped')
   }

@@ -21,10 +21,10 @@ const DROPPED_HEADERS = new Set([
   'accept-encoding',
 ])
 
-/** The client's headers as they go upstream: without the identity and deadline headers, and the key unless asked. */
+/** The client's headers as they go upstream: without kvgate's own (identity, deadline, output hint), and the key unless asked. */
 export function upstreamHeaders(headers: IncomingHttpHeaders, config: KvgateConfig): Record<string, string> {
   const out: Record<string, string> = {}
-  const dropped = new Set([config.identity.header, config.admission.deadlineHeader])
+  const dropped = new Set([config.identity.header, config.admission.deadlineHeader, config.admission.outputHintHeader])
   if (!config.identity.forwardApiKey) for (const name of API_KEY_HEADERS) dropped.add(name)
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined || DROPPED_HEADERS.has(name) || dropped.has(name)) continue

@@ -28,6 +28,8 @@ export interface PredictorFigures {
   readonly outputTokens: number
   readonly coverageRatio: number | undefined
   readonly overReservationRatio: number | undefined
+  /** Completions set aside as censored since start (cut by max_tokens below the prediction). */
+  readonly censored?: number | undefined
 }
 
 export interface PolicyUserFigures {
@@ -56,7 +58,12 @@ export interface GatewayMetrics {
   tokensServed(user: string, kind: 'prompt' | 'completion', tokens: number): void
   /** A bug was caught and contained (logged with its stack); the requests it ended count as `internal_error`. */
   internalError(component: FaultComponent): void
+  /** A request carried an output-length hint: used (trusted user) or ignored. */
+  outputHint(result: OutputHintResult): void
 }
+
+export const OUTPUT_HINT_RESULTS = ['used', 'ignored_untrusted'] as const
+export type OutputHintResult = (typeof OUTPUT_HINT_RESULTS)[number]
 
 // vLLM's own buckets, so kvgate's TTFT and end-to-end histograms line up with the backend's.
 const TTFT_BUCKETS_SECONDS = [
@@ -200,6 +207,30 @@ export function createGatewayMetrics(sources: GatewayMetricSources): GatewayMetr
     (p) => p.overReservationRatio,
   )
 
+  const censoredSeen = new Map<string, number>()
+  new Counter({
+    name: 'kvgate_predictor_censored_total',
+    help: 'Completions cut by their max_tokens below the prediction, set aside rather than learnt from.',
+    labelNames: ['model'] as const,
+    registers,
+    collect() {
+      for (const row of sources.predictor()) {
+        if (row.censored === undefined) continue
+        const seen = censoredSeen.get(row.model) ?? 0
+        // A model forgotten and seen again restarts its count: never decrease a counter.
+        this.inc({ model: row.model }, Math.max(0, row.censored - seen))
+        censoredSeen.set(row.model, Math.max(seen, row.censored))
+      }
+    },
+  })
+  const outputHints = new Counter({
+    name: 'kvgate_output_hints_total',
+    help: 'Requests that carried an output-length hint, by result (used: a trusted user; ignored_untrusted).',
+    labelNames: ['result'] as const,
+    registers,
+  })
+  for (const result of OUTPUT_HINT_RESULTS) outputHints.inc({ result }, 0)
+
   const timeToFirstToken = new Histogram({
     name: 'kvgate_ttft_seconds',
     help: 'Time from arrival at kvgate to the first content token, queue wait included.',
@@ -255,5 +286,6 @@ export function createGatewayMetrics(sources: GatewayMetricSources): GatewayMetr
       if (tokens > 0) tokensServed.inc({ user, kind }, tokens)
     },
     internalError: (component) => internalErrors.inc({ component }),
+    outputHint: (result) => outputHints.inc({ result }),
   }
 }
