@@ -34,6 +34,7 @@ interface CompareFlags extends CommonFlags {
   url?: string
   policies?: string
   oracle: boolean
+  sloAdmission: boolean
   speed: number
   numGpuBlocks?: number
   deadlineMs: number
@@ -88,6 +89,11 @@ export function createCompareCommand(): Command {
       '--gateway-config <file>',
       'YAML merged over the gateway config compare builds (admission, predictor, policy options, users)',
     )
+    .option(
+      '--slo-admission',
+      "let the goodput SLO's ttft drive admission (the gateways' admission.ttftSloMs), not the queue deadline alone",
+      false,
+    )
     .option('--report <file>', 'write the HTML report here')
     .option('--output-json <file>', "write every setup's figures (summary, per user, per request) and samples as JSON")
     .option('--verbose', "also print each setup's full summary", false)
@@ -124,10 +130,19 @@ export function createCompareCommand(): Command {
           return
         }
       }
-      const gatewayConfig =
+      let gatewayConfig =
         flags.gatewayConfig !== undefined
           ? (parseYaml(readFileSync(flags.gatewayConfig, 'utf8')) as Record<string, unknown>)
           : undefined
+      if (flags.sloAdmission) {
+        if (slo.ttftMs === undefined) {
+          process.stderr.write('kvgate bench compare: --slo-admission needs a ttft in --slo\n')
+          process.exitCode = 1
+          return
+        }
+        const admission = (gatewayConfig?.['admission'] as Record<string, unknown> | undefined) ?? {}
+        gatewayConfig = { ...gatewayConfig, admission: { ...admission, ttftSloMs: Math.round(slo.ttftMs) } }
+      }
       let progress: ReturnType<typeof createProgress> | undefined
       const results = await runCompare({
         workload,
@@ -168,7 +183,7 @@ export function createCompareCommand(): Command {
         flags.url !== undefined
           ? `backend ${flags.url}`
           : `a fresh emulator per setup${flags.numGpuBlocks ? `, ${flags.numGpuBlocks} KV blocks` : ''}, speed ${flags.speed}× (times are emulated ms)`,
-        `kvgate queue deadline ${flags.deadlineMs} ms; goodput SLO ${sloText}; TTFT over admitted (completed) requests; clients' max_tokens: ${flags.clientMaxTokens}`,
+        `kvgate queue deadline ${flags.deadlineMs} ms${flags.sloAdmission ? ' (or shorter: the SLO drives admission)' : ''}; goodput SLO ${sloText}; TTFT over admitted (completed) requests; clients' max_tokens: ${flags.clientMaxTokens}`,
         ...(workload.userSample !== undefined ? [userSampleLine(workload.userSample, workload.kind)] : []),
       ]
       const below = setupsBelowDirect(results)

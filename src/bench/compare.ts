@@ -37,6 +37,8 @@ export interface MetricsSample {
   preemptions?: number
   kvgateQueueDepth?: number
   kvgateReservedTokens?: number
+  /** Output kvgate reserved that no request has generated yet (KV idle now, held for later). */
+  kvgateUngeneratedTokens?: number
 }
 
 export interface SetupResult {
@@ -141,6 +143,8 @@ function startSampler(clock: Clock, intervalMs: number, backendUrl: string, gate
     if (depth !== undefined) sample.kvgateQueueDepth = depth
     const reserved = gateway?.get('kvgate_ledger_reserved_tokens')
     if (reserved !== undefined) sample.kvgateReservedTokens = reserved
+    const ungenerated = gateway?.get('kvgate_ledger_ungenerated_tokens')
+    if (ungenerated !== undefined) sample.kvgateUngeneratedTokens = ungenerated
     samples.push(sample)
     busy = false
   }

@@ -158,6 +158,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     ...admissionTuning(config),
     onEvent: onAdmissionEvent,
     onFault: onAdmissionFault,
+    onWaitCheck: (check) => metrics.waitChecked(check),
   })
 
   const metrics = createGatewayMetrics({
@@ -167,6 +168,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         backend: b.name,
         reservedTokens: ledger.outstandingTokens(b.name),
         reservations: ledger.liveCount(b.name),
+        ungeneratedTokens: ledger.ungeneratedTokens(b.name),
       })),
     backends: () => pool.states(),
     predictor: () =>
@@ -187,6 +189,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         }))
         // Unlabelled users would all write the one `other` series; leave it out rather than show one at random.
         .filter((s) => s.user !== OTHER_USER_LABEL),
+    waitFactors: () => admission.stats().waitFactors,
   })
 
   // Typed as the default instance: the pino generic adds nothing callers use and would leak into every type.

@@ -8,6 +8,7 @@ export type {
   PolicyUserFigures,
   PredictorFigures,
   QueueWaitResult,
+  WaitCheckFigures,
 } from './gateway-metrics.js'
 export { createGatewayMetrics, OUTPUT_HINT_RESULTS } from './gateway-metrics.js'
 // The outcome list is the error registry's (each error declares its outcome); the metrics use it as labels.

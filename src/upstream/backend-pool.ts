@@ -9,6 +9,8 @@ export interface BackendCapacity {
   readonly capacityTokens: number
   readonly usedTokens: number
   readonly usable: boolean
+  /** Requests in the backend's own waiting queue at the last poll (`vllm:num_requests_waiting`), if known. */
+  readonly waiting?: number
 }
 
 /** Everything the gateway knows about a backend, for metrics, /health and logs. */
@@ -213,6 +215,7 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
           capacityTokens: state.capacityTokens,
           usedTokens: state.usedTokens,
           usable: state.usable,
+          waiting: state.waiting,
         }
       }),
     states: () => backends.map(stateOf),

@@ -32,6 +32,9 @@ describe('config validation', () => {
       maxBypassMs: 2000,
       exactPromptTokens: false,
       outputHintHeader: 'x-kvgate-output-tokens',
+      reserveBy: 'peak',
+      ttftSloMs: null,
+      overcommit: { ratio: 0, requests: 0, maxBackendWaiting: 0 },
     })
     expect(config.predictor).toEqual({
       quantile: 0.9,
