@@ -275,13 +275,13 @@ export function createGatewayMetrics(sources: GatewayMetricSources): GatewayMetr
   })
   new Gauge({
     name: 'kvgate_wait_prediction_factor',
-    help: 'What raw wait predictions are scaled by, per need bucket: quantile 0.5 for retry-after, 0.25 for early rejection (below 1: it backs off).',
-    labelNames: ['bucket', 'quantile'] as const,
+    help: 'What raw wait predictions are scaled by, per need bucket and use: retry_after (the median ratio of measured to predicted), early_reject (its 25th percentile; below 1 early rejection backs off).',
+    labelNames: ['bucket', 'use'] as const,
     registers,
     collect() {
       for (const row of sources.waitFactors?.() ?? []) {
-        this.set({ bucket: row.bucket, quantile: '0.5' }, row.median)
-        this.set({ bucket: row.bucket, quantile: '0.25' }, row.low)
+        this.set({ bucket: row.bucket, use: 'retry_after' }, row.median)
+        this.set({ bucket: row.bucket, use: 'early_reject' }, row.low)
       }
     },
   })
