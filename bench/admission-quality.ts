@@ -6,6 +6,7 @@
  *   npx tsx bench/admission-quality.ts                       # every workload, JSON in out/admission-quality/
  *   npx tsx bench/admission-quality.ts --only demo,long-prompts --extra '--gateway-config my.yaml'
  *   npx tsx bench/admission-quality.ts --cli /elsewhere/dist/cli.js --out out/before    # another build
+ *   npx tsx bench/admission-quality.ts --repeat 3 --speed 2 --extra --slo-admission     # medians of 3, slower
  *
  * Each run is one `node dist/cli.js bench compare …` (printed before it runs), so any row can be reproduced
  * alone; `--repeat N` runs each N times and prints medians (a shared machine's stalls move single runs by
@@ -50,17 +51,7 @@ export const WORKLOADS: readonly Workload[] = [
   },
 ]
 
-const COMMON = [
-  '--policies',
-  'fifo,vtc',
-  '--oracle',
-  '--client-max-tokens',
-  'none',
-  '--speed',
-  '4',
-  '--deadline-ms',
-  '3000',
-]
+const COMMON = ['--policies', 'fifo,vtc', '--oracle', '--client-max-tokens', 'none', '--deadline-ms', '3000']
 
 interface SetupJson {
   name: string
@@ -164,6 +155,8 @@ function main(): void {
   const only = flag('--only')?.split(',')
   const extra = flag('--extra')?.split(' ').filter(Boolean) ?? []
   const repeat = Number(flag('--repeat') ?? 1)
+  // Emulated time runs this much faster than real time; lower is slower but less moved by a busy machine.
+  const speed = flag('--speed') ?? '4'
   // --tables-only: print the tables of runs already in --out (after a change to this script, or to compare).
   const tablesOnly = process.argv.includes('--tables-only')
   mkdirSync(out, { recursive: true })
@@ -174,7 +167,18 @@ function main(): void {
       const json = join(out, `${workload.name}${repeat > 1 ? `-${run}` : ''}.json`)
       files.push(json)
       if (tablesOnly) continue
-      const args = [cli, 'bench', 'compare', ...workload.args, ...COMMON, ...extra, '--output-json', json]
+      const args = [
+        cli,
+        'bench',
+        'compare',
+        ...workload.args,
+        ...COMMON,
+        '--speed',
+        speed,
+        ...extra,
+        '--output-json',
+        json,
+      ]
       process.stderr.write(`\n$ node ${args.join(' ')}\n`)
       const result = spawnSync(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] })
       if (result.status !== 0) process.stderr.write(`${workload.name}: compare exited with ${result.status}\n`)

@@ -18,8 +18,8 @@ import { SortedWindow } from './sorted-window.js'
  *   `userMinSamples` completions is predicted from its own, the others from the model's window, never below
  *   the longest answer they had themselves. One user's short answers do not shrink another's reservation.
  * - **A conservative cold start that learns.** A model never seen gets `coldStartOutputTokens` (capped by
- *   `max_tokens`); each completion moves the figure linearly towards the window's quantile, reached at
- *   `minSamples`, and never below the longest answer seen so far. `snapshot()`/`restore()` carry the windows
+ *   `max_tokens`); each completion moves the figure towards the window's quantile (quickly at first: the
+ *   cold figure weighs (1 − n/minSamples)²), reached at `minSamples`, never below the longest answer seen. `snapshot()`/`restore()` carry the windows
  *   over a restart (`predictor.stateFile`).
  */
 export interface Predictor {
@@ -137,9 +137,10 @@ class PredictorImpl implements Predictor {
     if (state === undefined || n === 0) return cold
     const q = state.lengths.quantile(quantile) ?? cold
     if (n >= minSamples) return q
-    // Learn linearly from the conservative figure towards the data, never below what was seen.
-    const share = n / minSamples
-    return Math.max(state.lengths.max() ?? 0, Math.round(cold * (1 - share) + q * share))
+    // From the conservative figure towards the data, faster at first (the cold figure's weight is
+    // (1 − n/minSamples)²: a quarter of it left halfway), never below the longest answer seen.
+    const coldWeight = (1 - n / minSamples) ** 2
+    return Math.max(state.lengths.max() ?? 0, Math.round(cold * coldWeight + q * (1 - coldWeight)))
   }
 
   #userFigure(state: ModelState | undefined, user: string | undefined): number {

@@ -10,11 +10,11 @@ describe('predictor: rolling quantile of completion lengths', () => {
     const p = createPredictor(options)
     expect(p.predict('m', undefined)).toBe(256)
     expect(p.predict('m', 100)).toBe(100)
-    // Linear from 256 towards the window's P90 (10), never below the longest answer seen.
+    // From 256 towards the window's P90 (10): the cold figure weighs (1 − n/5)².
     p.observe('m', 256, 10)
-    expect(p.predict('m', undefined)).toBe(Math.round(256 * 0.8 + 10 * 0.2))
+    expect(p.predict('m', undefined)).toBe(Math.round(256 * 0.64 + 10 * 0.36))
     for (let i = 0; i < 3; i++) p.observe('m', 256, 10)
-    expect(p.predict('m', undefined)).toBe(Math.round(256 * 0.2 + 10 * 0.8))
+    expect(p.predict('m', undefined)).toBe(Math.round(256 * 0.04 + 10 * 0.96))
     p.observe('m', 256, 10)
     expect(p.predict('m', undefined)).toBe(10)
   })
@@ -58,8 +58,8 @@ describe('predictor: rolling quantile of completion lengths', () => {
     const [stats] = p.stats()
     expect(stats).toMatchObject({ model: 'm', samples: 4, observed: 4, coldStart: true, coverageRatio: 0.75 })
     expect(stats?.overReservationRatio).toBeCloseTo(80 / 400)
-    // 4 of 5 samples: 20% of the cold figure, 80% of the P90 (150), and at least the longest answer.
-    expect(stats?.quantileTokens).toBe(Math.round(256 * 0.2 + 150 * 0.8))
+    // 4 of 5 samples: (1/5)² of the cold figure, the rest the P90 (150), and at least the longest answer.
+    expect(stats?.quantileTokens).toBe(Math.round(256 * 0.04 + 150 * 0.96))
   })
 
   it('is never built from nonsense options: the config refuses them first, naming the field', () => {

@@ -71,8 +71,8 @@ describe('the client output-length hint (x-kvgate-output-tokens)', () => {
     const stranger = { 'x-user-id': 'mallory', 'x-kvgate-output-tokens': '5' }
     expect((await postJson(`${url}/v1/chat/completions`, body(), stranger)).status).toBe(200)
     await until(() => (finished.length === 2 ? true : undefined))
-    // The cold-start figure, then one twentieth of the way to the first answer's 4 tokens: the hints (5) played no part.
-    expect(finished.map((l) => l.predictedTokens)).toEqual([1_000, Math.round(1_000 * 0.95 + 4 * 0.05)])
+    // The cold-start figure, then (19/20)² of it and the rest the first answer's 4 tokens: the hints (5) played no part.
+    expect(finished.map((l) => l.predictedTokens)).toEqual([1_000, Math.round(1_000 * 0.9025 + 4 * 0.0975)])
     expect(metricValue(await scrape(url), 'kvgate_output_hints_total{result="ignored_untrusted"}')).toBe(2)
   })
 
