@@ -1,7 +1,7 @@
 import type { Clock } from '../core/index.js'
 import { errors, type KvgateError } from '../errors/index.js'
 import type { Ledger } from '../ledger/index.js'
-import type { Policy, PolicyUser } from '../policies/index.js'
+import type { Policy, PolicyRequest, PolicyUser, WaitAhead } from '../policies/index.js'
 import { AdmittedRequest } from './admitted.js'
 import { createMostRoomView } from './capacity-view.js'
 import type {
@@ -22,6 +22,9 @@ import { DeadlineSweep, expiryRejection, OUTCOME } from './deadline-sweep.js'
 import { Dispatcher } from './dispatcher.js'
 import { PolicyGuard } from './policy-guard.js'
 import { QueueStore, type QueueItem } from './queue-store.js'
+import { validateTuning } from './tuning.js'
+import { arrivalVerdict } from './arrival-check.js'
+import { NEED_BUCKET_LABELS, RETRY_AFTER_QUANTILE, TtftAfterAdmission } from './wait-calibration.js'
 import { formatDuration, rejectionHeaders } from './retry-after.js'
 import { WaitPrediction } from './wait-prediction.js'
 
@@ -53,6 +56,7 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
   readonly #store = new QueueStore()
   readonly #capacity: CapacityView
   readonly #prediction: WaitPrediction
+  readonly #ttft = new TtftAfterAdmission()
   readonly #sweep: DeadlineSweep
   readonly #dispatcher: Dispatcher
   #policy: PolicyGuard
@@ -72,8 +76,9 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
         backends: options.backends,
         ledger: options.ledger,
         headroomRatio: () => this.#tuning.headroomRatio,
+        rules: () => this.#tuning,
       })
-    this.#prediction = new WaitPrediction(this.#clock, this.#store, this.#capacity)
+    this.#prediction = new WaitPrediction(this.#clock, this.#capacity, options.onWaitCheck)
     this.#sweep = new DeadlineSweep({
       clock: this.#clock,
       store: this.#store,
@@ -83,8 +88,11 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
         const { error, retryAfterMs } = expiryRejection(item, denied, now, {
           capacity: this.#capacity,
           policy: this.#policy,
-          predictWaitMs: (user, needTokens) => this.predictWaitMs(user, needTokens),
+          predictWaitMs: (request) => this.#predictRetryMs(request, now),
         })
+        if (item.predictedWaitMs !== undefined) {
+          this.#prediction.check('expired', item.needBucket, item.predictedWaitMs, now - item.enqueuedAtMs)
+        }
         this.#settleRejected(item, error, now, retryAfterMs)
       },
       dispatch: () => this.dispatch(),
@@ -99,6 +107,7 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
       endings: this,
       sweep: this.#sweep,
       closed: () => this.#closed,
+      afterDispatch: (now) => this.#prediction.settleShadows(now),
     })
   }
 
@@ -137,6 +146,7 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
       return immediate(error, waitMs)
     }
 
+    const deadlineMs = this.#deadlineFor(ticket, prompt)
     return new Promise<Admission>((resolve, reject) => {
       const item: QueueItem = {
         seq: ++this.#seq,
@@ -150,7 +160,10 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
         },
         needTokens,
         enqueuedAtMs: now,
-        deadlineAtMs: now + Math.max(0, ticket.deadlineMs),
+        deadlineMs,
+        deadlineAtMs: now + deadlineMs,
+        predictedWaitMs: undefined,
+        needBucket: 0,
         userQueue: this.#store.queueFor(ticket.user),
         heapIndex: -1,
         prev: undefined,
@@ -175,23 +188,57 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
         ticket.signal.addEventListener('abort', onAbort, { once: true })
       }
       this.dispatch()
-      if (item.queued && this.#tuning.earlyReject) this.#maybeRejectEarly(item)
+      if (item.queued) this.#checkOnArrival(item)
     })
   }
 
-  #maybeRejectEarly(item: QueueItem): void {
+  /**
+   * The request's queue deadline: its own (the client's header or the default), or with `ttftSloMs` the SLO
+   * less the expected time from admission to the first token for its prompt, if that is shorter. At least
+   * 1 ms, so that a request the SLO leaves no time for is still admitted if it fits at once.
+   */
+  #deadlineFor(ticket: AdmissionTicket, promptTokens: number): number {
+    const own = Math.max(0, ticket.deadlineMs)
+    const slo = this.#tuning.ttftSloMs
+    if (slo === null) return own
+    const afterAdmission = this.#ttft.estimateMs(promptTokens) ?? 0
+    return Math.min(own, Math.max(1, slo - afterAdmission))
+  }
+
+  /** Not admitted at once: predict its wait (kept, to be checked), and answer now what cannot make it. */
+  #checkOnArrival(item: QueueItem): void {
     const now = this.#clock.now()
-    // Only a measured drain rate may reject early: a guess must not turn away a burst the gateway could serve.
-    if (this.#prediction.measuredRate(now) === undefined) return
-    const waitMs = this.#prediction.waitMs(item.userQueue, item.needTokens, true, now)
-    if (waitMs <= item.ticket.deadlineMs) return
+    const verdict = arrivalVerdict(item, this.#waitAhead(item.request, now), this.#prediction, {
+      earlyReject: this.#tuning.earlyReject,
+      now,
+      rateLimits: () => this.#policy.rateLimits(item.ticket.user, now),
+    })
+    if (verdict === undefined) return
     this.#remove(item, now)
-    const limits = this.#policy.rateLimits(item.ticket.user, now)
-    const error = errors.predictedWaitTooLong(
-      [formatDuration(waitMs), formatDuration(item.ticket.deadlineMs), formatDuration(Math.max(1_000, waitMs))],
-      { ...OUTCOME, headers: rejectionHeaders(errors.predictedWaitTooLong.code, waitMs, limits) },
+    // Shadowed after it left, so its own departure does not count as its turn coming.
+    const { shadow } = verdict
+    if (shadow !== undefined)
+      this.#prediction.shadow(shadow.ahead, item.needTokens, shadow.predictedMs, shadow.bucket, now)
+    this.#settleRejected(item, verdict.error, now, verdict.retryAfterMs)
+  }
+
+  /** The policy's wait estimate; if it fails, everything queued counts as ahead (FIFO's view). */
+  #waitAhead(request: PolicyRequest, now: number): WaitAhead {
+    return (
+      this.#policy.waitAhead(request, now) ?? {
+        tokensAhead: this.#store.queuedNeedTokens,
+        quotaWaitMs: 0,
+      }
     )
-    this.#settleRejected(item, error, now, waitMs)
+  }
+
+  /** retry-after for a request not (or no longer) queued: its predicted wait now, at the median calibration. */
+  #predictRetryMs(request: PolicyRequest, now: number): number {
+    const ahead = this.#waitAhead(request, now)
+    const need = request.promptTokens + request.predictedOutputTokens
+    const kvMs = this.#prediction.rawWaitMs({ ...ahead, quotaWaitMs: 0 }, need, now)
+    const bucket = this.#prediction.bucketOf(need)
+    return Math.max(ahead.quotaWaitMs, this.#prediction.calibrated(kvMs, bucket, RETRY_AFTER_QUANTILE))
   }
 
   // --- how an item leaves the queue (ItemEndings: the dispatcher and the sweep call these) ------------------
@@ -213,8 +260,11 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
       promptTokens: item.request.promptTokens,
       predictedOutputTokens: item.request.predictedOutputTokens,
     })
-    if (backlog) this.#prediction.noteAdmitted(item.needTokens, now)
+    this.#prediction.noteAdmitted(item.needTokens, now, backlog)
     const waitedMs = now - item.enqueuedAtMs
+    if (item.predictedWaitMs !== undefined) {
+      this.#prediction.check('admitted', item.needBucket, item.predictedWaitMs, waitedMs)
+    }
     const admission = new AdmittedRequest(this.#host, policy, item.ticket, item.request, {
       backendId: placement.backendId,
       reservation,
@@ -238,11 +288,13 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
 
   readonly #host = {
     nowMs: () => this.#clock.now(),
+    noteFirstToken: (promptTokens: number, afterAdmissionMs: number) => this.#ttft.note(promptTokens, afterAdmissionMs),
     emit: (event: AdmissionEvent) => this.#emit(event),
     scheduleDispatch: () => this.#dispatcher.schedule(),
   }
 
   #unlink(item: QueueItem, now: number): void {
+    this.#prediction.noteDeparted(item.needTokens)
     if (this.#store.unlink(item)) this.#prediction.setKvBound(false, now)
   }
 
@@ -311,7 +363,12 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
   }
 
   predictWaitMs(user: PolicyUser, needTokens: number): number {
-    return this.#prediction.waitMs(this.#store.peekQueue(user), needTokens, false)
+    const now = this.#clock.now()
+    // A would-be request (not queued); its need counted as prompt, which only VTC's charge tells apart.
+    return this.#predictRetryMs(
+      { id: '', user, promptTokens: needTokens, predictedOutputTokens: 0, enqueuedAtMs: now },
+      now,
+    )
   }
 
   configure(tuning: Partial<AdmissionTuning>): void {
@@ -364,6 +421,8 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
       queuedTokens: this.#store.queuedNeedTokens,
       activeUsers: this.#store.users,
       drainTokensPerSecond: rate === undefined ? undefined : rate * 1_000,
+      waitFactors: NEED_BUCKET_LABELS.map((bucket, i) => ({ bucket, ...this.#prediction.factors(i) })),
+      ttftAfterAdmissionMs: this.#ttft.estimateMs(1_000),
     }
   }
 
@@ -374,15 +433,6 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
     const now = this.#clock.now()
     for (const item of this.#store.inArrivalOrder()) this.reject(item, errors.shuttingDown([], OUTCOME), now)
   }
-}
-
-function validateTuning<T extends AdmissionTuning>(tuning: T): AdmissionTuning {
-  if (!(tuning.headroomRatio >= 0 && tuning.headroomRatio < 1)) throw new RangeError('headroomRatio must be in [0, 1)')
-  if (!(tuning.deadlineTickMs > 0)) throw new RangeError('deadlineTickMs must be > 0')
-  if (!(tuning.maxQueueLength >= 0)) throw new RangeError('maxQueueLength must be ≥ 0')
-  if (!(tuning.maxBypassMs >= 0)) throw new RangeError('maxBypassMs must be ≥ 0')
-  const { headroomRatio, deadlineTickMs, maxQueueLength, earlyReject, maxBypassMs } = tuning
-  return { headroomRatio, deadlineTickMs, maxQueueLength, earlyReject, maxBypassMs }
 }
 
 /** Without a reporter, a contained fault still reaches the operator as a process warning. */

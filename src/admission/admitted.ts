@@ -6,6 +6,8 @@ import type { PolicyGuard } from './policy-guard.js'
 /** What an admitted request needs of the controller that admitted it. */
 export interface AdmittedHost {
   nowMs(): number
+  /** The first token came `afterAdmissionMs` after admission (the SLO's deadline is derived from these). */
+  noteFirstToken(promptTokens: number, afterAdmissionMs: number): void
   emit(event: AdmissionEvent): void
   /** Run the dispatcher after the caller's call stack. */
   scheduleDispatch(): void
@@ -25,7 +27,9 @@ export class AdmittedRequest implements Admission {
   readonly #policy: PolicyGuard
   readonly #host: AdmittedHost
   readonly #model: string
+  readonly #admittedAtMs: number
   #finished = false
+  #sawFirstToken = false
 
   constructor(
     host: AdmittedHost,
@@ -42,6 +46,7 @@ export class AdmittedRequest implements Admission {
     this.backendId = placement.backendId
     this.reservation = placement.reservation
     this.waitedMs = placement.waitedMs
+    this.#admittedAtMs = host.nowMs()
   }
 
   get finished(): boolean {
@@ -50,6 +55,10 @@ export class AdmittedRequest implements Admission {
 
   firstToken(): void {
     this.reservation.markStarted()
+    if (this.#sawFirstToken || this.#finished) return
+    this.#sawFirstToken = true
+    // Per sequence's prompt would be finer; the whole prompt is what prefill had to read.
+    this.#host.noteFirstToken(this.request.promptTokens, this.#host.nowMs() - this.#admittedAtMs)
   }
 
   recordTokens(n: number): void {

@@ -3,6 +3,9 @@ import type { KvgateError, RequestOutcome } from '../errors/index.js'
 import type { Ledger, Reservation } from '../ledger/index.js'
 import type { Policy, PolicyRequest, PolicyUser } from '../policies/index.js'
 import type { BackendCapacity } from '../upstream/index.js'
+import type { OvercommitRule, ReserveBy } from './room-rules.js'
+import type { NeedBucket } from './wait-calibration.js'
+import type { WaitCheck } from './wait-prediction.js'
 
 /**
  * The admission queue's contracts: what a caller submits and gets back, the events it reports, and the seam
@@ -97,6 +100,10 @@ export interface AdmissionStats {
   readonly activeUsers: number
   /** Tokens of need admitted per second of backlog (undefined until measured). */
   readonly drainTokensPerSecond: number | undefined
+  /** Per need bucket, what raw wait predictions are scaled by: retry-after's median, early rejection's low. */
+  readonly waitFactors: readonly { readonly bucket: NeedBucket; readonly median: number; readonly low: number }[]
+  /** Expected ms from admission to the first token for a prompt of 1,000 tokens (undefined until fitted). */
+  readonly ttftAfterAdmissionMs: number | undefined
 }
 
 export interface AdmissionController {
@@ -131,9 +138,22 @@ export interface AdmissionTuning {
   readonly earlyReject: boolean
   /** Longest a head that does not fit may be bypassed by others that do; 0 = strict head-of-line. */
   readonly maxBypassMs: number
+  /** How reservations count against a backend's room: their final sizes, or the running set's peak. */
+  readonly reserveBy: ReserveBy
+  /** A bounded share of reserved growth lent while the backend's own queue is short (ratio 0 = none). */
+  readonly overcommit: OvercommitRule
+  /**
+   * Admit against a time-to-first-token SLO (ms) rather than a bare queue deadline: each request's deadline
+   * becomes the smaller of its own and the SLO less the expected time from admission to its first token, and
+   * early rejection turns away at once what cannot meet it. null = off.
+   */
+  readonly ttftSloMs: number | null
 }
 
-export interface AdmissionControllerOptions extends AdmissionTuning {
+/** The tuning a controller is built with; the room rules default to the classic final-size rule. */
+export interface AdmissionControllerOptions
+  extends Omit<AdmissionTuning, 'reserveBy' | 'overcommit' | 'ttftSloMs'>,
+    Partial<Pick<AdmissionTuning, 'reserveBy' | 'overcommit' | 'ttftSloMs'>> {
   clock: Clock
   policy: Policy
   ledger: Ledger
@@ -144,6 +164,8 @@ export interface AdmissionControllerOptions extends AdmissionTuning {
   onEvent?: (event: AdmissionEvent) => void
   /** A policy or listener threw (contained); by default a process warning. */
   onFault?: (fault: AdmissionFault) => void
+  /** A predicted wait checked against what happened (admitted, expired, or a shadowed early rejection). */
+  onWaitCheck?: (check: WaitCheck) => void
 }
 
 /**

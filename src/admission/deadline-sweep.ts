@@ -1,6 +1,6 @@
 import type { Clock, TimerHandle } from '../core/index.js'
 import { errors, type KvgateError } from '../errors/index.js'
-import type { PolicyUser } from '../policies/index.js'
+import type { PolicyRequest } from '../policies/index.js'
 import type { CapacityView } from './contracts.js'
 import type { PolicyGuard } from './policy-guard.js'
 import type { QueueItem, QueueStore } from './queue-store.js'
@@ -110,8 +110,8 @@ export class DeadlineSweep {
 export interface ExpiryContext {
   capacity: CapacityView
   policy: PolicyGuard
-  /** The wait a new request of this need from this user would see now (the expired one has left). */
-  predictWaitMs(user: PolicyUser, needTokens: number): number
+  /** The wait the expired request would see if it came again now (it has left the queue). */
+  predictWaitMs(request: PolicyRequest): number
 }
 
 /**
@@ -138,7 +138,7 @@ export function expiryRejection(
     })
     return { error, retryAfterMs: waitMs }
   }
-  const waitMs = context.predictWaitMs(user, item.needTokens)
+  const waitMs = context.predictWaitMs(item.request)
   const error = errors.deadlineExceeded([waited, formatDuration(Math.max(1_000, waitMs))], {
     ...OUTCOME,
     headers: rejectionHeaders(errors.deadlineExceeded.code, waitMs, context.policy.rateLimits(user, now)),

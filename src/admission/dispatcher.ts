@@ -21,6 +21,8 @@ export interface DispatcherOptions {
   /** Expire what is due before deciding; `pending` while a capped sweep still has more to reject. */
   sweep: { expireDue(now: number): boolean; readonly pending: boolean }
   closed(): boolean
+  /** After every dispatch (the wait prediction settles its shadows). */
+  afterDispatch?(now: number): void
 }
 
 /**
@@ -85,6 +87,7 @@ export class Dispatcher {
     } finally {
       this.#dispatching = false
     }
+    this.#options.afterDispatch?.(clock.now())
   }
 
   /** One decision; true when it admitted (or answered) a head, so the next decision may differ. */

@@ -16,4 +16,14 @@ export { createAdmissionController } from './admission-controller.js'
 export { createMostRoomView, type MostRoomViewOptions } from './capacity-view.js'
 export { MAX_EXPIRIES_PER_TICK } from './deadline-sweep.js'
 export { MAX_CANDIDATES_PER_DECISION } from './dispatcher.js'
+export {
+  extraRoom,
+  FINAL_SIZE_RULES,
+  type OvercommitRule,
+  peakProfile,
+  type ReserveBy,
+  type RoomRules,
+} from './room-rules.js'
+export type { WaitCheck, WaitCheckKind } from './wait-prediction.js'
+export { NEED_BUCKET_LABELS, type NeedBucket } from './wait-calibration.js'
 export { formatDuration, MAX_RETRY_AFTER_MS, MIN_RETRY_AFTER_MS, rejectionHeaders } from './retry-after.js'

@@ -1,4 +1,4 @@
-import type { Policy, PolicyRequest, PolicyUser, QuotaDecision, RateLimitState } from '../policies/index.js'
+import type { Policy, PolicyRequest, PolicyUser, QuotaDecision, RateLimitState, WaitAhead } from '../policies/index.js'
 
 /** Reports a policy method that threw: which one, and for which request. */
 export type PolicyFaultReporter = (operation: string, error: unknown, requestId?: string) => void
@@ -79,6 +79,16 @@ export class PolicyGuard {
       this.policy.onFinish(request, completionTokens, nowMs)
     } catch (err) {
       this.#report('onFinish', err, request.id)
+    }
+  }
+
+  /** Undefined when the policy threw (the caller falls back to everything queued being ahead). */
+  waitAhead(request: PolicyRequest, nowMs: number): WaitAhead | undefined {
+    try {
+      return this.policy.waitAhead(request, nowMs)
+    } catch (err) {
+      this.#report('waitAhead', err, request.id)
+      return undefined
     }
   }
 

@@ -10,7 +10,13 @@ export interface QueueItem extends ListNode<QueueItem>, HeapNode {
   readonly request: PolicyRequest
   readonly needTokens: number
   readonly enqueuedAtMs: number
+  /** Its queue deadline (ms after arrival): the ticket's, or the SLO-derived one if shorter. */
+  readonly deadlineMs: number
   readonly deadlineAtMs: number
+  /** The wait predicted when it could not be admitted at once (checked when it leaves); else undefined. */
+  predictedWaitMs: number | undefined
+  /** Its need's bucket for the wait calibration. */
+  needBucket: number
   readonly userQueue: UserQueue
   queued: boolean
   bypassedSinceMs: number | undefined

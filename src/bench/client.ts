@@ -19,6 +19,11 @@ export interface ChatCall {
   userHeader: string
   /** Extra headers (authorization, `--header`); the user header wins over one of the same name. */
   headers?: Readonly<Record<string, string>>
+  /**
+   * Send the true length in this header too (kvgate's `x-kvgate-output-tokens`): the oracle's client, whose
+   * gateway trusts it, so admission reserves exactly what the answer will need.
+   */
+  outputHintHeader?: string
   dispatcher: Dispatcher
   clock: Clock
   counter: TokenCounter
@@ -131,7 +136,14 @@ export async function sendChat(call: ChatCall): Promise<ChatOutcome> {
     response = await request(chatCompletionsUrl(call.baseUrl), {
       method: 'POST',
       dispatcher: call.dispatcher,
-      headers: { ...call.headers, 'content-type': 'application/json', [call.userHeader]: call.user },
+      headers: {
+        ...call.headers,
+        'content-type': 'application/json',
+        ...(call.outputHintHeader === undefined
+          ? {}
+          : { [call.outputHintHeader]: String(Math.max(1, call.outputTokens)) }),
+        [call.userHeader]: call.user,
+      },
       body,
       headersTimeout: call.timeoutMs,
       bodyTimeout: call.timeoutMs,

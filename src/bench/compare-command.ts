@@ -33,6 +33,8 @@ import { addSimOptions, simOptionsFromCommand, simOptionsGiven } from './sim-opt
 interface CompareFlags extends CommonFlags {
   url?: string
   policies?: string
+  oracle: boolean
+  sloAdmission: boolean
   speed: number
   numGpuBlocks?: number
   deadlineMs: number
@@ -67,6 +69,11 @@ export function createCompareCommand(): Command {
     .option('-u, --url <url>', 'an existing backend (vLLM or kvgate sim); default: a fresh emulator per setup')
     .option('--policies <list>', 'kvgate policies to run, comma-separated (default: every registered policy)')
     .option(
+      '--oracle',
+      'add a setup "oracle": kvgate with the first policy, told each true output length (x-kvgate-output-tokens)',
+      false,
+    )
+    .option(
       '--speed <x>',
       'emulated time runs x times faster (emulator, gateway and replay share the clock)',
       positiveNumber('--speed'),
@@ -81,6 +88,11 @@ export function createCompareCommand(): Command {
     .option(
       '--gateway-config <file>',
       'YAML merged over the gateway config compare builds (admission, predictor, policy options, users)',
+    )
+    .option(
+      '--slo-admission',
+      "let the goodput SLO's ttft drive admission (the gateways' admission.ttftSloMs), not the queue deadline alone",
+      false,
     )
     .option('--report <file>', 'write the HTML report here')
     .option('--output-json <file>', "write every setup's figures (summary, per user, per request) and samples as JSON")
@@ -118,10 +130,19 @@ export function createCompareCommand(): Command {
           return
         }
       }
-      const gatewayConfig =
+      let gatewayConfig =
         flags.gatewayConfig !== undefined
           ? (parseYaml(readFileSync(flags.gatewayConfig, 'utf8')) as Record<string, unknown>)
           : undefined
+      if (flags.sloAdmission) {
+        if (slo.ttftMs === undefined) {
+          process.stderr.write('kvgate bench compare: --slo-admission needs a ttft in --slo\n')
+          process.exitCode = 1
+          return
+        }
+        const admission = (gatewayConfig?.['admission'] as Record<string, unknown> | undefined) ?? {}
+        gatewayConfig = { ...gatewayConfig, admission: { ...admission, ttftSloMs: Math.round(slo.ttftMs) } }
+      }
       let progress: ReturnType<typeof createProgress> | undefined
       const results = await runCompare({
         workload,
@@ -136,6 +157,7 @@ export function createCompareCommand(): Command {
             }
           : {}),
         ...(flags.url !== undefined ? { backendUrl: flags.url } : {}),
+        oracle: flags.oracle,
         sim,
         speed: flags.speed,
         deadlineMs: flags.deadlineMs,
@@ -161,7 +183,7 @@ export function createCompareCommand(): Command {
         flags.url !== undefined
           ? `backend ${flags.url}`
           : `a fresh emulator per setup${flags.numGpuBlocks ? `, ${flags.numGpuBlocks} KV blocks` : ''}, speed ${flags.speed}× (times are emulated ms)`,
-        `kvgate queue deadline ${flags.deadlineMs} ms; goodput SLO ${sloText}; TTFT over admitted (completed) requests; clients' max_tokens: ${flags.clientMaxTokens}`,
+        `kvgate queue deadline ${flags.deadlineMs} ms${flags.sloAdmission ? ' (or shorter: the SLO drives admission)' : ''}; goodput SLO ${sloText}; TTFT over admitted (completed) requests; clients' max_tokens: ${flags.clientMaxTokens}`,
         ...(workload.userSample !== undefined ? [userSampleLine(workload.userSample, workload.kind)] : []),
       ]
       const below = setupsBelowDirect(results)
@@ -195,9 +217,13 @@ export function createCompareCommand(): Command {
           notes,
           setups: results.map((r) => ({
             name: r.name,
+            ...(r.policy !== undefined ? { policy: r.policy } : {}),
             preemptions: r.preemptions,
             max_kv_usage: r.maxKvUsage,
             ...(r.goodputVsDirect !== undefined ? { goodput_vs_direct: r.goodputVsDirect } : {}),
+            ...(r.goodputVsOracle !== undefined ? { goodput_vs_oracle: r.goodputVsOracle } : {}),
+            ...(r.predictorCoverage !== undefined ? { predictor_coverage: r.predictorCoverage } : {}),
+            ...(r.overReservation !== undefined ? { over_reservation: r.overReservation } : {}),
             samples: r.samples,
             ...(benchJson(r.run, r.summary, {}) as object),
           })),

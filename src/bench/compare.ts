@@ -1,7 +1,7 @@
 import { request } from 'undici'
 import type { Clock } from '../core/index.js'
 import { createScaledClock, createSystemClock } from '../core/index.js'
-import { parseConfig } from '../config/index.js'
+import { DEFAULT_OUTPUT_HINT_HEADER, parseConfig } from '../config/index.js'
 import { createGateway } from '../gateway/index.js'
 import type { Gateway } from '../gateway/index.js'
 import { policyNames } from '../policies/index.js'
@@ -21,6 +21,12 @@ import type { Workload } from './workload.js'
  * report's KV-usage and queue-depth charts.
  */
 export const DIRECT_SETUP = 'direct'
+/**
+ * kvgate with the first policy named, whose clients send each request's true output length in the
+ * `x-kvgate-output-tokens` header and whose users the gateway trusts with it: admission with perfect
+ * knowledge of the lengths, the reference the predicted setups are measured against.
+ */
+export const ORACLE_SETUP = 'oracle'
 
 export interface MetricsSample {
   /** ms after the setup's run started, on the run's (possibly scaled) clock. */
@@ -31,10 +37,14 @@ export interface MetricsSample {
   preemptions?: number
   kvgateQueueDepth?: number
   kvgateReservedTokens?: number
+  /** Output kvgate reserved that no request has generated yet (KV idle now, held for later). */
+  kvgateUngeneratedTokens?: number
 }
 
 export interface SetupResult {
   name: string
+  /** The kvgate policy it ran (the oracle's is the first policy named); unset for direct. */
+  policy?: string
   run: WorkloadRunResult
   summary: BenchSummary
   samples: MetricsSample[]
@@ -47,6 +57,11 @@ export interface SetupResult {
    * keep: below 1, putting kvgate in front lost goodput. Unset for `direct` and when direct had none.
    */
   goodputVsDirect?: number
+  /** Goodput as a share of the `oracle` setup's, when one ran: how far prediction is from perfect knowledge. */
+  goodputVsOracle?: number
+  /** The gateway's predictor at the end of the run: share of answers within the prediction, and unused share. */
+  predictorCoverage?: number
+  overReservation?: number
   /** Wall-clock seconds the setup took (its emulator and gateway start included). */
   wallSec?: number
 }
@@ -56,6 +71,8 @@ export interface CompareOptions {
   counter: TokenCounter
   seed: number
   policies?: readonly string[]
+  /** Add the `oracle` setup after the policies (see ORACLE_SETUP). */
+  oracle?: boolean
   /** An external backend; without it, a fresh emulator per setup. */
   backendUrl?: string
   sim?: SimOptions
@@ -126,6 +143,8 @@ function startSampler(clock: Clock, intervalMs: number, backendUrl: string, gate
     if (depth !== undefined) sample.kvgateQueueDepth = depth
     const reserved = gateway?.get('kvgate_ledger_reserved_tokens')
     if (reserved !== undefined) sample.kvgateReservedTokens = reserved
+    const ungenerated = gateway?.get('kvgate_ledger_ungenerated_tokens')
+    if (ungenerated !== undefined) sample.kvgateUngeneratedTokens = ungenerated
     samples.push(sample)
     busy = false
   }
@@ -146,6 +165,14 @@ function workloadUsers(workload: Workload): string[] {
   if (workload.kind === 'trace') for (const r of workload.requests) users.add(r.user ?? 'anonymous')
   else for (const c of workload.conversations) users.add(c.user ?? 'anonymous')
   return [...users]
+}
+
+/** A name kvgate accepts as a configured user (the others run under the default user's settings). */
+const USER_NAME = /^[A-Za-z0-9_.@:-]{1,64}$/
+
+/** The header the oracle's clients send the true length in: whatever the gateway reads. */
+function outputHintHeaderOf(gateway: Gateway | undefined): string {
+  return gateway?.config().admission.outputHintHeader ?? DEFAULT_OUTPUT_HINT_HEADER
 }
 
 /** The gateway config compare runs with: the backend, the policy, the deadline, one entry per user. */
@@ -170,7 +197,7 @@ export function compareGatewayConfig(
     admission: { defaultDeadlineMs: deadlineMs, maxDeadlineMs: Math.max(deadlineMs, 120_000) },
     policy: { name: policy, options: {} },
     // Configured users get their own metric labels and weights (1 each: the fairness figures assume equal shares).
-    users: users.filter((u) => /^[A-Za-z0-9_.@:-]{1,64}$/.test(u)).map((name) => ({ name, weight: 1 })),
+    users: users.filter((u) => USER_NAME.test(u)).map((name) => ({ name, weight: 1 })),
     telemetry: { maxUserLabels: Math.max(100, users.length), logLevel: 'warn' },
   }
   const merged: Record<string, unknown> = { ...base }
@@ -189,13 +216,44 @@ export function compareGatewayConfig(
   return parseConfig(merged)
 }
 
+/** One setup to run: direct (no policy), a policy, or the oracle (a policy told every length). */
+interface Setup {
+  readonly name: string
+  readonly policy?: string
+  readonly oracle?: boolean
+}
+
+/** The setups of a compare run, in the order they run and print. */
+export function compareSetups(policies: readonly string[], oracle: boolean): Setup[] {
+  const first = policies[0]
+  return [
+    { name: DIRECT_SETUP },
+    ...policies.map((policy) => ({ name: policy, policy })),
+    ...(oracle && first !== undefined ? [{ name: ORACLE_SETUP, policy: first, oracle: true }] : []),
+  ]
+}
+
+/** The oracle's gateway trusts every user's output hint (compare's users and anyone else). */
+function oracleConfig(extra: Record<string, unknown>, users: readonly string[]): Record<string, unknown> {
+  const listed = Array.isArray(extra['users'])
+    ? (extra['users'] as Record<string, unknown>[])
+    : users.filter((u) => USER_NAME.test(u)).map((name) => ({ name, weight: 1 }))
+  const defaultUser = (extra['defaultUser'] as Record<string, unknown> | undefined) ?? {}
+  return {
+    ...extra,
+    users: listed.map((u) => ({ ...u, trustOutputHint: true })),
+    defaultUser: { ...defaultUser, trustOutputHint: true },
+  }
+}
+
 export async function runCompare(options: CompareOptions): Promise<SetupResult[]> {
   const policies = options.policies ?? policyNames()
-  const setups = [DIRECT_SETUP, ...policies]
+  const setups = compareSetups(policies, options.oracle === true)
   const speed = options.speed ?? options.sim?.speed ?? 1
   const users = workloadUsers(options.workload)
   const results: SetupResult[] = []
-  for (const name of setups) {
+  for (const setup of setups) {
+    const name = setup.name
     options.onSetupStart?.(name)
     const wallStart = Date.now()
     // One scaled clock per setup, shared by the emulator's pace, the gateway and the replay.
@@ -208,13 +266,14 @@ export async function runCompare(options: CompareOptions): Promise<SetupResult[]
       }
       const backendUrl = options.backendUrl ?? (sim as SimHandle).url
       let targetUrl = backendUrl
-      if (name !== DIRECT_SETUP) {
+      if (setup.policy !== undefined) {
+        const extra = options.gatewayConfig ?? {}
         const config = compareGatewayConfig(
           backendUrl,
-          name,
+          setup.policy,
           users,
           options.deadlineMs ?? DEFAULT_COMPARE_DEADLINE_MS,
-          options.gatewayConfig,
+          setup.oracle === true ? oracleConfig(extra, users) : extra,
           speed,
         )
         gateway = await createGateway({ config, clock, logger: false })
@@ -230,15 +289,18 @@ export async function runCompare(options: CompareOptions): Promise<SetupResult[]
       )
       const run = await runWorkload(options.workload, {
         ...options.run,
+        ...(setup.oracle === true ? { outputHintHeader: outputHintHeaderOf(gateway) } : {}),
         baseUrl: targetUrl,
         clock,
         counter: options.counter,
         seed: options.seed,
       })
       await sampler.stop()
+      const gatewayTotals = gateway === undefined ? undefined : await scrape(gateway.adminUrl())
       const preemptionSamples = sampler.samples.map((s) => s.preemptions).filter((p): p is number => p !== undefined)
       const result: SetupResult = {
         name,
+        ...(setup.policy === undefined ? {} : { policy: setup.policy }),
         run,
         summary: summarize(run, options.slo),
         samples: sampler.samples,
@@ -246,6 +308,10 @@ export async function runCompare(options: CompareOptions): Promise<SetupResult[]
         maxKvUsage: Math.max(0, ...sampler.samples.map((s) => s.kvUsage ?? 0)),
         wallSec: (Date.now() - wallStart) / 1000,
       }
+      const coverage = gatewayTotals?.get('kvgate_predictor_coverage_ratio')
+      if (coverage !== undefined) result.predictorCoverage = coverage
+      const over = gatewayTotals?.get('kvgate_predictor_over_reservation_ratio')
+      if (over !== undefined) result.overReservation = over
       const direct = results.find((r) => r.name === DIRECT_SETUP)
       if (name !== DIRECT_SETUP && direct !== undefined) {
         const ratio = goodputVsDirect(result, direct)
@@ -258,13 +324,26 @@ export async function runCompare(options: CompareOptions): Promise<SetupResult[]
       await sim?.close()
     }
   }
+  const oracle = results.find((r) => r.name === ORACLE_SETUP)
+  if (oracle !== undefined) {
+    for (const r of results) {
+      if (r === oracle) continue
+      const ratio = goodputRatioOf(r, oracle)
+      if (ratio !== undefined) r.goodputVsOracle = ratio
+    }
+  }
   return results
+}
+
+/** Requests meeting every SLO in `setup` over those in `reference`; undefined when the reference had none. */
+function goodputRatioOf(setup: SetupResult, reference: SetupResult): number | undefined {
+  const good = (r: SetupResult) => r.summary.goodput_ratio * r.summary.requests
+  return good(reference) > 0 ? good(setup) / good(reference) : undefined
 }
 
 /** Requests meeting every SLO in `setup` over those in `direct`; undefined when direct had none. */
 export function goodputVsDirect(setup: SetupResult, direct: SetupResult): number | undefined {
-  const good = (r: SetupResult) => r.summary.goodput_ratio * r.summary.requests
-  return good(direct) > 0 ? good(setup) / good(direct) : undefined
+  return goodputRatioOf(setup, direct)
 }
 
 /** The setups whose goodput fell below direct's. */

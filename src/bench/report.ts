@@ -7,6 +7,7 @@ import { colourFor, escapeXml, lineChart, PALETTE } from './svg-chart.js'
 /** The comparison table `compare` prints and the report shows: one row per setup. */
 export function comparisonRows(results: readonly SetupResult[]): { header: string[]; rows: string[][] } {
   const f = (v: number, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : '-')
+  const withOracle = results.some((r) => r.goodputVsOracle !== undefined)
   const header = [
     'setup',
     'requests',
@@ -18,9 +19,11 @@ export function comparisonRows(results: readonly SetupResult[]): { header: strin
     'goodput_rps',
     'goodput_ratio',
     'goodput_vs_direct',
+    ...(withOracle ? ['goodput_vs_oracle'] : []),
     'jain_index',
     'preemptions',
     'max_kv_usage',
+    'coverage',
   ]
   const rows = results.map((r) => {
     const ttft = r.summary.table.ttft_ms
@@ -37,9 +40,12 @@ export function comparisonRows(results: readonly SetupResult[]): { header: strin
       `${f(r.summary.goodput_ratio * 100, 1)}%`,
       // Below 1: kvgate lost goodput against sending straight to the backend (the floor it must keep).
       r.goodputVsDirect === undefined ? '-' : `${f(r.goodputVsDirect, 2)}${r.goodputVsDirect < 1 ? ' below' : ''}`,
+      ...(withOracle ? [r.goodputVsOracle === undefined ? '-' : f(r.goodputVsOracle, 2)] : []),
       f(r.summary.jain_index, 3),
       String(r.preemptions),
       `${f(r.maxKvUsage * 100, 0)}%`,
+      // The predictor's coverage at the end (the oracle's too: its predictor ran beside the hints).
+      r.predictorCoverage === undefined ? '-' : f(r.predictorCoverage, 2),
     ]
   })
   return { header, rows }

@@ -97,6 +97,7 @@ export class RequestSender {
         user,
         userHeader: o.userHeader ?? 'x-user-id',
         ...(o.headers !== undefined ? { headers: o.headers } : {}),
+        ...(o.outputHintHeader !== undefined ? { outputHintHeader: o.outputHintHeader } : {}),
         dispatcher: this.#agent,
         clock: o.clock,
         counter: o.counter,

@@ -75,6 +75,8 @@ export interface RunOptions {
   maxRetries?: number
   /** How `max_tokens` is set (`exact`, `none` or a fixed number); `exact` by default. */
   clientMaxTokens?: ClientMaxTokens
+  /** Tell the gateway each request's true length in this header (the oracle setup of `compare`). */
+  outputHintHeader?: string
   /** At most this many requests in flight at once (vllm bench serve's `--max-concurrency`). */
   maxConcurrency?: number
   requestTimeoutMs?: number

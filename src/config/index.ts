@@ -7,7 +7,7 @@ export type {
   PolicyConfig,
   DeepReadonly,
 } from './schema.js'
-export { configSchema } from './schema.js'
+export { configSchema, DEFAULT_OUTPUT_HINT_HEADER } from './schema.js'
 export type { ConfigOverrides } from './layers.js'
 export { envOverrides, ENV_OVERRIDES, FLAG_OVERRIDES } from './layers.js'
 export { loadConfig, parseConfig, toPolicyUser } from './load-config.js'

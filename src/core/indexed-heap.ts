@@ -231,6 +231,11 @@ export class IndexedMinHeap {
     return true
   }
 
+  /** The keys in no particular order (O(1) to start, O(n) to walk). */
+  keys(): IterableIterator<string> {
+    return this.#entries.keys()
+  }
+
   /**
    * Keys in ascending order, lazily (see `IndexedHeap.ascending`). Each key at most once per walk, even one
    * that left and came back (a new entry) while the walk was paused.

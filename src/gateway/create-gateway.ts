@@ -7,7 +7,7 @@ import { errors } from '../errors/index.js'
 import { createIdentityResolver, OTHER_USER_LABEL, type IdentityResolver } from '../identity/index.js'
 import { createLedger } from '../ledger/index.js'
 import { policyFactories, type Policy, type PolicyFactory } from '../policies/index.js'
-import { createPredictor } from '../predictor/index.js'
+import { createPredictor, keepPredictorState } from '../predictor/index.js'
 import { InFlight } from '../proxy/index.js'
 import { startSim, type SimHandle } from '../sim/index.js'
 import { createGatewayMetrics, createLogger } from '../telemetry/index.js'
@@ -138,6 +138,17 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   let policy = buildPolicy(config, identity, factories)
   const ledger = createLedger()
   const predictor = createPredictor(config.predictor)
+  const predictorState =
+    config.predictor.stateFile === null
+      ? undefined
+      : keepPredictorState({
+          predictor,
+          path: config.predictor.stateFile,
+          clock,
+          intervalMs: config.predictor.stateSaveIntervalMs,
+          onError: (err, during) =>
+            logger.warn({ err, file: config.predictor.stateFile }, `predictor state: ${during} failed`),
+        })
   const tokens = createWordPieceTokenCounter()
   const inFlight = new InFlight()
   const tally = { started: 0, ended: 0 }
@@ -190,6 +201,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     ...admissionTuning(config),
     onEvent: onAdmissionEvent,
     onFault: onAdmissionFault,
+    onWaitCheck: (check) => metrics.waitChecked(check),
   })
 
   const metrics = createGatewayMetrics({
@@ -199,6 +211,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         backend: b.name,
         reservedTokens: ledger.outstandingTokens(b.name),
         reservations: ledger.liveCount(b.name),
+        ungeneratedTokens: ledger.ungeneratedTokens(b.name),
       })),
     backends: () => pool.states(),
     predictor: () =>
@@ -207,6 +220,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         outputTokens: s.quantileTokens,
         coverageRatio: Number.isNaN(s.coverageRatio) ? undefined : s.coverageRatio,
         overReservationRatio: Number.isNaN(s.overReservationRatio) ? undefined : s.overReservationRatio,
+        censored: s.censored,
       })),
     policyUsers: () =>
       policy
@@ -218,6 +232,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         }))
         // Unlabelled users would all write the one `other` series; leave it out rather than show one at random.
         .filter((s) => s.user !== OTHER_USER_LABEL),
+    waitFactors: () => admission.stats().waitFactors,
   })
 
   let shuttingDown = false
@@ -316,6 +331,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     await serverClosed
     await admin.close()
     await pool.close()
+    predictorState?.stop()
     await sim?.close()
     logger.info('kvgate stopped')
   }

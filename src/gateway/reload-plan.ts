@@ -24,8 +24,9 @@ export const sameValue = (a: unknown, b: unknown): boolean => isDeepStrictEqual(
 
 /** The admission queue's tuning as a config holds it (what `AdmissionController.configure()` takes). */
 export function admissionTuning(config: KvgateConfig): AdmissionTuning {
-  const { headroomRatio, deadlineTickMs, maxQueueLength, earlyReject, maxBypassMs } = config.admission
-  return { headroomRatio, deadlineTickMs, maxQueueLength, earlyReject, maxBypassMs }
+  const { headroomRatio, deadlineTickMs, maxQueueLength, earlyReject, maxBypassMs, reserveBy, overcommit, ttftSloMs } =
+    config.admission
+  return { headroomRatio, deadlineTickMs, maxQueueLength, earlyReject, maxBypassMs, reserveBy, overcommit, ttftSloMs }
 }
 
 export interface ReloadPlan {

@@ -12,6 +12,8 @@ export interface Identity {
   /** The bounded metric label: a configured user's name, the anonymous user, or `other`. */
   readonly label: string
   readonly source: IdentitySourceUsed
+  /** The operator trusts this user's output-length hint (`trustOutputHint`, its own or the default user's). */
+  readonly trustsOutputHint: boolean
 }
 
 /** The parts of a request identity reads; the proxy extracts them so this module knows nothing of HTTP. */
@@ -97,6 +99,9 @@ export function createIdentityResolver(config: KvgateConfig): IdentityResolver {
   }
   const keyToUser = new Map(identity.apiKeys.map((entry) => [digest(entry.key), entry.user]))
   const trustsHeader = identity.trustHeader ?? identity.apiKeys.length === 0
+  // A user not in `users` (the anonymous one included) has the default user's settings, this one too.
+  const hintTrust = new Map(config.users.map((u) => [u.name, u.trustOutputHint]))
+  const trusts = (name: string): boolean => hintTrust.get(name) ?? defaultUser.trustOutputHint
 
   // The first maxUserLabels configured users get labels; the anonymous user always does.
   const labelled = new Set(config.users.slice(0, config.telemetry.maxUserLabels).map((u) => u.name))
@@ -108,6 +113,7 @@ export function createIdentityResolver(config: KvgateConfig): IdentityResolver {
     user: userFor(name),
     label: labelFor(name),
     source,
+    trustsOutputHint: trusts(name),
   })
 
   const authenticate = (authorization: string | undefined): KeyCheck => {

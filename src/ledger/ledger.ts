@@ -45,6 +45,8 @@ export interface Reservation {
   readonly visibleTokens: number
   /** `max(0, reserved − visible)`: what admission must still subtract from the polled free space. */
   readonly outstandingTokens: number
+  /** `reserved − prompt − generated`: output reserved but not generated yet (0 once it outgrew its prediction). */
+  readonly ungeneratedTokens: number
   /** First token arrived: the backend has allocated the prompt's blocks. */
   markStarted(): void
   /** `n` more completion tokens; grows `reservedTokens` when prompt + generated would exceed it. */
@@ -81,6 +83,20 @@ export interface Ledger {
   /** Σ max(0, reserved − visible) — what admission subtracts from the polled free space. */
   outstandingTokens(backendId?: string): number
   reservedTokens(backendId?: string): number
+  /**
+   * Σ (reserved − prompt − generated): output reserved but not generated yet. Held by nobody in the KV
+   * cache now; the part of the ledger a peak-based room rule (or an overcommit) may lend out for a while.
+   */
+  ungeneratedTokens(backendId?: string): number
+  /**
+   * Σ visible part of the reservations released since the backend's last completed poll: KV the last poll
+   * still counts as used although vLLM freed it when those requests ended. Adding it back to the room closes
+   * the poll lag after a finish (a poll already in flight at the release may or may not see the blocks, so
+   * any completed poll clears it: never counted free twice).
+   */
+  freedTokens(backendId: string): number
+  /** The live reservations of one backend, without a copy (iterate, do not keep). */
+  live(backendId: string): Iterable<Reservation>
   liveCount(backendId?: string): number
   /** Backends that have live reservations or did have (for per-backend gauges). */
   backendIds(): string[]
@@ -90,7 +106,7 @@ export interface Ledger {
   /** ...and this after the response parsed successfully. */
   completePoll(mark: PollMark): void
   /** Recompute the totals from the live reservations; tests compare it with the incremental totals. */
-  audit(): { reservedTokens: number; outstandingTokens: number; liveCount: number }
+  audit(): { reservedTokens: number; outstandingTokens: number; ungeneratedTokens: number; liveCount: number }
 }
 
 export interface LedgerOptions {
@@ -104,6 +120,8 @@ interface BackendBook {
   readonly live: Set<ReservationImpl>
   reserved: number
   outstanding: number
+  ungenerated: number
+  freed: number
   /** Sequence number of the newest poll mark handed out, and of the newest one completed. */
   issuedSeq: number
   completedSeq: number
@@ -147,6 +165,12 @@ class ReservationImpl implements Reservation {
     book.live.add(this)
     book.reserved += reservedTokens
     book.outstanding += reservedTokens
+    book.ungenerated += reservedTokens - promptTokens
+  }
+
+  /** Output reserved but not generated yet. */
+  get ungeneratedTokens(): number {
+    return this.#reserved - this.promptTokens - this.#generated
   }
 
   get reservedTokens(): number {
@@ -174,9 +198,14 @@ class ReservationImpl implements Reservation {
 
   addGenerated(n: number): void {
     if (this.#released || !(n > 0)) return
+    const ungeneratedBefore = this.ungeneratedTokens
     this.#generated += n
     const held = this.promptTokens + this.#generated
-    if (held <= this.#reserved) return
+    if (held <= this.#reserved) {
+      this.#book.ungenerated -= ungeneratedBefore - this.ungeneratedTokens
+      return
+    }
+    this.#book.ungenerated -= ungeneratedBefore
     // Outgrew the prediction: grow so the ledger never counts less than the request holds.
     const outstandingBefore = this.outstandingTokens
     this.#book.reserved += held - this.#reserved
@@ -191,6 +220,8 @@ class ReservationImpl implements Reservation {
     const book = this.#book
     book.reserved -= this.#reserved
     book.outstanding -= this.outstandingTokens
+    book.ungenerated -= this.ungeneratedTokens
+    book.freed += this.#visible
     book.live.delete(this)
     // vLLM frees a finished request's blocks; the next poll shows that, so it leaves the pending marks.
     for (const snapshot of book.pending.values()) snapshot.delete(this)
@@ -224,7 +255,16 @@ class LedgerImpl implements Ledger {
   #book(backendId: string): BackendBook {
     let book = this.#books.get(backendId)
     if (book === undefined) {
-      book = { live: new Set(), reserved: 0, outstanding: 0, issuedSeq: 0, completedSeq: 0, pending: new Map() }
+      book = {
+        live: new Set(),
+        reserved: 0,
+        outstanding: 0,
+        ungenerated: 0,
+        freed: 0,
+        issuedSeq: 0,
+        completedSeq: 0,
+        pending: new Map(),
+      }
       this.#books.set(backendId, book)
     }
     return book
@@ -266,6 +306,18 @@ class LedgerImpl implements Ledger {
 
   reservedTokens(backendId?: string): number {
     return this.#sum((book) => book.reserved, backendId)
+  }
+
+  ungeneratedTokens(backendId?: string): number {
+    return this.#sum((book) => book.ungenerated, backendId)
+  }
+
+  freedTokens(backendId: string): number {
+    return this.#books.get(backendId)?.freed ?? 0
+  }
+
+  live(backendId: string): Iterable<Reservation> {
+    return this.#books.get(backendId)?.live ?? []
   }
 
   liveCount(backendId?: string): number {
@@ -326,23 +378,26 @@ class LedgerImpl implements Ledger {
     }
     if (mark.seq <= book.completedSeq) return
     book.completedSeq = mark.seq
+    book.freed = 0
     // Reservations absent from the snapshot (not started then) keep their earlier visible part.
     for (const [r, visible] of snapshot) r.reconcile(visible)
     this.#options.onChange?.()
   }
 
-  audit(): { reservedTokens: number; outstandingTokens: number; liveCount: number } {
+  audit(): { reservedTokens: number; outstandingTokens: number; ungeneratedTokens: number; liveCount: number } {
     let reservedTokens = 0
     let outstandingTokens = 0
+    let ungeneratedTokens = 0
     let liveCount = 0
     for (const book of this.#books.values()) {
       for (const r of book.live) {
         reservedTokens += r.reservedTokens
         outstandingTokens += r.outstandingTokens
+        ungeneratedTokens += r.ungeneratedTokens
         liveCount++
       }
     }
-    return { reservedTokens, outstandingTokens, liveCount }
+    return { reservedTokens, outstandingTokens, ungeneratedTokens, liveCount }
   }
 }
 

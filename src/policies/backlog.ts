@@ -38,12 +38,48 @@ interface UserQueue {
   readonly name: string
   head: Waiting | undefined
   tail: Waiting | undefined
+  /** Σ need (prompt + predicted output) of its waiting requests, and how many they are. */
+  need: number
+  count: number
 }
+
+/** What a waiting request will take of the KV cache when admitted. */
+export const needOf = (request: PolicyRequest): number =>
+  Math.max(0, request.promptTokens) + Math.max(0, request.predictedOutputTokens)
 
 export class Backlog {
   readonly #queues = new Map<string, UserQueue>()
   readonly #waiting = new Map<string, Waiting>()
   #nextSeq = 0
+  #totalNeed = 0
+
+  /** Σ need of every waiting request. */
+  get totalNeed(): number {
+    return this.#totalNeed
+  }
+
+  /** Σ need of one user's waiting requests (0 when it has none). */
+  userNeed(user: string): number {
+    return this.#queues.get(user)?.need ?? 0
+  }
+
+  /** How many requests a user has waiting. */
+  userCount(user: string): number {
+    return this.#queues.get(user)?.count ?? 0
+  }
+
+  /**
+   * What of `request`'s own user's queue goes before it: its user's waiting requests but itself, for a
+   * request that is the newest of its queue or not queued at all (`Policy.waitAhead`'s two cases).
+   */
+  ownAhead(request: PolicyRequest): { need: number; count: number } {
+    const queued = this.#waiting.has(request.id)
+    const user = request.user.name
+    return {
+      need: this.userNeed(user) - (queued ? needOf(request) : 0),
+      count: this.userCount(user) - (queued ? 1 : 0),
+    }
+  }
 
   /** Number of users with waiting requests. */
   get users(): number {
@@ -69,9 +105,12 @@ export class Backlog {
     let queue = this.#queues.get(user)
     const becameBacklogged = queue === undefined
     if (queue === undefined) {
-      queue = { name: user, head: undefined, tail: undefined }
+      queue = { name: user, head: undefined, tail: undefined, need: 0, count: 0 }
       this.#queues.set(user, queue)
     }
+    queue.need += needOf(request)
+    queue.count++
+    this.#totalNeed += needOf(request)
     const waiting: Waiting = { request, seq: this.#nextSeq++, user: queue, prev: undefined, next: undefined }
     appendNode(queue, waiting)
     this.#waiting.set(request.id, waiting)
@@ -86,12 +125,23 @@ export class Backlog {
     this.#waiting.delete(requestId)
     const queue = waiting.user
     unlinkNode(queue, waiting)
+    queue.need -= needOf(waiting.request)
+    queue.count--
+    this.#totalNeed -= needOf(waiting.request)
     const head = queue.head
     if (head === undefined) {
       this.#queues.delete(queue.name)
+      // Integer sums stay exact; reset anyway so nothing can drift past an empty queue.
+      if (this.#queues.size === 0) this.#totalNeed = 0
       return { user: queue.name, becameBacklogged: false, becameIdle: true, head: undefined, headSeq: -1 }
     }
     return { user: queue.name, becameBacklogged: false, becameIdle: false, head: head.request, headSeq: head.seq }
+  }
+
+  /** Whether this request is the newest of its user's waiting ones. */
+  isTail(requestId: string): boolean {
+    const waiting = this.#waiting.get(requestId)
+    return waiting !== undefined && waiting.user.tail === waiting
   }
 
   /** Users with waiting requests (unordered). */

@@ -3,7 +3,7 @@ import { nullable } from '../core/index.js'
 import { HeadOrder } from './head-order.js'
 import { createOptionsParser } from './options.js'
 import type { Policy, PolicyContext, PolicyRequest, PolicyUser, PolicyUserState } from './policy.js'
-import { QuotaLedger, quotaHooks } from './quota-ledger.js'
+import { QuotaLedger, quotaHooks, quotaWaitAhead } from './quota-ledger.js'
 import { staticLimits } from './tpm.js'
 import { MINUTE_MS } from './usage-window.js'
 
@@ -125,6 +125,12 @@ export function createDynamicTpmPolicy(context: PolicyContext): Policy {
     return capByStatic(user, Math.max(options.minTokensPerMinute, (total * w) / (activeWeight + w)))
   }
 
+  /** What one unit of rank costs a user in tokens: its quota, or its weight while it has none. */
+  const rankScale = (user: PolicyUser | undefined): number => {
+    const quota = user === undefined ? undefined : quotaFor(user)
+    return quota === undefined || quota <= 0 ? (user === undefined ? 1 : weightOf(user)) : quota
+  }
+
   // The clock's latest reading, for ranking between events (the rank reads the sliding window).
   let latestMs = 0
   /**
@@ -185,10 +191,29 @@ export function createDynamicTpmPolicy(context: PolicyContext): Policy {
   }
 
   // Dynamic token quota; requestsPerMinute stays the user's static one.
-  const quotaGate = quotaHooks(ledger, order, (user) => ({
+  const limitsOf = (user: PolicyUser) => ({
     tokensPerMinute: quotaFor(user),
     requestsPerMinute: staticLimits(user).requestsPerMinute,
-  }))
+  })
+  const quotaGate = quotaHooks(ledger, order, limitsOf)
+
+  /**
+   * Ready users go in order of used / quota, least first, and each admission raises its user's rank by
+   * need / quota: another user g is served before the request until its rank passes the request's user's
+   * rank at the time the request is that user's head, so g takes min(its queue, rank gap × its quota).
+   */
+  const waitAhead = quotaWaitAhead(ledger, order, limitsOf, (request, ownNeedAhead, nowMs) => {
+    const self = request.user.name
+    const rank = (ledger.usedTokens(self, nowMs) + ownNeedAhead) / rankScale(request.user)
+    let ahead = ownNeedAhead
+    for (const name of order.backlog.backloggedUsers()) {
+      if (name === self || order.isParked(name)) continue
+      const scale = rankScale(users.get(name))
+      const gap = rank - ledger.usedTokens(name, nowMs) / scale
+      if (gap > 0) ahead += Math.min(order.backlog.userNeed(name), gap * scale)
+    }
+    return ahead
+  })
 
   const touch = (request: PolicyRequest, atMs: number): void => {
     latestMs = Math.max(latestMs, atMs)
@@ -220,6 +245,7 @@ export function createDynamicTpmPolicy(context: PolicyContext): Policy {
       return order.candidates(atMs)
     },
     ...quotaGate,
+    waitAhead,
     onFinish(request, completionTokens, nowMs) {
       quotaGate.onFinish(request, completionTokens, nowMs)
       // The refund lowers the user's usage, and so its rank.

@@ -1,4 +1,5 @@
 import { Type } from 'typebox'
+import { needOf } from './backlog.js'
 import { HeadOrder } from './head-order.js'
 import { createOptionsParser } from './options.js'
 import type { Policy, PolicyContext, PolicyRequest } from './policy.js'
@@ -30,6 +31,11 @@ export function createFifoPolicy(context: PolicyContext): Policy {
     onTokens() {},
     onFinish() {},
     onTick() {},
+    // First come, first served: everything queued goes before a request that joins now.
+    waitAhead: (request) => ({
+      tokensAhead: order.backlog.totalNeed - (order.backlog.has(request.id) ? needOf(request) : 0),
+      quotaWaitMs: 0,
+    }),
     rateLimits: () => ({}),
     userStates: () => [],
   }

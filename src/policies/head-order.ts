@@ -66,6 +66,18 @@ export class HeadOrder {
     return this.#ready.size
   }
 
+  /** Whether `user` is parked (its head waits for its quota). */
+  isParked(user: string): boolean {
+    return this.#parked.has(user)
+  }
+
+  /** Σ need of the parked users' queues: O(parked users), for a wait estimate, never per decision. */
+  parkedNeed(): number {
+    let need = 0
+    for (const user of this.#parked.keys()) need += this.backlog.userNeed(user)
+    return need
+  }
+
   /** Hold `user` back (after every ready user) until `untilMs`. */
   park(user: string, untilMs: number): void {
     const head = this.backlog.head(user)

@@ -8,6 +8,7 @@ export type {
   QuotaDecision,
   RateLimitState,
   ServiceSample,
+  WaitAhead,
 } from './policy.js'
 
 export { createFifoPolicy, fifoOptionsSchema } from './fifo.js'

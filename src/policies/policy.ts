@@ -49,6 +49,23 @@ export type QuotaDecision =
       readonly limits: RateLimitState
     }
 
+/**
+ * How long a request waits in a policy's own order: what the admission queue's predicted wait (retry-after,
+ * early rejection) is made of. The KV part is the need the policy will admit before the request; the quota
+ * part is how long the request's own quota holds it back, whatever the KV.
+ */
+export interface WaitAhead {
+  /**
+   * Tokens of need (prompt + predicted output) the policy admits before this request, its own user's earlier
+   * requests included and the request itself not: new arrivals that would overtake it are not counted.
+   */
+  readonly tokensAhead: number
+  /** Its own quota cannot let it go for at least this long (0: quotas let it go now). */
+  readonly quotaWaitMs: number
+  /** When `quotaWaitMs` > 0: which quota, and the user's `x-ratelimit-*` figures, for a 429 at arrival. */
+  readonly quota?: { readonly reason: string; readonly limits: RateLimitState }
+}
+
 /** What the gateway measured since the last tick, for policies that adapt (dynamic-tpm). */
 export interface ServiceSample {
   /** Tokens (prompt + completion) finished across all backends per minute, smoothed by the caller or not. */
@@ -87,6 +104,11 @@ export interface Policy {
   onFinish(request: PolicyRequest, completionTokens: number, nowMs: number): void
   /** Called on every metrics poll. */
   onTick(nowMs: number, sample: ServiceSample): void
+  /**
+   * The wait of `request` in this policy's order, for a request that is the newest of its user's queue (just
+   * enqueued) or not queued at all (as if it joined now). Side-effect free; may cost O(backlogged users).
+   */
+  waitAhead(request: PolicyRequest, nowMs: number): WaitAhead
   /** Current x-ratelimit state of a user (empty for policies without quotas). */
   rateLimits(user: PolicyUser, nowMs: number): RateLimitState
   userStates(nowMs: number): PolicyUserState[]

@@ -113,6 +113,34 @@ export class QuotaLedger {
     return this.#deny(blocked, nowMs, limits)
   }
 
+  /**
+   * How long until `tokens` more tokens and `requests` more requests fit in `user`'s quota, side-effect free
+   * (no decision cached, nothing parked): the quota part of a wait estimate. Refunds of the user's running
+   * over-predictions may make it shorter.
+   */
+  waitFor(
+    user: string,
+    tokens: number,
+    requests: number,
+    nowMs: number,
+    limits: QuotaLimits,
+  ): { waitMs: number; reason?: string } {
+    const { tokensPerMinute, requestsPerMinute } = limits
+    if (tokensPerMinute === undefined && requestsPerMinute === undefined) return { waitMs: 0 }
+    const window = this.#windows.get(user) ?? new UsageWindow()
+    window.expire(nowMs)
+    const tokenWaitMs = tokensPerMinute === undefined ? 0 : window.msUntilTokensFit(nowMs, tokens, tokensPerMinute)
+    const requestWaitMs =
+      requestsPerMinute === undefined ? 0 : window.msUntilRequestFits(nowMs, requestsPerMinute, requests)
+    const waitMs = Math.max(tokenWaitMs, requestWaitMs)
+    if (waitMs === 0) return { waitMs }
+    const reason =
+      tokenWaitMs >= requestWaitMs
+        ? `tokens per minute (limit ${Math.round(tokensPerMinute ?? 0)}, used ${Math.round(window.tokens)}, requested ${tokens})`
+        : `requests per minute (limit ${requestsPerMinute ?? 0}, used ${window.requests})`
+    return { waitMs, reason }
+  }
+
   rateLimits(user: string, nowMs: number, limits: QuotaLimits): RateLimitState {
     const window = this.#windows.get(user)
     window?.expire(nowMs)
@@ -208,5 +236,30 @@ export function quotaHooks(
       order.unpark(request.user.name)
     },
     rateLimits: (user, nowMs) => ledger.rateLimits(user.name, nowMs, limitsOf(user)),
+  }
+}
+
+/**
+ * `waitAhead` for a quota policy: the KV part from `kvAhead` (the policy's own order), the quota part from the
+ * ledger, counting the user's earlier queued requests against its quota first (they go before it).
+ */
+export function quotaWaitAhead(
+  ledger: QuotaLedger,
+  order: HeadOrder,
+  limitsOf: (user: PolicyUser) => QuotaLimits,
+  kvAhead: (request: PolicyRequest, ownNeedAhead: number, nowMs: number) => number,
+): Policy['waitAhead'] {
+  return (request, nowMs) => {
+    const own = order.backlog.ownAhead(request)
+    const need = request.promptTokens + request.predictedOutputTokens
+    const limits = limitsOf(request.user)
+    const quota = ledger.waitFor(request.user.name, own.need + need, own.count + 1, nowMs, limits)
+    return {
+      tokensAhead: kvAhead(request, own.need, nowMs),
+      quotaWaitMs: quota.waitMs,
+      ...(quota.reason === undefined
+        ? {}
+        : { quota: { reason: quota.reason, limits: ledger.rateLimits(request.user.name, nowMs, limits) } }),
+    }
   }
 }

@@ -2,7 +2,7 @@ import { Type } from 'typebox'
 import { HeadOrder } from './head-order.js'
 import { createOptionsParser } from './options.js'
 import type { Policy, PolicyContext, PolicyUser, PolicyUserState } from './policy.js'
-import { QuotaLedger, quotaHooks, type QuotaLimits } from './quota-ledger.js'
+import { QuotaLedger, quotaHooks, quotaWaitAhead, type QuotaLimits } from './quota-ledger.js'
 
 // tpm's limits live on each user (config `users[].tokensPerMinute` / `requestsPerMinute`, and
 // `defaultUser`); the policy itself has no knobs, and unknown options are refused.
@@ -48,6 +48,12 @@ export function createTpmPolicy(context: PolicyContext): Policy {
     },
     candidates: (nowMs) => order.candidates(nowMs),
     ...quotaHooks(ledger, order, staticLimits),
+    // FIFO among users within quota: the ready users' queues go first, parked ones wait for their quotas.
+    waitAhead: quotaWaitAhead(ledger, order, staticLimits, (request, ownNeedAhead) => {
+      const user = request.user.name
+      const ownQueued = order.isParked(user) ? 0 : order.backlog.userNeed(user)
+      return order.backlog.totalNeed - order.parkedNeed() - ownQueued + ownNeedAhead
+    }),
     onTick(nowMs) {
       if (nowMs - lastPruneMs < PRUNE_EVERY_MS) return
       lastPruneMs = nowMs

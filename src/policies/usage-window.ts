@@ -105,9 +105,10 @@ export class UsageWindow {
     return this.msUntilEmpty(nowMs)
   }
 
-  /** Milliseconds from now until one more request fits under `limitRequests`. */
-  msUntilRequestFits(nowMs: number, limitRequests: number): number {
-    let excess = this.#requests + 1 - limitRequests
+  /** Milliseconds from now until `count` more requests (one by default) fit under `limitRequests`. */
+  msUntilRequestFits(nowMs: number, limitRequests: number, count = 1): number {
+    if (count > limitRequests) return this.msUntilEmpty(nowMs)
+    let excess = this.#requests + count - limitRequests
     if (excess <= 0) return 0
     for (let i = this.#head; i < this.#charges.length; i++) {
       const charge = this.#charges[i] as Charge

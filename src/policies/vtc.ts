@@ -124,9 +124,21 @@ export function createVtcPolicy(context: PolicyContext): Policy {
     counters.set(user, (counters.get(user) ?? 0) + amount)
     if (heap.has(user)) place(user)
   }
+  /** What admitting a request adds to its user's counter. */
+  const admissionCharge = (request: PolicyRequest): number =>
+    (wIn * request.promptTokens + wOut * (predictive ? Math.max(0, request.predictedOutputTokens) : 0)) /
+    weightOf(request)
+  /** Σ admission charge of each user's waiting requests, for the wait estimate. */
+  const queuedCharge = new Map<string, number>()
+  const addQueuedCharge = (user: string, amount: number): void => {
+    const next = (queuedCharge.get(user) ?? 0) + amount
+    if (backlog.isBacklogged(user)) queuedCharge.set(user, next)
+    else queuedCharge.delete(user)
+  }
   const leaveQueue = (request: PolicyRequest): boolean => {
     const change = backlog.remove(request.id)
     if (change === undefined) return false
+    addQueuedCharge(change.user, -admissionCharge(request))
     if (change.becameIdle) {
       heap.delete(change.user)
       if (heap.size === 0) lastLeftCounter = counters.get(change.user) ?? lastLeftCounter
@@ -140,6 +152,7 @@ export function createVtcPolicy(context: PolicyContext): Policy {
       const change = backlog.add(request)
       if (change === undefined) return
       weights.set(change.user, weightOf(request))
+      addQueuedCharge(change.user, admissionCharge(request))
       if (!change.becameBacklogged) return
       // The lift: the smallest counter among the other backlogged users (the user is not in the heap yet).
       const floor = heap.peek()?.priority ?? lastLeftCounter
@@ -167,6 +180,32 @@ export function createVtcPolicy(context: PolicyContext): Policy {
       yield* heap.ascending()
     },
     checkQuota: () => ({ allowed: true }),
+    /**
+     * Smallest counter first: the request goes when its user's counter, lifted as on enqueue and raised by
+     * the user's earlier queued requests, is the smallest. Until then each other backlogged user g is served
+     * while its counter is below that, so g takes min(its queue, counter gap × its need per counter unit).
+     * Running requests' streamed tokens and later arrivals are not foreseen.
+     */
+    waitAhead(request) {
+      const self = request.user.name
+      const queued = backlog.has(request.id)
+      const own = backlog.ownAhead(request)
+      const floor = heap.peek()?.priority ?? lastLeftCounter
+      const counter = counters.get(self)
+      const lifted = backlog.isBacklogged(self) ? (counter ?? floor) : Math.max(counter ?? floor, floor)
+      const ownCharge = (queuedCharge.get(self) ?? 0) - (queued ? admissionCharge(request) : 0)
+      const target = lifted + ownCharge
+      let ahead = own.need
+      for (const name of backlog.backloggedUsers()) {
+        if (name === self) continue
+        const gap = target - (counters.get(name) ?? floor)
+        if (gap < 0) continue
+        const need = backlog.userNeed(name)
+        const charge = queuedCharge.get(name) ?? 0
+        ahead += charge > 0 ? Math.min(need, (gap * need) / charge) : need
+      }
+      return { tokensAhead: ahead, quotaWaitMs: 0 }
+    },
     onTokens(request, tokens) {
       const r = running.get(request.id)
       if (r === undefined || tokens <= 0) return

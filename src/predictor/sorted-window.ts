@@ -39,6 +39,20 @@ export class SortedWindow {
     return evicted
   }
 
+  /** The largest value in the window. */
+  max(): number | undefined {
+    return this.#size === 0 ? undefined : this.#sorted[this.#size - 1]
+  }
+
+  /** The window's values, oldest first (what a snapshot keeps, so a restore rebuilds the same ring). */
+  values(): number[] {
+    const capacity = this.#ring.length
+    const start = this.#size === capacity ? this.#next : 0
+    const out: number[] = []
+    for (let i = 0; i < this.#size; i++) out.push(this.#ring[(start + i) % capacity] as number)
+    return out
+  }
+
   /**
    * Nearest-rank quantile (the smallest value with at least `q` of the window at or below it), so a
    * prediction at P90 covers at least 90% of the window — interpolating would give a value no observation

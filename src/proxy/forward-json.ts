@@ -43,6 +43,7 @@ export async function forwardJson(
   const count = (route.countOutput ?? usageOf)(answer)
   if (count.completionTokens !== undefined) lifecycle.completionTokens = count.completionTokens
   if (count.promptTokens !== undefined) lifecycle.promptTokensServed = count.promptTokens
+  lifecycle.finishReason = count.finishReason
   admission.recordTokens(lifecycle.completionTokens)
   await lifecycle.reply.code(status).headers(headers).type(upstream.contentType).send(text)
   return { outcome: 'completed', status }

@@ -22,6 +22,8 @@ export interface GenerationRequest {
 export interface OutputCount {
   readonly completionTokens?: number
   readonly promptTokens?: number
+  /** `length` when any sequence was cut by `max_tokens` (a censored length), else the first reason given. */
+  readonly finishReason?: string
 }
 
 /**
@@ -64,9 +66,28 @@ export interface GeneratingRoute {
 /** OpenAI's `usage` of a JSON answer: what vLLM reports for chat, completions and the pooling routes. */
 export function usageOf(answer: unknown): OutputCount {
   if (typeof answer !== 'object' || answer === null) return {}
-  const usage = (answer as { usage?: { completion_tokens?: unknown; prompt_tokens?: unknown } }).usage
+  const { usage, choices } = answer as {
+    usage?: { completion_tokens?: unknown; prompt_tokens?: unknown }
+    choices?: unknown
+  }
+  const reasons = Array.isArray(choices)
+    ? choices.map((c) => (c as { finish_reason?: unknown } | null)?.finish_reason)
+    : []
+  const finishReason = combinedFinishReason(reasons)
   return {
     ...(typeof usage?.completion_tokens === 'number' ? { completionTokens: usage.completion_tokens } : {}),
     ...(typeof usage?.prompt_tokens === 'number' ? { promptTokens: usage.prompt_tokens } : {}),
+    ...(finishReason === undefined ? {} : { finishReason }),
   }
+}
+
+/** `length` if any sequence hit its limit (the predictor treats the answer as censored), else the first reason. */
+export function combinedFinishReason(reasons: readonly unknown[]): string | undefined {
+  let first: string | undefined
+  for (const reason of reasons) {
+    if (typeof reason !== 'string') continue
+    if (reason === 'length') return reason
+    first ??= reason
+  }
+  return first
 }

@@ -15,6 +15,7 @@ import { forwardJson } from './forward-json.js'
 import { forwardSse } from './forward-sse.js'
 import type { GeneratingRoute, GenerationRequest } from './generating-route.js'
 import type { InFlight } from './in-flight.js'
+import { readOutputHint } from './output-hint.js'
 import { RequestLifecycle } from './request-lifecycle.js'
 import { maskSecrets } from './secret-mask.js'
 import { UpstreamCall, upstreamHeaders } from './upstream-call.js'
@@ -133,7 +134,16 @@ async function handleGeneration(
   }
   const estimate = route.predictOutput?.(request, deps.predictor)
   lifecycle.predicted = estimate === undefined
-  lifecycle.predictedPerSequence = estimate ?? deps.predictor.predict(request.model, request.maxTokens)
+  lifecycle.predictorPerSequence =
+    estimate ?? deps.predictor.predict(request.model, request.maxTokens, identity.user.name)
+  const { hint, result: hintResult } = readOutputHint(
+    req.headers,
+    config.admission.outputHintHeader,
+    identity.trustsOutputHint,
+    request.maxTokens,
+  )
+  if (hintResult !== undefined) metrics.outputHint(hintResult)
+  lifecycle.predictedPerSequence = hint?.tokens ?? lifecycle.predictorPerSequence
 
   // 2. Wait for admission.
   let admission: Awaited<ReturnType<AdmissionController['submit']>>

@@ -60,9 +60,14 @@ export class RequestLifecycle {
   clientGone = false
   identity: Identity | undefined
   request: GenerationRequest | undefined
-  /** Output reserved per sequence, and whether the predictor made that estimate (then it learns from the answer). */
+  /** Output reserved per sequence (the predictor's figure, or a trusted client's hint). */
   predictedPerSequence = 0
+  /** What the predictor said per sequence, hint or not: its coverage is judged on it. */
+  predictorPerSequence = 0
+  /** The predictor made the estimate (the route has no fixed one of its own): it learns from the answer. */
   predicted = false
+  /** How the answer ended (`length`: cut by max_tokens, a censored length for the predictor). */
+  finishReason: string | undefined
   admission: Admission | undefined
   ttftMs: number | undefined
   completionTokens = 0
@@ -122,8 +127,13 @@ export class RequestLifecycle {
       if (ending.outcome === 'completed' && this.predicted && request !== undefined) {
         this.#deps.predictor.observe(
           request.model,
-          this.predictedPerSequence,
+          this.predictorPerSequence,
           this.completionTokens / request.sequences,
+          {
+            ...(this.identity === undefined ? {} : { user: this.identity.user.name }),
+            ...(this.finishReason === undefined ? {} : { finishReason: this.finishReason }),
+            ...(request.maxTokens === undefined ? {} : { maxTokens: request.maxTokens }),
+          },
         )
       }
       admission.finish(this.completionTokens, ending.outcome)

@@ -35,11 +35,14 @@ export interface SseRelay {
   readonly upstreamError: unknown
   readonly sawDone: boolean
   readonly sawContent: boolean
+  /** `length` when any choice ended at its max_tokens, else the first finish reason seen. */
+  readonly finishReason: string | undefined
 }
 
 interface Choice {
   delta?: { content?: unknown; reasoning_content?: unknown; tool_calls?: unknown } | null
   text?: unknown
+  finish_reason?: unknown
 }
 
 const nonEmpty = (value: unknown): boolean => typeof value === 'string' && value.length > 0
@@ -67,6 +70,7 @@ export function createSseRelay(options: SseRelayOptions): SseRelay {
   let upstreamError: unknown
   let sawDone = false
   let sawContent = false
+  let finishReason: string | undefined
   /** The kept events of the chunk being read, written in one go when the chunk is done. */
   let out = ''
 
@@ -103,7 +107,12 @@ export function createSseRelay(options: SseRelayOptions): SseRelay {
       return !options.stripUsageChunk
     }
     let withContent = 0
-    for (const choice of choices) if (hasContent(choice)) withContent += 1
+    for (const choice of choices) {
+      if (hasContent(choice)) withContent += 1
+      // `length` wins: one sequence cut by max_tokens makes the answer's length a censored sample.
+      if (choice.finish_reason === 'length') finishReason = 'length'
+      else if (typeof choice.finish_reason === 'string') finishReason ??= choice.finish_reason
+    }
     if (withContent > 0 && !sawContent) {
       sawContent = true
       options.onFirstContent?.()
@@ -174,6 +183,9 @@ export function createSseRelay(options: SseRelayOptions): SseRelay {
     },
     get sawContent() {
       return sawContent
+    },
+    get finishReason() {
+      return finishReason
     },
   }
 }

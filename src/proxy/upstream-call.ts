@@ -23,7 +23,7 @@ const DROPPED_HEADERS = new Set([
 
 /**
  * The client's headers as they go upstream: without hop-by-hop ones (and those `connection` names), kvgate's
- * own (the identity and deadline headers), and the key unless `identity.forwardApiKey`. The body is JSON
+ * own (the identity, deadline and output-hint headers), and the key unless `identity.forwardApiKey`. The body is JSON
  * kvgate wrote, unless `contentType` says what the client sent (an allow-listed pass-through).
  */
 export function upstreamHeaders(
@@ -32,7 +32,7 @@ export function upstreamHeaders(
   contentType = 'application/json',
 ): Record<string, string> {
   const out: Record<string, string> = {}
-  const dropped = new Set([config.identity.header, config.admission.deadlineHeader])
+  const dropped = new Set([config.identity.header, config.admission.deadlineHeader, config.admission.outputHintHeader])
   if (!config.identity.forwardApiKey) for (const name of API_KEY_HEADERS) dropped.add(name)
   const connection = headers.connection
   if (typeof connection === 'string') for (const name of connection.split(',')) dropped.add(name.trim().toLowerCase())

@@ -11,6 +11,8 @@ export interface LedgerBackendFigures {
   readonly backend: string
   readonly reservedTokens: number
   readonly reservations: number
+  /** Output reserved by admitted requests but not generated yet. */
+  readonly ungeneratedTokens?: number
 }
 
 export interface BackendFigures {
@@ -31,6 +33,8 @@ export interface PredictorFigures {
   readonly outputTokens: number
   readonly coverageRatio: number | undefined
   readonly overReservationRatio: number | undefined
+  /** Completions set aside as censored since start (cut by max_tokens below the prediction). */
+  readonly censored?: number | undefined
 }
 
 export interface PolicyUserFigures {
@@ -47,6 +51,17 @@ export interface GatewayMetricSources {
   backends(): readonly BackendFigures[]
   predictor(): readonly PredictorFigures[]
   policyUsers(): readonly PolicyUserFigures[]
+  /** What raw wait predictions are scaled by, per need bucket (retry-after's median, early rejection's low). */
+  waitFactors?(): readonly { readonly bucket: string; readonly median: number; readonly low: number }[]
+}
+
+/** A predicted wait checked against what happened (src/admission's WaitCheck). */
+export interface WaitCheckFigures {
+  /** admitted | expired | rejected (an early rejection, its would-be wait measured afterwards). */
+  readonly kind: string
+  readonly bucket: string
+  readonly predictedMs: number
+  readonly actualMs: number
 }
 
 export interface GatewayMetrics {
@@ -59,7 +74,14 @@ export interface GatewayMetrics {
   tokensServed(user: string, kind: 'prompt' | 'completion', tokens: number): void
   /** A bug was caught and contained (logged with its stack); the requests it ended count as `internal_error`. */
   internalError(component: FaultComponent): void
+  /** A predicted wait checked against what happened. */
+  waitChecked(check: WaitCheckFigures): void
+  /** A request carried an output-length hint: used (trusted user) or ignored. */
+  outputHint(result: OutputHintResult): void
 }
+
+export const OUTPUT_HINT_RESULTS = ['used', 'ignored_untrusted'] as const
+export type OutputHintResult = (typeof OUTPUT_HINT_RESULTS)[number]
 
 // vLLM's own buckets, so kvgate's TTFT and end-to-end histograms line up with the backend's.
 const TTFT_BUCKETS_SECONDS = [
@@ -68,6 +90,8 @@ const TTFT_BUCKETS_SECONDS = [
 const E2E_BUCKETS_SECONDS = [
   0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680,
 ]
+const WAIT_RATIO_BUCKETS = [0.1, 0.25, 0.5, 0.8, 1, 1.25, 2, 4, 10]
+const WAIT_ERROR_BUCKETS_SECONDS = [-30, -10, -5, -2, -1, -0.5, -0.1, 0.1, 0.5, 1, 2, 5, 10, 30]
 const QUEUE_WAIT_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120]
 
 /**
@@ -120,6 +144,17 @@ export function createGatewayMetrics(sources: GatewayMetricSources): GatewayMetr
     registers,
     collect() {
       for (const row of sources.ledger()) this.set({ backend: row.backend }, row.reservedTokens)
+    },
+  })
+  new Gauge({
+    name: 'kvgate_ledger_ungenerated_tokens',
+    help: 'Output tokens reserved by admitted requests but not generated yet (held by no one in the KV cache now).',
+    labelNames: ['backend'] as const,
+    registers,
+    collect() {
+      for (const row of sources.ledger()) {
+        if (row.ungeneratedTokens !== undefined) this.set({ backend: row.backend }, row.ungeneratedTokens)
+      }
     },
   })
   new Gauge({
@@ -226,6 +261,57 @@ export function createGatewayMetrics(sources: GatewayMetricSources): GatewayMetr
     (p) => p.overReservationRatio,
   )
 
+  const censoredSeen = new Map<string, number>()
+  new Counter({
+    name: 'kvgate_predictor_censored_total',
+    help: 'Completions cut by their max_tokens below the prediction, set aside rather than learnt from.',
+    labelNames: ['model'] as const,
+    registers,
+    collect() {
+      for (const row of sources.predictor()) {
+        if (row.censored === undefined) continue
+        const seen = censoredSeen.get(row.model) ?? 0
+        // A model forgotten and seen again restarts its count: never decrease a counter.
+        this.inc({ model: row.model }, Math.max(0, row.censored - seen))
+        censoredSeen.set(row.model, Math.max(seen, row.censored))
+      }
+    },
+  })
+  const outputHints = new Counter({
+    name: 'kvgate_output_hints_total',
+    help: 'Requests that carried an output-length hint, by result (used: a trusted user; ignored_untrusted).',
+    labelNames: ['result'] as const,
+    registers,
+  })
+  for (const result of OUTPUT_HINT_RESULTS) outputHints.inc({ result }, 0)
+
+  const waitRatio = new Histogram({
+    name: 'kvgate_wait_prediction_ratio',
+    help: 'Wait that happened over wait predicted on arrival (each +0.1 s), by kind (admitted, expired: a lower bound, rejected: an early rejection measured afterwards) and need bucket. Below 1: predictions ran long.',
+    labelNames: ['kind', 'bucket'] as const,
+    buckets: WAIT_RATIO_BUCKETS,
+    registers,
+  })
+  const waitError = new Histogram({
+    name: 'kvgate_wait_prediction_error_seconds',
+    help: 'Predicted minus actual wait of requests whose wait was predicted on arrival, by kind. Positive: predicted too long.',
+    labelNames: ['kind'] as const,
+    buckets: WAIT_ERROR_BUCKETS_SECONDS,
+    registers,
+  })
+  new Gauge({
+    name: 'kvgate_wait_prediction_factor',
+    help: 'What raw wait predictions are scaled by, per need bucket and use: retry_after (the median ratio of measured to predicted), early_reject (its 25th percentile; below 1 early rejection backs off).',
+    labelNames: ['bucket', 'use'] as const,
+    registers,
+    collect() {
+      for (const row of sources.waitFactors?.() ?? []) {
+        this.set({ bucket: row.bucket, use: 'retry_after' }, row.median)
+        this.set({ bucket: row.bucket, use: 'early_reject' }, row.low)
+      }
+    },
+  })
+
   const timeToFirstToken = new Histogram({
     name: 'kvgate_ttft_seconds',
     help: 'Time from arrival at kvgate to the first content token, queue wait included.',
@@ -281,5 +367,11 @@ export function createGatewayMetrics(sources: GatewayMetricSources): GatewayMetr
       if (tokens > 0) tokensServed.inc({ user, kind }, tokens)
     },
     internalError: (component) => internalErrors.inc({ component }),
+    outputHint: (result) => outputHints.inc({ result }),
+    waitChecked: (check) => {
+      // The same smoothing as the calibration's, so a zero wait is a finite ratio.
+      waitRatio.observe({ kind: check.kind, bucket: check.bucket }, (check.actualMs + 100) / (check.predictedMs + 100))
+      waitError.observe({ kind: check.kind }, (check.predictedMs - check.actualMs) / 1000)
+    },
   }
 }

@@ -4,11 +4,13 @@ export type {
   GatewayMetrics,
   GatewayMetricSources,
   LedgerBackendFigures,
+  OutputHintResult,
   PolicyUserFigures,
   PredictorFigures,
   QueueWaitResult,
+  WaitCheckFigures,
 } from './gateway-metrics.js'
-export { createGatewayMetrics } from './gateway-metrics.js'
+export { createGatewayMetrics, OUTPUT_HINT_RESULTS } from './gateway-metrics.js'
 // The outcome list is the error registry's (each error declares its outcome); the metrics use it as labels.
 export type { RequestOutcome } from '../errors/index.js'
 export { REQUEST_OUTCOMES } from '../errors/index.js'

@@ -9,6 +9,8 @@ export interface BackendCapacity {
   readonly capacityTokens: number
   readonly usedTokens: number
   readonly usable: boolean
+  /** Requests in the backend's own waiting queue at the last poll (`vllm:num_requests_waiting`), if known. */
+  readonly waiting?: number
 }
 
 /**
@@ -370,6 +372,7 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
           capacityTokens: state.capacityTokens,
           usedTokens: state.usedTokens,
           usable: state.usable,
+          waiting: state.waiting,
         }
       }),
     states: () => backends.map(stateOf),

@@ -73,7 +73,8 @@ describe('admission: the deadline tick answers 429 with an honest retry-after (f
     expect(rate).toBeLessThan(1_100)
     expect(h.controller.queueDepth()).toBe(2)
 
-    // bob's request expires: a fair share puts 500 (his) × 2 users' weight = 1,000 tokens before his retry.
+    // bob's request expires: under fifo alice's two queued requests (1,000 tokens) go before his retry, and
+    // his own 500 must fit too.
     const bob = h.submit({
       id: 'bob',
       user: user('bob'),
@@ -85,7 +86,7 @@ describe('admission: the deadline tick answers 429 with an honest retry-after (f
     await settle()
     expect(bob.error?.code).toBe('queue_deadline_exceeded')
     const rateNow = h.controller.stats().drainTokensPerSecond! / 1_000
-    const expectedMs = Math.max(1_000, Math.ceil(1_000 / rateNow))
+    const expectedMs = Math.max(1_000, Math.ceil(1_500 / rateNow))
     expect(bob.error?.headers['retry-after-ms']).toBe(String(expectedMs))
     expect(bob.error?.headers['x-should-retry']).toBeUndefined()
 

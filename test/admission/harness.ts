@@ -17,6 +17,8 @@ export interface FakeBackend {
   capacityTokens: number
   usedTokens: number
   usable: boolean
+  /** The backend's own waiting queue, as polled (the overcommit reads it). */
+  waiting?: number
 }
 
 /** A promise's outcome, observable synchronously after `settle()`. */

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest'
+import { policyFactories } from '../../src/policies/index.js'
 import { createHarness, drainBacklog, settle, user, type Harness, type Tracked } from './harness.js'
+
+const vtc = () => policyFactories['vtc']!({ users: [], options: {} })
 
 /** A backlog draining at ~1,000 tokens/s for 4 s, so the drain rate is measured. */
 const measuredBacklog = (h: Harness): Promise<Tracked[]> => drainBacklog(h, 'heavy', 'w')
@@ -50,7 +53,7 @@ describe('admission: immediate 429s (fifo)', () => {
     )
     expect(hopeless.error?.headers['x-kvgate-reject-reason']).toBe('predicted_wait_exceeds_deadline')
     expect(h.events.find((e) => e.id === 'hopeless')?.outcome).toBe('rejected_early')
-    // A light user is not behind the heavy backlog under a fair share: it waits, it is not turned away.
+    // Under fifo a light user is behind the heavy backlog too, and hears so at once rather than at its deadline.
     const light = h.submit({
       id: 'light',
       user: user('light'),
@@ -67,9 +70,67 @@ describe('admission: immediate 429s (fifo)', () => {
       deadlineMs: 600_000,
     })
     await settle()
-    expect(light.status).toBe('pending')
+    expect(light.error?.code).toBe('predicted_wait_exceeds_deadline')
+    expect(Number(light.error?.headers['retry-after-ms'])).toBeGreaterThan(10_000)
     expect(patient.status).toBe('pending')
-    expect(h.ledger.reservedTokens()).toBe(1_000) // nothing reserved for the rejected one
+    expect(h.ledger.reservedTokens()).toBe(1_000) // nothing reserved for the rejected ones
+  })
+
+  it("under vtc a light user is not behind a heavy user's backlog: it waits, it is not turned away", async () => {
+    const h = createHarness({ capacities: [1_000], earlyReject: true, maxQueueLength: 1_000, policy: vtc() })
+    await measuredBacklog(h)
+    for (let i = 0; i < 20; i++)
+      h.submit({ id: `h${i}`, user: user('heavy'), promptTokens: 250, predictedOutputTokens: 250, deadlineMs: 600_000 })
+    await settle()
+    const hopeless = h.submit({ id: 'hopeless', user: user('heavy'), promptTokens: 250, deadlineMs: 2_000 })
+    const light = h.submit({
+      id: 'light',
+      user: user('light'),
+      promptTokens: 250,
+      predictedOutputTokens: 250,
+      deadlineMs: 2_000,
+    })
+    await settle()
+    expect(hopeless.error?.code).toBe('predicted_wait_exceeds_deadline')
+    expect(light.status).toBe('pending')
+  })
+
+  it('answers a quota that cannot clear before the deadline at once, with the quota reset as retry-after', async () => {
+    const capped = { name: 'capped', weight: 1, tokensPerMinute: 1_000 }
+    const tpm = policyFactories['tpm']!({ users: [capped], options: {} })
+    const h = createHarness({ capacities: [10_000], earlyReject: true, policy: tpm })
+    const first = h.submit({ id: 'first', user: capped, promptTokens: 500, predictedOutputTokens: 400 })
+    await settle()
+    expect(first.status).toBe('admitted')
+    h.clock.advance(8_000)
+    // 900 of 1,000 used; 600 more fit only when the first charge leaves the window, 52 s from now.
+    const over = h.submit({
+      id: 'over',
+      user: capped,
+      promptTokens: 300,
+      predictedOutputTokens: 300,
+      deadlineMs: 3_000,
+    })
+    await settle()
+    expect(over.error?.code).toBe('quota_exceeded')
+    expect(over.error?.headers['retry-after-ms']).toBe('52000')
+    expect(over.error?.headers['x-ratelimit-limit-tokens']).toBe('1000')
+    expect(over.error?.headers['x-ratelimit-remaining-tokens']).toBe('100')
+    expect(h.events.find((e) => e.id === 'over')).toMatchObject({ kind: 'rejected', waitedMs: 0, retryAfterMs: 52_000 })
+    // A deadline long enough for the reset: it waits for its quota instead.
+    const patient = h.submit({
+      id: 'patient',
+      user: capped,
+      promptTokens: 300,
+      predictedOutputTokens: 300,
+      deadlineMs: 60_000,
+    })
+    await settle()
+    expect(patient.status).toBe('pending')
+    h.clock.advance(52_000)
+    h.controller.dispatch()
+    await settle()
+    expect(patient.status).toBe('admitted')
   })
 
   it('never rejects early before the drain rate has been measured (a first burst is not turned away)', async () => {

@@ -105,6 +105,7 @@ async function run(seed: number, overshoot: boolean, policyName = 'fifo'): Promi
     const audit = h.ledger.audit()
     expect(h.ledger.reservedTokens()).toBe(audit.reservedTokens)
     expect(h.ledger.outstandingTokens()).toBe(audit.outstandingTokens)
+    expect(h.ledger.ungeneratedTokens()).toBe(audit.ungeneratedTokens)
     expect(h.ledger.liveCount()).toBe(streaming().length)
     expect(h.controller.queueDepth()).toBe(clients.filter((c) => c.tracked.status === 'pending').length)
     if (!overshoot) {

@@ -5,7 +5,7 @@ import { createSystemClock } from '../../src/core/index.js'
 import { createGateway, type Gateway } from '../../src/gateway/index.js'
 import { createWordPieceTokenCounter } from '../../src/tokens/index.js'
 import { runTrace } from '../../src/bench/index.js'
-import { until } from '../gateway/stack.js'
+import { metricValue, scrape, startStack, until } from '../gateway/stack.js'
 import { type FakeVllm, startFakeVllm } from '../proxy/fake-vllm.js'
 
 /**
@@ -57,5 +57,42 @@ describe('--client-max-tokens none through kvgate', () => {
       return t['requestsStarted'] === t['requestsEnded'] ? t : undefined
     })
     expect(totals).toMatchObject({ reservedTokens: 0, reservations: 0, queued: 0 })
+  })
+})
+
+describe('--client-max-tokens none through kvgate to the real emulator', () => {
+  it("ends each answer at the trace length (nothing cut, nothing censored); a trusted client's hints are used", async () => {
+    const stack = await startStack({
+      config: { users: [{ name: 'oracle-client', trustOutputHint: true }] },
+    })
+    try {
+      const lengths = [1, 7, 64, 250, 333]
+      const trace = lengths.map((outputTokens, i) => ({
+        arrivalMs: i * 10,
+        user: i % 2 === 0 ? 'u' : 'oracle-client',
+        inputTokens: 30 + i,
+        outputTokens,
+      }))
+      const base = { baseUrl: stack.url, counter: createWordPieceTokenCounter(), clock: createSystemClock(), seed: 5 }
+      const plain = await runTrace(trace, { ...base, clientMaxTokens: 'none' })
+      const hinted = await runTrace(trace, {
+        ...base,
+        clientMaxTokens: 'none',
+        outputHintHeader: 'x-kvgate-output-tokens',
+      })
+      for (const run of [plain, hinted]) {
+        expect(run.records.map((r) => r.outcome)).toEqual(lengths.map(() => 'completed'))
+        expect(run.records.map((r) => r.outputNumTokens)).toEqual(lengths)
+      }
+      // No max_tokens anywhere, so nothing was cut: the predictor learnt every answer, censored none.
+      const text = await scrape(stack.gateway.adminUrl())
+      expect(metricValue(text, 'kvgate_predictor_censored_total{model="kvgate-sim"}')).toBe(0)
+      // The trusted user's hints were used, the other's ignored.
+      expect(metricValue(text, 'kvgate_output_hints_total{result="used"}')).toBe(2)
+      expect(metricValue(text, 'kvgate_output_hints_total{result="ignored_untrusted"}')).toBe(3)
+      await until(() => (stack.gateway.ledgerReservedTokens() === 0 ? true : undefined))
+    } finally {
+      await stack.close()
+    }
   })
 })

@@ -48,8 +48,27 @@ describe('config validation', () => {
       earlyReject: true,
       maxBypassMs: 2000,
       exactPromptTokens: false,
+      outputHintHeader: 'x-kvgate-output-tokens',
+      reserveBy: 'peak',
+      ttftSloMs: null,
+      overcommit: { ratio: 0, requests: 0, maxBackendWaiting: 0 },
     })
-    expect(config.predictor).toEqual({ quantile: 0.9, windowSize: 1000, coldStartOutputTokens: 256, minSamples: 20 })
+    expect(config.predictor).toEqual({
+      quantile: 0.9,
+      windowSize: 1000,
+      coldStartOutputTokens: 1024,
+      minSamples: 20,
+      userWindowSize: 200,
+      userMinSamples: 10,
+      stateFile: null,
+      stateSaveIntervalMs: 60000,
+    })
+    expect(config.defaultUser).toEqual({
+      weight: 1,
+      tokensPerMinute: null,
+      requestsPerMinute: null,
+      trustOutputHint: false,
+    })
     expect(config.identity.order).toEqual(['apiKey', 'header', 'body'])
     expect(config.policy).toEqual({ name: 'fifo', options: {} })
     expect(config.backends).toEqual([])

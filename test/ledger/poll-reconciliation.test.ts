@@ -76,7 +76,7 @@ describe('ledger: reconciliation with polled usage', () => {
     expect(ledger.liveCount()).toBe(0)
     expect(reasons).toEqual(['completed', 'deadline'])
     expect(changes.at(-1)).toBe(0)
-    expect(ledger.audit()).toEqual({ reservedTokens: 0, outstandingTokens: 0, liveCount: 0 })
+    expect(ledger.audit()).toEqual({ reservedTokens: 0, outstandingTokens: 0, ungeneratedTokens: 0, liveCount: 0 })
   })
 
   it('keeps the incremental totals equal to a recount after many random operations', () => {
@@ -111,9 +111,11 @@ describe('ledger: reconciliation with polled usage', () => {
       const audit = ledger.audit()
       expect(ledger.reservedTokens()).toBe(audit.reservedTokens)
       expect(ledger.outstandingTokens()).toBe(audit.outstandingTokens)
+      expect(ledger.ungeneratedTokens()).toBe(audit.ungeneratedTokens)
     }
     for (const r of live) r.release('shutdown')
     expect(ledger.outstandingTokens()).toBe(0)
     expect(ledger.reservedTokens()).toBe(0)
+    expect(ledger.ungeneratedTokens()).toBe(0)
   })
 })

@@ -81,7 +81,15 @@ function runRandomOps(policy: Policy, seed: number, steps: number): string[] {
     } else {
       policy.onTick(nowMs, { servedTokensPerMinute: randomInt(random, 0, 100_000) })
     }
-    // Invariants after every operation.
+    // Invariants after every operation. The wait estimate of a would-be request: within what is queued,
+    // its own user's queue included, and side-effect free (the order below must not notice it was asked).
+    const queuedNeed = [...waiting.values()].flat().reduce((n, r) => n + r.promptTokens + r.predictedOutputTokens, 0)
+    const asker = users[step % users.length] as PolicyUser
+    const ownNeed = (waiting.get(asker.name) ?? []).reduce((n, r) => n + r.promptTokens + r.predictedOutputTokens, 0)
+    const ahead = policy.waitAhead(makeRequest(asker, nowMs, 50, 50), nowMs)
+    expect(ahead.tokensAhead).toBeGreaterThanOrEqual(ownNeed - 1e-6)
+    expect(ahead.tokensAhead).toBeLessThanOrEqual(queuedNeed + 1e-6)
+    expect(ahead.quotaWaitMs).toBeGreaterThanOrEqual(0)
     const order = take(policy.candidates(nowMs))
     expect(new Set(order).size).toBe(order.length)
     expect(new Set(order)).toEqual(new Set(waiting.keys()))
@@ -159,6 +167,28 @@ describe.each(policyNames())('policy contract: %s', (name) => {
     expect(new Set(seen).size).toBe(seen.length)
     expect(new Set(seen)).toEqual(new Set(users.map((u) => u.name)))
     expect(take(policy.candidates(11))).toEqual([])
+  })
+
+  it("estimates the wait in its own order: nothing ahead when idle, its user's earlier requests always", () => {
+    const policy = build(name)
+    const makeRequest = createRequestFactory()
+    const [alice, bob] = users as [PolicyUser, PolicyUser]
+    expect(policy.waitAhead(makeRequest(bob, 0), 0)).toMatchObject({ tokensAhead: 0, quotaWaitMs: 0 })
+    const a1 = makeRequest(alice, 0, 100, 100)
+    const a2 = makeRequest(alice, 1, 100, 100)
+    policy.onEnqueue(a1, 0)
+    policy.onEnqueue(a2, 1)
+    // a2 is queued (the newest of alice's): a1 goes before it, a2 itself does not count.
+    expect(policy.waitAhead(a2, 2).tokensAhead).toBe(200)
+    // A would-be third request of alice's waits behind both.
+    expect(policy.waitAhead(makeRequest(alice, 2, 100, 100), 2).tokensAhead).toBe(400)
+    // bob's would-be request waits behind at most alice's backlog, in whatever order the policy serves.
+    const bobAhead = policy.waitAhead(makeRequest(bob, 2, 100, 100), 2).tokensAhead
+    expect(bobAhead).toBeGreaterThanOrEqual(0)
+    expect(bobAhead).toBeLessThanOrEqual(400)
+    policy.onAdmit(a1, 3)
+    policy.onAdmit(a2, 3)
+    expect(policy.waitAhead(makeRequest(alice, 4), 4).tokensAhead).toBe(0)
   })
 
   it('rejects unknown options, naming the field', () => {

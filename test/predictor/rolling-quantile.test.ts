@@ -6,14 +6,23 @@ import { createPredictor } from '../../src/predictor/index.js'
 const options = { quantile: 0.9, windowSize: 10, coldStartOutputTokens: 256, minSamples: 5 }
 
 describe('predictor: rolling quantile of completion lengths', () => {
-  it('predicts the cold-start default until minSamples, capped by max_tokens', () => {
+  it('starts at the cold-start figure, capped by max_tokens, and learns towards the data by minSamples', () => {
     const p = createPredictor(options)
     expect(p.predict('m', undefined)).toBe(256)
     expect(p.predict('m', 100)).toBe(100)
-    for (let i = 0; i < 4; i++) p.observe('m', 256, 10)
-    expect(p.predict('m', undefined)).toBe(256)
+    // From 256 towards the window's P90 (10): the cold figure weighs (1 − n/5)².
+    p.observe('m', 256, 10)
+    expect(p.predict('m', undefined)).toBe(Math.round(256 * 0.64 + 10 * 0.36))
+    for (let i = 0; i < 3; i++) p.observe('m', 256, 10)
+    expect(p.predict('m', undefined)).toBe(Math.round(256 * 0.04 + 10 * 0.96))
     p.observe('m', 256, 10)
     expect(p.predict('m', undefined)).toBe(10)
+  })
+
+  it('never predicts below the longest answer seen while it is still learning', () => {
+    const p = createPredictor(options)
+    p.observe('m', 256, 700)
+    expect(p.predict('m', undefined)).toBe(700)
   })
 
   it('takes the nearest-rank quantile over the window and forgets what falls out of it', () => {
@@ -49,7 +58,8 @@ describe('predictor: rolling quantile of completion lengths', () => {
     const [stats] = p.stats()
     expect(stats).toMatchObject({ model: 'm', samples: 4, observed: 4, coldStart: true, coverageRatio: 0.75 })
     expect(stats?.overReservationRatio).toBeCloseTo(80 / 400)
-    expect(stats?.quantileTokens).toBe(256)
+    // 4 of 5 samples: (1/5)² of the cold figure, the rest the P90 (150), and at least the longest answer.
+    expect(stats?.quantileTokens).toBe(Math.round(256 * 0.04 + 150 * 0.96))
   })
 
   it('is never built from nonsense options: the config refuses them first, naming the field', () => {

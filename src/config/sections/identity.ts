@@ -52,4 +52,5 @@ export const identitySection = Type.Object(
 export const identityRules = [
   // One header cannot be both: the deadline would be read as a user name and the other way round.
   differentFrom('admission.deadlineHeader', 'identity.header'),
+  differentFrom('admission.outputHintHeader', 'identity.header'),
 ]

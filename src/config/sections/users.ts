@@ -14,6 +14,12 @@ const userSettings = {
   /** Prompt + completion tokens per minute (tpm). */
   tokensPerMinute: quota(),
   requestsPerMinute: quota(),
+  /**
+   * Trust this user's output-length hint (`admission.outputHintHeader`): its reservation is the hinted length
+   * (capped by `max_tokens`) instead of the predictor's. For batch jobs and external predictors the operator
+   * vouches for; a hint from anyone else is ignored.
+   */
+  trustOutputHint: Type.Boolean({ default: false }),
 }
 
 export const usersSection = Type.Array(
