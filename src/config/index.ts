@@ -5,6 +5,7 @@ export type {
   IdentitySource,
   LogLevel,
   PolicyConfig,
+  RoutingConfig,
   DeepReadonly,
 } from './schema.js'
 export { configSchema } from './schema.js'

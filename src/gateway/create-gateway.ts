@@ -13,13 +13,15 @@ import {
   fromFastifyError,
   InFlight,
   registerGeneratingRoute,
+  registerModelsRoute,
   registerPassthrough,
   type ProxyDeps,
 } from '../proxy/index.js'
+import { createFleet, routerFactories, type FleetBackendState, type RouterFactory } from '../routing/index.js'
 import { startSim, type SimHandle } from '../sim/index.js'
-import { createGatewayMetrics, createLogger } from '../telemetry/index.js'
+import { createGatewayMetrics, createLogger, createRoutingMetrics } from '../telemetry/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
-import { createBackendPool, type BackendState } from '../upstream/index.js'
+import { createBackendPool } from '../upstream/index.js'
 import { admissionTuning, planReload } from './reload-plan.js'
 
 export interface GatewayOptions {
@@ -32,6 +34,8 @@ export interface GatewayOptions {
    * a test's. The admission queue contains their exceptions (500 `internal_error`, never a leak).
    */
   policies?: Readonly<Record<string, PolicyFactory>>
+  /** Routers by name, over the built-in ones (`routing.name` picks among them). */
+  routers?: Readonly<Record<string, RouterFactory>>
 }
 
 export interface Gateway {
@@ -42,14 +46,19 @@ export interface Gateway {
   /** Graceful: refuse new work, 503 to the queue, let streams finish within `shutdownGraceMs`, then abort. */
   close(): Promise<void>
   /**
-   * Swap identity, users, policy and the admission tuning (queued and in-flight requests stay); `server`,
-   * `backends`, `metricsPoll` and `predictor` need a restart.
+   * Swap identity, users, policy, routing, the admission tuning and `backends[].drain` (queued and in-flight
+   * requests stay); `server`, the rest of `backends`, `metricsPoll` and `predictor` need a restart.
    */
   reload(config: KvgateConfig): void
+  /**
+   * Stop (true) or resume (false) new admissions to a backend; requests running there finish. Until the next
+   * reload that changes the backend's `drain`. False when no backend has that name.
+   */
+  setDraining(backend: string, draining: boolean): boolean
   /** Σ reserved tokens of live reservations (0 when nothing is in flight). */
   ledgerReservedTokens(): number
   queueDepth(): number
-  backends(): BackendState[]
+  backends(): FleetBackendState[]
   /** The config in force now. */
   config(): KvgateConfig
 }
@@ -86,7 +95,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   if (backendConfigs.length === 0) {
     logger.info('no backend configured: starting the built-in vLLM emulator (kvgate sim) in-process')
     sim = await startSim({ port: 0, host: '127.0.0.1', logger: false })
-    backendConfigs = [{ url: sim.url, name: SIM_BACKEND_NAME, capacityTokens: null }]
+    backendConfigs = [{ url: sim.url, name: SIM_BACKEND_NAME, capacityTokens: null, models: null, drain: false }]
     logger.info({ url: sim.url }, 'emulator ready')
   }
   const backendUrls = new Map(backendConfigs.map((b) => [b.name, b.url]))
@@ -125,6 +134,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       admission.dispatch()
     },
     onUsableChange(state) {
+      fleet.noteUsableChange(state)
       const fields = { backend: state.id, url: state.url, capacityTokens: state.capacityTokens, error: state.lastError }
       if (state.usable) logger.info(fields, 'backend usable')
       else logger.warn(fields, 'backend not usable: metrics stale or failing')
@@ -139,12 +149,29 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       )
     }
   }
+  let tuning = admissionTuning(config)
+  const fleet = createFleet({
+    config,
+    backends: backendConfigs,
+    pool,
+    ledger,
+    clock,
+    headroomRatio: () => tuning.headroomRatio,
+    routers: { ...routerFactories, ...options.routers },
+    onRouted: (figures) => routingMetrics.routed(figures),
+    onModelsChange(backend, models) {
+      logger.info({ backend, models }, 'backend models read')
+      // A backend whose models became known may take queued requests now.
+      admission.dispatch()
+    },
+  })
   const admission = createAdmissionController({
     clock,
     policy,
     ledger,
     backends: () => pool.capacities(),
-    ...admissionTuning(config),
+    capacity: fleet.view,
+    ...tuning,
     onEvent: onAdmissionEvent,
     onFault: onAdmissionFault,
   })
@@ -157,7 +184,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         reservedTokens: ledger.outstandingTokens(b.name),
         reservations: ledger.liveCount(b.name),
       })),
-    backends: () => pool.states(),
+    backends: () => fleet.states(),
     predictor: () =>
       predictor.stats().map((s) => ({
         model: s.model,
@@ -175,6 +202,11 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         }))
         // Unlabelled users would all write the one `other` series; leave it out rather than show one at random.
         .filter((s) => s.user !== OTHER_USER_LABEL),
+  })
+
+  const routingMetrics = createRoutingMetrics(metrics.registry, {
+    backends: () => fleet.states(),
+    indexBlocks: () => fleet.router().stats().indexBlocks ?? {},
   })
 
   // Typed as the default instance: the pino generic adds nothing callers use and would leak into every type.
@@ -217,22 +249,27 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
     current: () => ({ config, identity }),
     backendUrl: (id: string) => backendUrls.get(id),
-    tokenizeBaseUrl: () => pool.pickForPassthrough()?.url,
+    tokenizeBaseUrl: (model) => fleet.pickUrl(model),
+    pools: fleet,
     nextRequestId: () => `kvg-${requestPrefix}-${++requestSeq}`,
     inFlight,
     tally,
   }
   for (const route of COMPLETION_ROUTES) registerGeneratingRoute(app, proxyDeps, route)
+  registerModelsRoute(app, { listModels: () => fleet.listModels() })
 
   app.get('/health', async (_request, reply) => {
-    const states = pool.states()
-    const usable = states.filter((s) => s.usable).length
+    const states = fleet.states()
+    // Ready while some backend takes new requests: a fleet that is all draining sends traffic elsewhere.
+    const usable = states.filter((s) => s.usable && !s.draining).length
     const body = {
       status: usable > 0 ? 'ok' : 'unavailable',
       backends: states.map((s) => ({
         name: s.id,
         usable: s.usable,
         up: s.up,
+        draining: s.draining,
+        models: s.models,
         metricsAgeMs: Number.isFinite(s.metricsAgeMs) ? Math.round(s.metricsAgeMs) : null,
       })),
     }
@@ -254,21 +291,24 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     },
     reservations: ledger.list(),
     queued: admission.queued(),
-    backends: pool
+    backends: fleet
       .states()
       .map((s) => ({ ...s, metricsAgeMs: Number.isFinite(s.metricsAgeMs) ? s.metricsAgeMs : null })),
+    routing: { name: fleet.router().name, ...fleet.router().stats() },
   }))
 
   await registerPassthrough(app, {
-    pickUpstream: () => pool.pickForPassthrough()?.url,
+    pickUpstream: () => fleet.pickUrl(),
     current: () => ({ config }),
   })
 
   pool.start()
+  fleet.start()
   logger.info(
     {
-      backends: backendConfigs.map((b) => ({ name: b.name, url: b.url })),
+      backends: backendConfigs.map((b) => ({ name: b.name, url: b.url, drain: b.drain })),
       policy: config.policy.name,
+      routing: config.routing.name,
       users: config.users.length,
       emulator: sim !== undefined,
     },
@@ -300,6 +340,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     }
     app.server.closeAllConnections()
     await serverClosed
+    await fleet.close()
     await pool.close()
     await sim?.close()
     logger.info('kvgate stopped')
@@ -326,7 +367,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       const nextIdentity = createIdentityResolver(next)
       // Built before anything is swapped: a policy that refuses its options leaves the old config whole.
       const nextPolicy = plan.policyChanged ? buildPolicy(next, nextIdentity, factories) : undefined
-      if (plan.tuningChanged) admission.configure(admissionTuning(next))
+      // Built before anything is swapped: a router refusing its options leaves the old config whole too.
+      fleet.configure(next)
+      if (plan.tuningChanged) {
+        tuning = admissionTuning(next)
+        admission.configure(tuning)
+      }
       if (nextPolicy !== undefined) {
         admission.setPolicy(nextPolicy)
         policy = nextPolicy
@@ -338,6 +384,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       logger.info(
         {
           policy: next.policy.name,
+          routing: next.routing.name,
           policyRebuilt: plan.policyChanged,
           admissionRetuned: plan.tuningChanged,
           users: next.users.length,
@@ -352,9 +399,16 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         )
       }
     },
+    setDraining(backend, on) {
+      if (!fleet.setDraining(backend, on)) return false
+      logger.info({ backend, draining: on }, on ? 'backend draining' : 'backend takes new requests again')
+      // Resuming may let queued requests in; draining takes nothing away from what runs.
+      if (!on) admission.dispatch()
+      return true
+    },
     ledgerReservedTokens: () => ledger.reservedTokens(),
     queueDepth: () => admission.queueDepth(),
-    backends: () => pool.states(),
+    backends: () => fleet.states(),
     config: () => config,
   }
 }

@@ -22,6 +22,8 @@ export interface BackendState extends BackendCapacity {
   readonly pollErrors: number
   readonly running: number
   readonly waiting: number
+  /** Tokens per KV block from `vllm:cache_config_info`; undefined until a poll has read it. */
+  readonly blockSize: number | undefined
   readonly lastError: string | undefined
 }
 
@@ -128,6 +130,7 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
       pollErrors: backend.pollErrors,
       running: backend.metrics?.running ?? 0,
       waiting: backend.metrics?.waiting ?? 0,
+      blockSize: backend.metrics?.blockSize,
       lastError: backend.lastError,
     }
   }

@@ -6,6 +6,8 @@ export interface VllmMetrics {
   readonly kvUsageRatio: number
   /** `block_size × num_gpu_blocks` from `vllm:cache_config_info`, when exported. */
   readonly capacityTokens: number | undefined
+  /** Tokens per KV block (`block_size` of `vllm:cache_config_info`), when exported. */
+  readonly blockSize: number | undefined
   readonly running: number
   readonly waiting: number
   /** Counters, for the served-tokens rate. */
@@ -42,17 +44,21 @@ export function readVllmMetrics(text: string): VllmMetrics | undefined {
   if (usage === undefined || usage.length === 0) return undefined
 
   let capacityTokens: number | undefined
+  let blockSize: number | undefined
   for (const info of samples.get(VLLM_METRIC_NAMES.cacheConfig) ?? []) {
-    const blockSize = Number(info.labels['block_size'])
+    const size = Number(info.labels['block_size'])
     const numGpuBlocks = Number(info.labels['num_gpu_blocks'])
-    if (Number.isFinite(blockSize) && Number.isFinite(numGpuBlocks) && blockSize > 0 && numGpuBlocks > 0) {
-      capacityTokens = (capacityTokens ?? 0) + blockSize * numGpuBlocks
+    if (Number.isFinite(size) && Number.isFinite(numGpuBlocks) && size > 0 && numGpuBlocks > 0) {
+      capacityTokens = (capacityTokens ?? 0) + size * numGpuBlocks
+      // Engines of one server share the model's block size; the first one stands for all.
+      if (Number.isInteger(size)) blockSize ??= size
     }
   }
   const kvUsageRatio = Math.min(1, Math.max(0, sum(usage) / usage.length))
   return {
     kvUsageRatio: Number.isFinite(kvUsageRatio) ? kvUsageRatio : 0,
     capacityTokens,
+    blockSize,
     running: sum(samples.get(VLLM_METRIC_NAMES.running)),
     waiting: sum(samples.get(VLLM_METRIC_NAMES.waiting)),
     promptTokensTotal: sum(samples.get(VLLM_METRIC_NAMES.promptTokens)),

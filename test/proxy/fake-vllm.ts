@@ -84,6 +84,13 @@ export async function startFakeVllm(): Promise<FakeVllm> {
       res.end(metricsPage(fake.usage))
       return
     }
+    // The gateway reads each backend's models (its pool): one model, `fake`, with a context far beyond what
+    // these tests send, so the context check never stands in for the checks they are about. Not recorded.
+    if (req.url === '/v1/models') {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ object: 'list', data: [{ id: 'fake', object: 'model', max_model_len: 131072 }] }))
+      return
+    }
     let body = ''
     req.on('data', (chunk: Buffer) => (body += chunk.toString()))
     req.on('end', () => {
