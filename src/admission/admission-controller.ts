@@ -117,7 +117,8 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
     if (ticket.signal?.aborted === true) return immediate(errors.requestCancelled(['waited for admission'], OUTCOME))
     const snapshot = this.#capacity.snapshot()
     // The backends that may serve it (its model's pool) when the view knows pools, else all of them.
-    const limits = snapshot === undefined ? undefined : (snapshot.limitsFor?.(ticket) ?? snapshot)
+    const limits =
+      snapshot === undefined ? undefined : snapshot.limitsFor === undefined ? snapshot : snapshot.limitsFor(ticket)
     if (limits === undefined) {
       const why =
         snapshot === undefined
