@@ -3,6 +3,7 @@ import { dirname } from 'node:path'
 import { Command } from 'commander'
 import { parse as parseYaml } from 'yaml'
 import { toKvgateError } from '../errors/index.js'
+import { routerNames } from '../routing/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
 import type { ClientMaxTokens } from './client.js'
 import type { CommonFlags } from './cli-options.js'
@@ -24,7 +25,7 @@ import { DEFAULT_COMPARE_DEADLINE_MS, DIRECT_SETUP, runCompare, setupsBelowDirec
 import { formatSummary } from './format.js'
 import { prepareWorkload } from './prepare-workload.js'
 import { createProgress } from './progress.js'
-import { formatComparison, renderReport } from './report.js'
+import { fleetSummary, formatComparison, renderReport } from './report.js'
 import { parseSlo } from './results.js'
 import { createAgent, probeServer } from './runner.js'
 import { isClosedLoop } from './run-workload.js'
@@ -33,6 +34,9 @@ import { addSimOptions, simOptionsFromCommand, simOptionsGiven } from './sim-opt
 interface CompareFlags extends CommonFlags {
   url?: string
   policies?: string
+  routing?: string
+  backends: number
+  referenceSingleBackend: boolean
   speed: number
   numGpuBlocks?: number
   deadlineMs: number
@@ -67,6 +71,21 @@ export function createCompareCommand(): Command {
     .option('-u, --url <url>', 'an existing backend (vLLM or kvgate sim); default: a fresh emulator per setup')
     .option('--policies <list>', 'kvgate policies to run, comma-separated (default: every registered policy)')
     .option(
+      '--backends <n>',
+      'emulators behind each setup: kvgate in front of all, or for direct a round-robin balancer',
+      positiveInteger('--backends'),
+      1,
+    )
+    .option(
+      '--routing <list>',
+      `kvgate routings, comma-separated: one setup per policy and routing, named policy/routing (${routerNames().join(', ')})`,
+    )
+    .option(
+      '--reference-single-backend',
+      'add one emulator with --backends times the blocks, through kvgate with the first policy (the ideal-affinity reference)',
+      false,
+    )
+    .option(
       '--speed <x>',
       'emulated time runs x times faster (emulator, gateway and replay share the clock)',
       positiveNumber('--speed'),
@@ -89,6 +108,14 @@ export function createCompareCommand(): Command {
   const simKeys = addSimOptions(compare)
   compare.action(async (flags: CompareFlags) => {
     if (flags.inputFile === undefined) compare.error('error: kvgate bench compare needs -i/--input-file')
+    const routings = listOption(flags.routing)
+    const unknownRouting = routings?.find((r) => !routerNames().includes(r))
+    if (unknownRouting !== undefined) {
+      compare.error(`error: --routing: unknown routing "${unknownRouting}" (valid: ${routerNames().join(', ')})`)
+    }
+    if (flags.url !== undefined && flags.backends > 1) {
+      compare.error('error: --backends runs emulators; it does not combine with --url (an existing backend)')
+    }
     try {
       const counter = createWordPieceTokenCounter()
       const workload = await prepareWorkload(
@@ -127,14 +154,10 @@ export function createCompareCommand(): Command {
         workload,
         counter,
         seed: flags.seed,
-        ...(flags.policies !== undefined
-          ? {
-              policies: flags.policies
-                .split(',')
-                .map((p) => p.trim())
-                .filter(Boolean),
-            }
-          : {}),
+        ...(flags.policies !== undefined ? { policies: listOption(flags.policies) ?? [] } : {}),
+        ...(routings !== undefined ? { routings } : {}),
+        backends: flags.backends,
+        referenceSingleBackend: flags.referenceSingleBackend,
         ...(flags.url !== undefined ? { backendUrl: flags.url } : {}),
         sim,
         speed: flags.speed,
@@ -160,7 +183,7 @@ export function createCompareCommand(): Command {
       const setupNotes = [
         flags.url !== undefined
           ? `backend ${flags.url}`
-          : `a fresh emulator per setup${flags.numGpuBlocks ? `, ${flags.numGpuBlocks} KV blocks` : ''}, speed ${flags.speed}× (times are emulated ms)`,
+          : `${flags.backends > 1 ? `${flags.backends} fresh emulators per setup (direct: round-robin across them)` : 'a fresh emulator per setup'}${flags.numGpuBlocks ? `, ${flags.numGpuBlocks} KV blocks each` : ''}, speed ${flags.speed}× (times are emulated ms)`,
         `kvgate queue deadline ${flags.deadlineMs} ms; goodput SLO ${sloText}; TTFT over admitted (completed) requests; clients' max_tokens: ${flags.clientMaxTokens}`,
         ...(workload.userSample !== undefined ? [userSampleLine(workload.userSample, workload.kind)] : []),
       ]
@@ -193,14 +216,21 @@ export function createCompareCommand(): Command {
         const json = {
           input_file: flags.inputFile,
           notes,
-          setups: results.map((r) => ({
-            name: r.name,
-            preemptions: r.preemptions,
-            max_kv_usage: r.maxKvUsage,
-            ...(r.goodputVsDirect !== undefined ? { goodput_vs_direct: r.goodputVsDirect } : {}),
-            samples: r.samples,
-            ...(benchJson(r.run, r.summary, {}) as object),
-          })),
+          setups: results.map((r) => {
+            const bench = benchJson(r.run, r.summary, {}) as { summary: object }
+            return {
+              name: r.name,
+              backends: r.backends,
+              preemptions: r.preemptions,
+              max_kv_usage: r.maxKvUsage,
+              ...(r.goodputVsDirect !== undefined ? { goodput_vs_direct: r.goodputVsDirect } : {}),
+              mean_kv_usage_by_backend: r.meanKvUsageByBackend,
+              samples: r.samples,
+              ...bench,
+              // The fleet figures beside vLLM's: in the summary, so one object holds what a setup is judged by.
+              summary: { ...bench.summary, ...fleetSummary(r) },
+            }
+          }),
         }
         writeFileSync(flags.outputJson, `${JSON.stringify(json, null, 2)}\n`)
       }
@@ -216,6 +246,15 @@ export function createCompareCommand(): Command {
     }
   })
   return compare
+}
+
+/** A comma-separated option as a list; undefined when not given. */
+function listOption(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined
+  return value
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)
 }
 
 /** When direct never filled the emulator, every setup looks the same; say how the demo overloads it. */
