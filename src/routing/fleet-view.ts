@@ -14,8 +14,8 @@ export interface FleetBackend {
   readonly usable: boolean
   /** Takes no new admissions; its running requests finish. */
   readonly draining: boolean
-  /** The models it serves; undefined while its list is unknown (it is then in no pool). */
-  readonly models: ReadonlySet<string> | undefined
+  /** The models it serves (a set, or the directory's map by id); undefined while unknown: then in no pool. */
+  readonly models: { has(model: string): boolean } | undefined
   readonly waiting: number
   readonly running: number
   readonly blockSize: number | undefined

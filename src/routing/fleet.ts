@@ -134,7 +134,8 @@ export function createFleet(options: FleetOptions): Fleet {
         usedTokens: state.usedTokens,
         usable: state.usable && models !== undefined,
         draining: draining.get(state.id) === true,
-        models: models === undefined ? undefined : new Set(models.byId.keys()),
+        // The directory's own map: nothing is copied per decision.
+        models: models?.byId,
         waiting: state.waiting,
         running: state.running,
         blockSize: state.blockSize,

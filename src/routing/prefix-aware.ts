@@ -10,8 +10,8 @@ import {
   type RouterContext,
 } from './router.js'
 
-export const DEFAULT_AFFINITY_MAX_LOAD_GAP = 0.2 // 20 points of KV load above the least loaded replica
-export const DEFAULT_AFFINITY_WAIT_MS = 1_000 // 1 second waiting for the replica that caches the prefix
+export const DEFAULT_AFFINITY_MAX_LOAD_GAP = 0.5 // 50 points of KV load (used + reserved) above the least loaded replica
+export const DEFAULT_AFFINITY_WAIT_MS = 0 // ms: by default a request never waits for its replica (docs/routing.md)
 export const DEFAULT_MIN_HIT_BLOCKS = 2 // 2 blocks (32 tokens at block size 16) make a claim
 export const DEFAULT_HIT_WEIGHT = 1
 export const DEFAULT_ROOM_WEIGHT = 1

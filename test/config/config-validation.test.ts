@@ -222,8 +222,8 @@ describe('routing and model pools', () => {
     expect(parseConfig({ routing: { name: 'prefix-aware' } }).routing).toEqual({
       name: 'prefix-aware',
       options: {
-        affinityMaxLoadGap: 0.2,
-        affinityWaitMs: 1000,
+        affinityMaxLoadGap: 0.5,
+        affinityWaitMs: 0,
         minHitBlocks: 2,
         hitWeight: 1,
         roomWeight: 1,
@@ -242,6 +242,21 @@ describe('routing and model pools', () => {
     expect(problemOf(() => parseConfig({ routing: { name: 'random' } }))).toContain('routing.name')
     expect(problemOf(() => parseConfig({ routing: { name: 'round-robin', options: { x: 1 } } }))).toContain(
       'routing.options.x: unknown field',
+    )
+  })
+
+  it('are picked by KVGATE_ROUTING or --routing, which drop the options of the file’s router', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kvgate-routing-'))
+    const file = join(dir, 'kvgate.yaml')
+    writeFileSync(file, 'routing: { name: prefix-aware, options: { affinityWaitMs: 5 } }\n')
+    expect(loadConfig(file, {}, {}).routing.options).toMatchObject({ affinityWaitMs: 5 })
+    expect(loadConfig(file, {}, { KVGATE_ROUTING: 'round-robin' }).routing).toEqual({
+      name: 'round-robin',
+      options: {},
+    })
+    expect(loadConfig(file, { routing: { name: 'most-room' } }, {}).routing).toEqual({ name: 'most-room', options: {} })
+    expect(problemOf(() => loadConfig(file, {}, { KVGATE_ROUTING: 'random' }))).toContain(
+      'KVGATE_ROUTING: routing.name',
     )
   })
 
