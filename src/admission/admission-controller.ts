@@ -125,18 +125,26 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
     if (this.#closed) return immediate(errors.shuttingDown([], OUTCOME))
     if (ticket.signal?.aborted === true) return immediate(errors.requestCancelled(['waited for admission'], OUTCOME))
     const snapshot = this.#capacity.snapshot()
-    if (snapshot === undefined)
-      return immediate(errors.noBackendAvailable(['every backend is down or its metrics are stale'], OUTCOME))
+    // The backends that may serve it (its model's pool) when the view knows pools, else all of them.
+    const limits =
+      snapshot === undefined ? undefined : snapshot.limitsFor === undefined ? snapshot : snapshot.limitsFor(ticket)
+    if (limits === undefined) {
+      const why =
+        snapshot === undefined
+          ? 'every backend is down or its metrics are stale'
+          : `no backend of model ${ticket.model} is usable`
+      return immediate(errors.noBackendAvailable([why], OUTCOME))
+    }
     // Against every backend with a known capacity, usable now or not: a big backend that is briefly stale
     // must not turn its requests into 400s.
-    if (prompt > snapshot.maxKnownTokens) {
+    if (prompt > limits.maxKnownTokens) {
       return immediate(
-        errors.requestExceedsKvCapacity([prompt, Math.floor(snapshot.maxKnownTokens)], { param: 'messages' }),
+        errors.requestExceedsKvCapacity([prompt, Math.floor(limits.maxKnownTokens)], { param: 'messages' }),
       )
     }
     // A prediction larger than a whole cache is capped: the request runs alone on an empty backend and its
     // reservation grows as it streams.
-    const needTokens = Math.min(prompt + predicted, Math.floor(snapshot.maxKnownTokens))
+    const needTokens = Math.min(prompt + predicted, Math.floor(limits.maxKnownTokens))
     if (this.#store.depth >= this.#tuning.maxQueueLength) {
       const waitMs = this.predictWaitMs(ticket.user, needTokens)
       const error = errors.queueFull([this.#store.depth, formatDuration(Math.max(1_000, waitMs))], {
@@ -254,12 +262,15 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
       this.#settleRejected(item, errors.internal(['the fairness policy failed while admitting'], OUTCOME), now)
       return
     }
+    // Blocks shared with requests running there are held already: reserving them again would count them twice.
+    const shared = Math.min(item.request.promptTokens, Math.max(0, Math.floor(placement.sharedPromptTokens ?? 0)))
     const reservation = this.#ledger.reserve({
       backendId: placement.backendId,
       requestId: item.ticket.id,
-      promptTokens: item.request.promptTokens,
+      promptTokens: item.request.promptTokens - shared,
       predictedOutputTokens: item.request.predictedOutputTokens,
     })
+    this.#notifyCapacity('onAdmitted', item.ticket, placement)
     this.#prediction.noteAdmitted(item.needTokens, now, backlog)
     const waitedMs = now - item.enqueuedAtMs
     if (item.predictedWaitMs !== undefined) {
@@ -291,6 +302,17 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
     noteFirstToken: (promptTokens: number, afterAdmissionMs: number) => this.#ttft.note(promptTokens, afterAdmissionMs),
     emit: (event: AdmissionEvent) => this.#emit(event),
     scheduleDispatch: () => this.#dispatcher.schedule(),
+    released: (ticket: AdmissionTicket) => this.#notifyCapacity('onFinished', ticket),
+  }
+
+  /** The capacity view learns where requests went and when they ended; its exceptions are contained. */
+  #notifyCapacity(operation: 'onAdmitted' | 'onFinished', ticket: AdmissionTicket, placement?: Placement): void {
+    try {
+      if (operation === 'onAdmitted' && placement !== undefined) this.#capacity.onAdmitted?.(ticket, placement)
+      else if (operation === 'onFinished') this.#capacity.onFinished?.(ticket)
+    } catch (error) {
+      this.#fault({ component: 'listener', operation: `capacity.${operation}`, requestId: ticket.id, error })
+    }
   }
 
   #unlink(item: QueueItem, now: number): void {

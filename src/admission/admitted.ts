@@ -1,6 +1,6 @@
 import type { Reservation } from '../ledger/index.js'
 import type { PolicyRequest } from '../policies/index.js'
-import type { Admission, AdmissionEvent } from './contracts.js'
+import type { Admission, AdmissionEvent, AdmissionTicket } from './contracts.js'
 import type { PolicyGuard } from './policy-guard.js'
 
 /** What an admitted request needs of the controller that admitted it. */
@@ -11,6 +11,8 @@ export interface AdmittedHost {
   emit(event: AdmissionEvent): void
   /** Run the dispatcher after the caller's call stack. */
   scheduleDispatch(): void
+  /** The reservation was released (the capacity view forgets the request). */
+  released(ticket: AdmissionTicket): void
 }
 
 /**
@@ -26,7 +28,7 @@ export class AdmittedRequest implements Admission {
   readonly request: PolicyRequest
   readonly #policy: PolicyGuard
   readonly #host: AdmittedHost
-  readonly #model: string
+  readonly #ticket: AdmissionTicket
   readonly #admittedAtMs: number
   #finished = false
   #sawFirstToken = false
@@ -34,14 +36,14 @@ export class AdmittedRequest implements Admission {
   constructor(
     host: AdmittedHost,
     policy: PolicyGuard,
-    ticket: { readonly id: string; readonly model: string },
+    ticket: AdmissionTicket,
     request: PolicyRequest,
     placement: { readonly backendId: string; readonly reservation: Reservation; readonly waitedMs: number },
   ) {
     this.#host = host
     this.#policy = policy
     this.id = ticket.id
-    this.#model = ticket.model
+    this.#ticket = ticket
     this.request = request
     this.backendId = placement.backendId
     this.reservation = placement.reservation
@@ -72,6 +74,7 @@ export class AdmittedRequest implements Admission {
     this.#finished = true
     // Release first: whatever the policy does next, the KV is back.
     this.reservation.release(reason)
+    this.#host.released(this.#ticket)
     // The policy that charged the admission settles it, even after a reload switched policies: a new
     // policy never saw this request's onAdmit and could not settle a charge it did not make.
     this.#policy.onFinish(this.request, Math.max(0, completionTokens), this.#host.nowMs())
@@ -79,7 +82,7 @@ export class AdmittedRequest implements Admission {
       kind: 'finished',
       id: this.id,
       user: this.request.user.name,
-      model: this.#model,
+      model: this.#ticket.model,
       waitedMs: this.waitedMs,
       backendId: this.backendId,
       reason,

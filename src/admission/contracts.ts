@@ -31,6 +31,20 @@ export interface AdmissionTicket {
   readonly deadlineMs: number
   /** Aborted when the client goes away: a queued request leaves the queue and rejects with 499. */
   readonly signal?: AbortSignal
+  /** What a routing choice may read of the request besides its need (src/routing makes and reads it). */
+  readonly routing?: RoutingHints
+}
+
+/**
+ * A request's routing keys: its prompt's chained KV-block hashes (computed once per block size, on first
+ * use, from the gateway's own token ids) and a session id when the client sent one. Opaque to the queue.
+ */
+export interface RoutingHints {
+  /** Hashes of the prompt's full blocks of `blockSize` tokens, each chained on its parent's. */
+  blockHashes(blockSize: number): readonly number[]
+  readonly sessionId?: string
+  /** When the request arrived (the clock's ms): how long it has waited so far, for a router that may hold it. */
+  readonly arrivedAtMs: number
 }
 
 export interface Admission {
@@ -178,6 +192,10 @@ export interface CapacityView {
   snapshot(): CapacitySnapshot | undefined
   /** KV usable on all usable backends after headroom (the cold-start guess of how fast the queue turns over). */
   usableTokens(): number
+  /** The request was admitted where `placement` says (a routing choice learns from it). */
+  onAdmitted?(ticket: AdmissionTicket, placement: Placement): void
+  /** An admitted request ended (its reservation was released). */
+  onFinished?(ticket: AdmissionTicket): void
 }
 
 export interface CapacitySnapshot {
@@ -191,11 +209,26 @@ export interface CapacitySnapshot {
   readonly maxKnownTokens: number
   /** Room summed over usable backends (negative rooms count as 0): what the queue can take now, anywhere. */
   readonly totalRoomTokens: number
+  /**
+   * `maxUsableTokens` and `maxKnownTokens` among the backends that may serve this request (its model's
+   * pool); undefined when none of them is usable. Without it the figures above hold for every request.
+   */
+  limitsFor?(ticket: AdmissionTicket): CapacityLimits | undefined
+}
+
+export interface CapacityLimits {
+  readonly maxUsableTokens: number
+  readonly maxKnownTokens: number
 }
 
 export interface Placement {
   readonly backendId: string
   readonly roomTokens: number
+  /**
+   * Prompt tokens the backend will not allocate again because requests running there hold the same KV
+   * blocks (a shared prefix): the reservation leaves them out. 0 or absent by default.
+   */
+  readonly sharedPromptTokens?: number
 }
 
 /** How a queue item leaves the queue; the controller implements it, the dispatcher and the sweep call it. */

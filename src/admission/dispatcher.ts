@@ -154,8 +154,11 @@ export class Dispatcher {
       this.#options.endings.admit(head, placement, now)
       return 'decided'
     }
-    // Too big for any usable backend even when empty (a large backend is down): it must not hold others.
-    if (head.needTokens > snapshot.maxUsableTokens) return 'held-by-kv'
+    // Too big for any usable backend of its pool even when empty (a large backend is down): it must not hold
+    // others.
+    const maxUsable =
+      snapshot.limitsFor === undefined ? snapshot.maxUsableTokens : snapshot.limitsFor(head.ticket)?.maxUsableTokens
+    if (maxUsable === undefined || head.needTokens > maxUsable) return 'held-by-kv'
     head.bypassedSinceMs ??= now
     return now - head.bypassedSinceMs >= this.#options.maxBypassMs() ? 'stop' : 'held-by-kv'
   }

@@ -7,10 +7,12 @@ export type {
   AdmissionStats,
   AdmissionTicket,
   AdmissionTuning,
+  CapacityLimits,
   CapacitySnapshot,
   CapacityView,
   Placement,
   QueuedInfo,
+  RoutingHints,
 } from './contracts.js'
 export { createAdmissionController } from './admission-controller.js'
 export { createMostRoomView, type MostRoomViewOptions } from './capacity-view.js'

@@ -3,6 +3,7 @@ import { dirname } from 'node:path'
 import { Command } from 'commander'
 import { parse as parseYaml } from 'yaml'
 import { toKvgateError } from '../errors/index.js'
+import { routerNames } from '../routing/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
 import type { ClientMaxTokens } from './client.js'
 import type { CommonFlags } from './cli-options.js'
@@ -24,7 +25,7 @@ import { DEFAULT_COMPARE_DEADLINE_MS, DIRECT_SETUP, runCompare, setupsBelowDirec
 import { formatSummary } from './format.js'
 import { prepareWorkload } from './prepare-workload.js'
 import { createProgress } from './progress.js'
-import { formatComparison, renderReport } from './report.js'
+import { fleetSummary, formatComparison, renderReport } from './report.js'
 import { parseSlo } from './results.js'
 import { createAgent, probeServer } from './runner.js'
 import { isClosedLoop } from './run-workload.js'
@@ -35,6 +36,9 @@ interface CompareFlags extends CommonFlags {
   policies?: string
   oracle: boolean
   sloAdmission: boolean
+  routing?: string
+  backends: number
+  referenceSingleBackend: boolean
   speed: number
   numGpuBlocks?: number
   deadlineMs: number
@@ -74,6 +78,21 @@ export function createCompareCommand(): Command {
       false,
     )
     .option(
+      '--backends <n>',
+      'emulators behind each setup: kvgate in front of all, or for direct a round-robin balancer',
+      positiveInteger('--backends'),
+      1,
+    )
+    .option(
+      '--routing <list>',
+      `kvgate routings, comma-separated: one setup per policy and routing, named policy/routing (${routerNames().join(', ')})`,
+    )
+    .option(
+      '--reference-single-backend',
+      'add one emulator with --backends times the blocks, through kvgate with the first policy (the ideal-affinity reference)',
+      false,
+    )
+    .option(
       '--speed <x>',
       'emulated time runs x times faster (emulator, gateway and replay share the clock)',
       positiveNumber('--speed'),
@@ -101,6 +120,14 @@ export function createCompareCommand(): Command {
   const simKeys = addSimOptions(compare)
   compare.action(async (flags: CompareFlags) => {
     if (flags.inputFile === undefined) compare.error('error: kvgate bench compare needs -i/--input-file')
+    const routings = listOption(flags.routing)
+    const unknownRouting = routings?.find((r) => !routerNames().includes(r))
+    if (unknownRouting !== undefined) {
+      compare.error(`error: --routing: unknown routing "${unknownRouting}" (valid: ${routerNames().join(', ')})`)
+    }
+    if (flags.url !== undefined && flags.backends > 1) {
+      compare.error('error: --backends runs emulators; it does not combine with --url (an existing backend)')
+    }
     try {
       const counter = createWordPieceTokenCounter()
       const workload = await prepareWorkload(
@@ -148,14 +175,10 @@ export function createCompareCommand(): Command {
         workload,
         counter,
         seed: flags.seed,
-        ...(flags.policies !== undefined
-          ? {
-              policies: flags.policies
-                .split(',')
-                .map((p) => p.trim())
-                .filter(Boolean),
-            }
-          : {}),
+        ...(flags.policies !== undefined ? { policies: listOption(flags.policies) ?? [] } : {}),
+        ...(routings !== undefined ? { routings } : {}),
+        backends: flags.backends,
+        referenceSingleBackend: flags.referenceSingleBackend,
         ...(flags.url !== undefined ? { backendUrl: flags.url } : {}),
         oracle: flags.oracle,
         sim,
@@ -182,7 +205,7 @@ export function createCompareCommand(): Command {
       const setupNotes = [
         flags.url !== undefined
           ? `backend ${flags.url}`
-          : `a fresh emulator per setup${flags.numGpuBlocks ? `, ${flags.numGpuBlocks} KV blocks` : ''}, speed ${flags.speed}× (times are emulated ms)`,
+          : `${flags.backends > 1 ? `${flags.backends} fresh emulators per setup (direct: round-robin across them)` : 'a fresh emulator per setup'}${flags.numGpuBlocks ? `, ${flags.numGpuBlocks} KV blocks each` : ''}, speed ${flags.speed}× (times are emulated ms)`,
         `kvgate queue deadline ${flags.deadlineMs} ms${flags.sloAdmission ? ' (or shorter: the SLO drives admission)' : ''}; goodput SLO ${sloText}; TTFT over admitted (completed) requests; clients' max_tokens: ${flags.clientMaxTokens}`,
         ...(workload.userSample !== undefined ? [userSampleLine(workload.userSample, workload.kind)] : []),
       ]
@@ -215,18 +238,25 @@ export function createCompareCommand(): Command {
         const json = {
           input_file: flags.inputFile,
           notes,
-          setups: results.map((r) => ({
-            name: r.name,
-            ...(r.policy !== undefined ? { policy: r.policy } : {}),
-            preemptions: r.preemptions,
-            max_kv_usage: r.maxKvUsage,
-            ...(r.goodputVsDirect !== undefined ? { goodput_vs_direct: r.goodputVsDirect } : {}),
-            ...(r.goodputVsOracle !== undefined ? { goodput_vs_oracle: r.goodputVsOracle } : {}),
-            ...(r.predictorCoverage !== undefined ? { predictor_coverage: r.predictorCoverage } : {}),
-            ...(r.overReservation !== undefined ? { over_reservation: r.overReservation } : {}),
-            samples: r.samples,
-            ...(benchJson(r.run, r.summary, {}) as object),
-          })),
+          setups: results.map((r) => {
+            const bench = benchJson(r.run, r.summary, {}) as { summary: object }
+            return {
+              name: r.name,
+              ...(r.policy !== undefined ? { policy: r.policy } : {}),
+              backends: r.backends,
+              preemptions: r.preemptions,
+              max_kv_usage: r.maxKvUsage,
+              ...(r.goodputVsDirect !== undefined ? { goodput_vs_direct: r.goodputVsDirect } : {}),
+              ...(r.goodputVsOracle !== undefined ? { goodput_vs_oracle: r.goodputVsOracle } : {}),
+              ...(r.predictorCoverage !== undefined ? { predictor_coverage: r.predictorCoverage } : {}),
+              ...(r.overReservation !== undefined ? { over_reservation: r.overReservation } : {}),
+              mean_kv_usage_by_backend: r.meanKvUsageByBackend,
+              samples: r.samples,
+              ...bench,
+              // The fleet figures beside vLLM's: in the summary, so one object holds what a setup is judged by.
+              summary: { ...bench.summary, ...fleetSummary(r) },
+            }
+          }),
         }
         writeFileSync(flags.outputJson, `${JSON.stringify(json, null, 2)}\n`)
       }
@@ -242,6 +272,15 @@ export function createCompareCommand(): Command {
     }
   })
   return compare
+}
+
+/** A comma-separated option as a list; undefined when not given. */
+function listOption(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined
+  return value
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)
 }
 
 /** When direct never filled the emulator, every setup looks the same; say how the demo overloads it. */

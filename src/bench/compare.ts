@@ -1,24 +1,29 @@
 import { request } from 'undici'
-import type { Clock } from '../core/index.js'
 import { createScaledClock, createSystemClock } from '../core/index.js'
 import { DEFAULT_OUTPUT_HINT_HEADER, parseConfig } from '../config/index.js'
 import { createGateway } from '../gateway/index.js'
 import type { Gateway } from '../gateway/index.js'
+import { errors } from '../errors/index.js'
 import { policyNames } from '../policies/index.js'
 import type { SimHandle, SimOptions } from '../sim/index.js'
-import { startSim } from '../sim/index.js'
+import { SIM_DEFAULTS, startSim } from '../sim/index.js'
+import { fleetFigures, type MetricsSample, scrape, startSampler } from './compare-sampler.js'
 import type { TokenCounter } from '../tokens/index.js'
 import type { BenchSummary, Slo } from './results.js'
 import { summarize } from './results.js'
 import type { RunWorkloadOptions, WorkloadRunResult } from './run-workload.js'
 import { runWorkload } from './run-workload.js'
+import { startSpreadProxy, type SpreadProxy } from './spread-proxy.js'
 import type { Workload } from './workload.js'
+
+export { type MetricsSample, parsePrometheusTotals } from './compare-sampler.js'
 
 /**
  * `kvgate bench compare`: one workload, run directly against a backend and then through kvgate with each
- * policy, every setup on a fresh emulator (unless a backend URL is given) so no run inherits another's
- * queue or prefix cache. While a setup runs, the emulator's and kvgate's /metrics are sampled for the
- * report's KV-usage and queue-depth charts.
+ * policy (and each routing, with `routings`), every setup on fresh emulators (unless a backend URL is given)
+ * so no run inherits another's queue or prefix cache. With `backends: N` each setup runs N emulators: kvgate
+ * in front of all of them, or, for `direct`, a plain round-robin balancer (spread-proxy.ts). While a setup
+ * runs, the emulators' and kvgate's /metrics are sampled for the report's charts and the fleet figures.
  */
 export const DIRECT_SETUP = 'direct'
 /**
@@ -28,19 +33,6 @@ export const DIRECT_SETUP = 'direct'
  */
 export const ORACLE_SETUP = 'oracle'
 
-export interface MetricsSample {
-  /** ms after the setup's run started, on the run's (possibly scaled) clock. */
-  tMs: number
-  kvUsage?: number
-  backendWaiting?: number
-  backendRunning?: number
-  preemptions?: number
-  kvgateQueueDepth?: number
-  kvgateReservedTokens?: number
-  /** Output kvgate reserved that no request has generated yet (KV idle now, held for later). */
-  kvgateUngeneratedTokens?: number
-}
-
 export interface SetupResult {
   name: string
   /** The kvgate policy it ran (the oracle's is the first policy named); unset for direct. */
@@ -48,9 +40,17 @@ export interface SetupResult {
   run: WorkloadRunResult
   summary: BenchSummary
   samples: MetricsSample[]
-  /** Preemptions the backend counted during this setup. */
+  /** Preemptions the backends counted during this setup. */
   preemptions: number
+  /** The highest KV usage any backend reported. */
   maxKvUsage: number
+  /** Emulators behind the setup. */
+  backends: number
+  /** The emulators' prefix-cache hits over queries (tokens) during the run; undefined without queries. */
+  prefixCacheHitRate?: number
+  /** max − min over backends of their mean KV usage during the run (0 with one backend). */
+  kvBalance: number
+  meanKvUsageByBackend: readonly number[]
   /**
    * Goodput as a share of `direct`'s: requests meeting every SLO here over those meeting it in `direct` (the
    * same requests are sent to every setup, so it is also the ratio of `goodput_ratio`s). The floor kvgate must
@@ -73,6 +73,15 @@ export interface CompareOptions {
   policies?: readonly string[]
   /** Add the `oracle` setup after the policies (see ORACLE_SETUP). */
   oracle?: boolean
+  /** Routings of the kvgate setups: one setup per policy and routing, named `policy/routing`. */
+  routings?: readonly string[]
+  /** Emulators per setup (1 by default). */
+  backends?: number
+  /**
+   * One more setup, the ideal-affinity reference: one emulator with `backends ×` the blocks (and as long a
+   * context as the others), through kvgate with the first policy. Named `policy/single-Nx-blocks`.
+   */
+  referenceSingleBackend?: boolean
   /** An external backend; without it, a fresh emulator per setup. */
   backendUrl?: string
   sim?: SimOptions
@@ -94,72 +103,6 @@ export const DEFAULT_COMPARE_DEADLINE_MS = 5_000
 /** 250 ms (emulated) between two samples of /metrics for the charts. */
 export const DEFAULT_SAMPLE_INTERVAL_MS = 250
 
-/** Sum of each metric's samples over labels, from Prometheus text (only the simple lines compare reads). */
-export function parsePrometheusTotals(text: string): Map<string, number> {
-  const totals = new Map<string, number>()
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#') || line.trim() === '') continue
-    const match = /^([A-Za-z_:][\w:]*)(?:\{[^}]*\})?\s+(\S+)/.exec(line)
-    if (match === null) continue
-    const value = Number(match[2])
-    if (!Number.isFinite(value)) continue
-    totals.set(match[1] as string, (totals.get(match[1] as string) ?? 0) + value)
-  }
-  return totals
-}
-
-async function scrape(url: string): Promise<Map<string, number> | undefined> {
-  try {
-    const res = await request(`${url}/metrics`, { headersTimeout: 2000, bodyTimeout: 2000 })
-    if (res.statusCode !== 200) {
-      await res.body.dump()
-      return undefined
-    }
-    return parsePrometheusTotals(await res.body.text())
-  } catch {
-    return undefined
-  }
-}
-
-function startSampler(clock: Clock, intervalMs: number, backendUrl: string, gatewayUrl: string | undefined) {
-  const origin = clock.now()
-  const samples: MetricsSample[] = []
-  let busy = false
-  const take = async (): Promise<void> => {
-    if (busy) return // a slow scrape skips a tick rather than piling up
-    busy = true
-    const tMs = clock.now() - origin
-    const [backend, gateway] = await Promise.all([scrape(backendUrl), gatewayUrl ? scrape(gatewayUrl) : undefined])
-    const sample: MetricsSample = { tMs }
-    const kv = backend?.get('vllm:kv_cache_usage_perc') ?? backend?.get('vllm:gpu_cache_usage_perc')
-    if (kv !== undefined) sample.kvUsage = kv
-    const waiting = backend?.get('vllm:num_requests_waiting')
-    if (waiting !== undefined) sample.backendWaiting = waiting
-    const running = backend?.get('vllm:num_requests_running')
-    if (running !== undefined) sample.backendRunning = running
-    const preemptions = backend?.get('vllm:num_preemptions_total')
-    if (preemptions !== undefined) sample.preemptions = preemptions
-    const depth = gateway?.get('kvgate_queue_depth')
-    if (depth !== undefined) sample.kvgateQueueDepth = depth
-    const reserved = gateway?.get('kvgate_ledger_reserved_tokens')
-    if (reserved !== undefined) sample.kvgateReservedTokens = reserved
-    const ungenerated = gateway?.get('kvgate_ledger_ungenerated_tokens')
-    if (ungenerated !== undefined) sample.kvgateUngeneratedTokens = ungenerated
-    samples.push(sample)
-    busy = false
-  }
-  void take()
-  const timer = clock.setInterval(() => void take(), intervalMs)
-  return {
-    samples,
-    async stop(): Promise<void> {
-      clock.clearInterval(timer)
-      while (busy) await new Promise((resolve) => setTimeout(resolve, 5))
-      await take()
-    },
-  }
-}
-
 function workloadUsers(workload: Workload): string[] {
   const users = new Set<string>()
   if (workload.kind === 'trace') for (const r of workload.requests) users.add(r.user ?? 'anonymous')
@@ -175,27 +118,43 @@ function outputHintHeaderOf(gateway: Gateway | undefined): string {
   return gateway?.config().admission.outputHintHeader ?? DEFAULT_OUTPUT_HINT_HEADER
 }
 
-/** The gateway config compare runs with: the backend, the policy, the deadline, one entry per user. */
+/** The oracle's gateway trusts every user's output hint (compare's users and anyone else). */
+function oracleConfig(extra: Record<string, unknown>, users: readonly string[]): Record<string, unknown> {
+  const listed = Array.isArray(extra['users'])
+    ? (extra['users'] as Record<string, unknown>[])
+    : users.filter((u) => USER_NAME.test(u)).map((name) => ({ name, weight: 1 }))
+  const defaultUser = (extra['defaultUser'] as Record<string, unknown> | undefined) ?? {}
+  return {
+    ...extra,
+    users: listed.map((u) => ({ ...u, trustOutputHint: true })),
+    defaultUser: { ...defaultUser, trustOutputHint: true },
+  }
+}
+
+/** The gateway config compare runs with: the backends, the policy, the deadline, one entry per user. */
 export function compareGatewayConfig(
-  backendUrl: string,
+  backendUrl: string | readonly string[],
   policy: string,
   users: readonly string[],
   deadlineMs: number,
   extra: Record<string, unknown> = {},
   speed = 1,
+  routing?: string,
 ): ReturnType<typeof parseConfig> {
   // The emulator, gateway and clients share one event loop here, and at speed S a real stall of t ms reads
   // as S·t emulated ms: keep a second of real time before a poll is late or the backend's metrics stale, or a
   // busy machine turns into 503s that say nothing about admission.
   const pollSlackMs = Math.max(1_000, Math.round(1_000 * speed))
+  const urls = typeof backendUrl === 'string' ? [backendUrl] : backendUrl
   const base: Record<string, unknown> = {
     server: { host: '127.0.0.1', port: 0 },
-    backends: [{ url: backendUrl, name: 'backend' }],
+    backends: urls.map((url, i) => ({ url, name: urls.length === 1 ? 'backend' : `backend-${i}` })),
     metricsPoll: { timeoutMs: pollSlackMs, staleAfterMs: pollSlackMs },
     // The backend's /health every 2 s of real time, with the same slack as a poll.
     healthCheck: { intervalMs: Math.max(2_000, Math.round(2_000 * speed)), timeoutMs: pollSlackMs },
     admission: { defaultDeadlineMs: deadlineMs, maxDeadlineMs: Math.max(deadlineMs, 120_000) },
     policy: { name: policy, options: {} },
+    ...(routing === undefined ? {} : { routing: { name: routing, options: {} } }),
     // Configured users get their own metric labels and weights (1 each: the fairness figures assume equal shares).
     users: users.filter((u) => USER_NAME.test(u)).map((name) => ({ name, weight: 1 })),
     telemetry: { maxUserLabels: Math.max(100, users.length), logLevel: 'warn' },
@@ -216,65 +175,101 @@ export function compareGatewayConfig(
   return parseConfig(merged)
 }
 
-/** One setup to run: direct (no policy), a policy, or the oracle (a policy told every length). */
-interface Setup {
+/** One setup of a comparison: who answers (direct or kvgate with a policy and routing) and its emulators. */
+export interface SetupPlan {
   readonly name: string
+  /** undefined: direct. */
   readonly policy?: string
+  readonly routing?: string
+  /** The oracle: the policy told every request's true length (see ORACLE_SETUP). */
   readonly oracle?: boolean
+  /** Emulators behind it. */
+  readonly backends: number
+  readonly sim: SimOptions
 }
 
-/** The setups of a compare run, in the order they run and print. */
-export function compareSetups(policies: readonly string[], oracle: boolean): Setup[] {
-  const first = policies[0]
-  return [
-    { name: DIRECT_SETUP },
-    ...policies.map((policy) => ({ name: policy, policy })),
-    ...(oracle && first !== undefined ? [{ name: ORACLE_SETUP, policy: first, oracle: true }] : []),
-  ]
-}
-
-/** The oracle's gateway trusts every user's output hint (compare's users and anyone else). */
-function oracleConfig(extra: Record<string, unknown>, users: readonly string[]): Record<string, unknown> {
-  const listed = Array.isArray(extra['users'])
-    ? (extra['users'] as Record<string, unknown>[])
-    : users.filter((u) => USER_NAME.test(u)).map((name) => ({ name, weight: 1 }))
-  const defaultUser = (extra['defaultUser'] as Record<string, unknown> | undefined) ?? {}
-  return {
-    ...extra,
-    users: listed.map((u) => ({ ...u, trustOutputHint: true })),
-    defaultUser: { ...defaultUser, trustOutputHint: true },
+/** The setups of a comparison, in the order they run: direct, each policy × routing, the oracle, the reference. */
+export function planSetups(
+  options: Pick<CompareOptions, 'policies' | 'routings' | 'backends' | 'referenceSingleBackend' | 'sim' | 'oracle'>,
+): SetupPlan[] {
+  const n = options.backends ?? 1
+  const sim = options.sim ?? {}
+  const policies = options.policies ?? policyNames()
+  const plans: SetupPlan[] = [{ name: DIRECT_SETUP, backends: n, sim }]
+  for (const policy of policies) {
+    if (options.routings === undefined) plans.push({ name: policy, policy, backends: n, sim })
+    else
+      for (const routing of options.routings)
+        plans.push({ name: `${policy}/${routing}`, policy, routing, backends: n, sim })
   }
+  const first = policies[0]
+  if (options.oracle === true && first !== undefined) {
+    const routing = options.routings?.[0]
+    plans.push({
+      name: ORACLE_SETUP,
+      policy: first,
+      ...(routing === undefined ? {} : { routing }),
+      oracle: true,
+      backends: n,
+      sim,
+    })
+  }
+  if (options.referenceSingleBackend === true && first !== undefined) {
+    const blocks = sim.numGpuBlocksOverride ?? sim.numGpuBlocks ?? SIM_DEFAULTS.numGpuBlocks
+    const blockSize = sim.blockSize ?? SIM_DEFAULTS.blockSize
+    // vLLM caps the context to what the cache holds: the large cache must not accept longer prompts.
+    const maxModelLen = Math.min(sim.maxModelLen ?? SIM_DEFAULTS.maxModelLen, blocks * blockSize)
+    const { numGpuBlocksOverride: _override, ...rest } = sim
+    plans.push({
+      name: `${first}/single-${n}x-blocks`,
+      policy: first,
+      backends: 1,
+      sim: { ...rest, numGpuBlocks: blocks * n, maxModelLen },
+    })
+  }
+  return plans
 }
 
 export async function runCompare(options: CompareOptions): Promise<SetupResult[]> {
-  const policies = options.policies ?? policyNames()
-  const setups = compareSetups(policies, options.oracle === true)
   const speed = options.speed ?? options.sim?.speed ?? 1
   const users = workloadUsers(options.workload)
+  if (options.backendUrl !== undefined && (options.backends ?? 1) > 1) {
+    throw errors.invalidWorkload(['--url', 'an external backend cannot be several emulators (--backends)'])
+  }
   const results: SetupResult[] = []
-  for (const setup of setups) {
-    const name = setup.name
+  for (const plan of planSetups(options)) {
+    const { name } = plan
     options.onSetupStart?.(name)
     const wallStart = Date.now()
-    // One scaled clock per setup, shared by the emulator's pace, the gateway and the replay.
+    // One scaled clock per setup, shared by the emulators' pace, the gateway and the replay.
     const clock = speed === 1 ? createSystemClock() : createScaledClock(speed)
-    let sim: SimHandle | undefined
+    const sims: SimHandle[] = []
     let gateway: Gateway | undefined
+    let spread: SpreadProxy | undefined
     try {
       if (options.backendUrl === undefined) {
-        sim = await startSim({ logger: false, seed: options.seed, ...options.sim, speed, port: 0, host: '127.0.0.1' })
+        for (let i = 0; i < plan.backends; i++) {
+          // Each emulator its own seed, so replicas do not draw the same answer lengths in lockstep.
+          const seed = options.seed + i * 1_000
+          sims.push(await startSim({ logger: false, seed, ...plan.sim, speed, port: 0, host: '127.0.0.1' }))
+        }
       }
-      const backendUrl = options.backendUrl ?? (sim as SimHandle).url
-      let targetUrl = backendUrl
-      if (setup.policy !== undefined) {
-        const extra = options.gatewayConfig ?? {}
+      const backendUrls = options.backendUrl !== undefined ? [options.backendUrl] : sims.map((sim) => sim.url)
+      let targetUrl = backendUrls[0] as string
+      if (plan.policy === undefined) {
+        if (backendUrls.length > 1) {
+          spread = await startSpreadProxy(backendUrls)
+          targetUrl = spread.url
+        }
+      } else {
         const config = compareGatewayConfig(
-          backendUrl,
-          setup.policy,
+          backendUrls,
+          plan.policy,
           users,
           options.deadlineMs ?? DEFAULT_COMPARE_DEADLINE_MS,
-          setup.oracle === true ? oracleConfig(extra, users) : extra,
+          plan.oracle === true ? oracleConfig(options.gatewayConfig ?? {}, users) : options.gatewayConfig,
           speed,
+          plan.routing,
         )
         gateway = await createGateway({ config, clock, logger: false })
         targetUrl = await gateway.listen({ port: 0, host: '127.0.0.1' })
@@ -283,13 +278,13 @@ export async function runCompare(options: CompareOptions): Promise<SetupResult[]
       const sampler = startSampler(
         clock,
         options.sampleIntervalMs ?? DEFAULT_SAMPLE_INTERVAL_MS,
-        backendUrl,
+        backendUrls,
         // kvgate's metrics are on its admin listener.
         gateway ? gateway.adminUrl() : undefined,
       )
       const run = await runWorkload(options.workload, {
         ...options.run,
-        ...(setup.oracle === true ? { outputHintHeader: outputHintHeaderOf(gateway) } : {}),
+        ...(plan.oracle === true ? { outputHintHeader: outputHintHeaderOf(gateway) } : {}),
         baseUrl: targetUrl,
         clock,
         counter: options.counter,
@@ -297,15 +292,19 @@ export async function runCompare(options: CompareOptions): Promise<SetupResult[]
       })
       await sampler.stop()
       const gatewayTotals = gateway === undefined ? undefined : await scrape(gateway.adminUrl())
-      const preemptionSamples = sampler.samples.map((s) => s.preemptions).filter((p): p is number => p !== undefined)
+      const fleet = fleetFigures(sampler.samples, backendUrls.length)
       const result: SetupResult = {
         name,
-        ...(setup.policy === undefined ? {} : { policy: setup.policy }),
+        ...(plan.policy === undefined ? {} : { policy: plan.policy }),
         run,
         summary: summarize(run, options.slo),
         samples: sampler.samples,
-        preemptions: preemptionSamples.length > 0 ? Math.max(...preemptionSamples) - Math.min(...preemptionSamples) : 0,
-        maxKvUsage: Math.max(0, ...sampler.samples.map((s) => s.kvUsage ?? 0)),
+        preemptions: fleet.preemptions,
+        maxKvUsage: fleet.maxKvUsage,
+        backends: backendUrls.length,
+        ...(fleet.prefixCacheHitRate === undefined ? {} : { prefixCacheHitRate: fleet.prefixCacheHitRate }),
+        kvBalance: fleet.kvBalance,
+        meanKvUsageByBackend: fleet.meanKvUsageByBackend,
         wallSec: (Date.now() - wallStart) / 1000,
       }
       const coverage = gatewayTotals?.get('kvgate_predictor_coverage_ratio')
@@ -321,7 +320,8 @@ export async function runCompare(options: CompareOptions): Promise<SetupResult[]
       options.onSetupDone?.(result)
     } finally {
       await gateway?.close()
-      await sim?.close()
+      await spread?.close()
+      await Promise.all(sims.map((sim) => sim.close()))
     }
   }
   const oracle = results.find((r) => r.name === ORACLE_SETUP)

@@ -2,7 +2,7 @@ import type { SetupResult } from './compare.js'
 import { textTable, USER_TABLE_HEADER, userTableRows } from './format.js'
 import { naturalCompare, SERVICE_WEIGHT_INPUT, SERVICE_WEIGHT_OUTPUT } from './results.js'
 import type { Series } from './svg-chart.js'
-import { colourFor, escapeXml, lineChart, PALETTE } from './svg-chart.js'
+import { barChart, colourFor, escapeXml, lineChart, PALETTE } from './svg-chart.js'
 
 /** The comparison table `compare` prints and the report shows: one row per setup. */
 export function comparisonRows(results: readonly SetupResult[]): { header: string[]; rows: string[][] } {
@@ -24,6 +24,8 @@ export function comparisonRows(results: readonly SetupResult[]): { header: strin
     'preemptions',
     'max_kv_usage',
     'coverage',
+    'prefix_cache_hit_rate',
+    'kv_balance',
   ]
   const rows = results.map((r) => {
     const ttft = r.summary.table.ttft_ms
@@ -46,9 +48,23 @@ export function comparisonRows(results: readonly SetupResult[]): { header: strin
       `${f(r.maxKvUsage * 100, 0)}%`,
       // The predictor's coverage at the end (the oracle's too: its predictor ran beside the hints).
       r.predictorCoverage === undefined ? '-' : f(r.predictorCoverage, 2),
+      r.prefixCacheHitRate === undefined ? '-' : `${f(r.prefixCacheHitRate * 100, 1)}%`,
+      // Points of KV usage between the busiest and the idlest backend, on average over the run.
+      r.backends > 1 ? `${f(r.kvBalance * 100, 1)} pp` : '-',
     ]
   })
   return { header, rows }
+}
+
+/** The fleet figures a setup's JSON summary carries beside vLLM's (rates 0–1, TTFT in ms). */
+export function fleetSummary(r: SetupResult): Record<string, number | null> {
+  return {
+    ttft_p50_ms: r.summary.table.ttft_ms['50%'] ?? null,
+    ttft_p99_ms: Number.isFinite(p99(r)) ? p99(r) : null,
+    prefix_cache_hit_rate: r.prefixCacheHitRate ?? null,
+    kv_balance: r.kvBalance,
+    backends: r.backends,
+  }
 }
 
 function p99(result: SetupResult): number {
@@ -217,6 +233,28 @@ export function renderReport(results: readonly SetupResult[], context: ReportCon
     xMax: endSec,
     series: results.map((r) => ({ name: r.name, colour: colourFor(r.name), points: rejectionsOverTime(r, endSec) })),
   })
+  // The fleet's two figures side by side: how much of the prompts the caches served, and how evenly KV was used.
+  // (For a fleet: with one emulator per setup the hit rate is in the table and there is no balance to draw.)
+  const fleet = results.some((r) => r.backends > 1)
+    ? barChart({
+        title: 'Prefix-cache hit rate and KV balance',
+        xLabel: 'setup',
+        yLabel: 'percent',
+        categories: results.map((r) => r.name),
+        yFormat: (v) => `${v.toFixed(1)}%`,
+        series: [
+          {
+            name: 'prefix-cache hit rate',
+            values: results.map((r) => (r.prefixCacheHitRate === undefined ? null : r.prefixCacheHitRate * 100)),
+          },
+          {
+            name: 'KV balance (max − min mean usage, pp)',
+            values: results.map((r) => (r.backends > 1 ? r.kvBalance * 100 : null)),
+          },
+        ],
+        width: Math.max(560, 90 * results.length),
+      })
+    : ''
   // One scale for every setup's chart, so setups compare at a glance.
   const userColours = userColourMap(results)
   const services = results.map((r) => serviceOverTime(r, userColours))
@@ -250,7 +288,7 @@ ${context.notes.map((n) => `<p>${escapeXml(n)}</p>`).join('\n')}
 <h2>Comparison</h2>
 ${table}
 <h2>Latency</h2><div class="charts">${ttftCdf}${rejections}</div>
-<h2>Backend state</h2><div class="charts">${kv}${queue}</div>
+<h2>Backend state</h2><div class="charts">${kv}${queue}${fleet}</div>
 <h2>Per-user service</h2><div class="charts">${service}</div>
 <h2>Per user</h2>
 ${userTables}`,

@@ -5,6 +5,7 @@ export type {
   IdentitySource,
   LogLevel,
   PolicyConfig,
+  RoutingConfig,
   DeepReadonly,
 } from './schema.js'
 export { configSchema, DEFAULT_OUTPUT_HINT_HEADER } from './schema.js'

@@ -18,6 +18,7 @@ export const ENV_OVERRIDES = Object.freeze({
   KVGATE_ADMIN_PORT: 'admin.port',
   KVGATE_BACKENDS: 'backends (comma-separated URLs)',
   KVGATE_POLICY: 'policy.name',
+  KVGATE_ROUTING: 'routing.name',
   KVGATE_LOG_LEVEL: 'telemetry.logLevel',
 })
 
@@ -32,6 +33,7 @@ export const FLAG_OVERRIDES = Object.freeze({
   '--admin-port': 'admin.port',
   '--backend': 'backends',
   '--policy': 'policy.name',
+  '--routing': 'routing.name',
   '--log-level': 'telemetry.logLevel',
 })
 
@@ -50,16 +52,19 @@ function deepMerge(base: unknown, over: unknown): unknown {
   return out
 }
 
-/** Laying a different policy name over the file drops the file's options: they belong to the old policy. */
+/**
+ * Laying a different policy (or routing) name over the file drops the file's options: they belong to the old
+ * policy (router).
+ */
 export function mergeLayer(base: unknown, layer: unknown): unknown {
   const merged = deepMerge(base, layer)
-  if (isPlainObject(base) && isPlainObject(layer) && isPlainObject(layer['policy']) && isPlainObject(merged)) {
-    const basePolicy = isPlainObject(base['policy']) ? base['policy'] : {}
-    const layerPolicy = layer['policy']
-    const renamed = layerPolicy['name'] !== undefined && layerPolicy['name'] !== basePolicy['name']
-    if (renamed && layerPolicy['options'] === undefined) {
-      merged['policy'] = { name: layerPolicy['name'], options: {} }
-    }
+  if (!isPlainObject(base) || !isPlainObject(layer) || !isPlainObject(merged)) return merged
+  for (const section of ['policy', 'routing']) {
+    const layerSection = layer[section]
+    if (!isPlainObject(layerSection)) continue
+    const baseSection = isPlainObject(base[section]) ? base[section] : {}
+    const renamed = layerSection['name'] !== undefined && layerSection['name'] !== baseSection['name']
+    if (renamed && layerSection['options'] === undefined) merged[section] = { name: layerSection['name'], options: {} }
   }
   return merged
 }
@@ -83,6 +88,7 @@ export function envOverrides(env: NodeJS.ProcessEnv): ConfigOverrides {
       .map((url) => ({ url }))
   }
   if (env['KVGATE_POLICY']) out['policy'] = { name: env['KVGATE_POLICY'] }
+  if (env['KVGATE_ROUTING']) out['routing'] = { name: env['KVGATE_ROUTING'] }
   if (env['KVGATE_LOG_LEVEL']) out['telemetry'] = { logLevel: env['KVGATE_LOG_LEVEL'] }
   return out
 }

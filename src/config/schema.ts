@@ -7,9 +7,11 @@ import { healthCheckSection } from './sections/health-check.js'
 import { type IDENTITY_SOURCES, identityRules, identitySection } from './sections/identity.js'
 import { limitsSection } from './sections/limits.js'
 import { metricsPollSection } from './sections/metrics-poll.js'
+import { modelsSection } from './sections/models.js'
 import { passthroughSection } from './sections/passthrough.js'
 import { policySection } from './sections/policy.js'
 import { predictorSection } from './sections/predictor.js'
+import { routingSection } from './sections/routing.js'
 import { serverSection } from './sections/server.js'
 import type { LOG_LEVELS } from './sections/telemetry.js'
 import { telemetrySection } from './sections/telemetry.js'
@@ -43,6 +45,10 @@ export const configSchema = Type.Object(
     users: usersSection,
     defaultUser: defaultUserSection,
     policy: policySection,
+    /** Model pools: which backend serves which model, the default model, the context-length check. */
+    models: modelsSection,
+    /** Which backend of a model's pool a request goes to. */
+    routing: routingSection,
     telemetry: telemetrySection,
   },
   // Rules that relate two sections; a section's own rules sit on the section.
@@ -77,6 +83,8 @@ export { DEFAULT_ANONYMOUS_USER, DEFAULT_IDENTITY_HEADER, IDENTITY_SOURCES } fro
 export * from './sections/limits.js'
 export * from './sections/metrics-poll.js'
 export { DEFAULT_POLICY, type PolicyConfig } from './sections/policy.js'
+export * from './sections/models.js'
 export * from './sections/predictor.js'
+export { DEFAULT_ROUTING, type RoutingConfig } from './sections/routing.js'
 export * from './sections/server.js'
 export { DEFAULT_LOG_LEVEL, DEFAULT_MAX_USER_LABELS, LOG_LEVELS } from './sections/telemetry.js'

@@ -118,11 +118,20 @@ export const errors = Object.freeze({
   // Client input
   invalidRequest: createError('invalid_request', 400, INVALID_REQUEST, '%s'),
   invalidJson: createError('invalid_json', 400, INVALID_REQUEST, 'The request body is not valid JSON: %s'),
-  contextLengthExceeded: createError(
+  // vLLM's own answers, so a client of vLLM sees no difference: its message and `param`, its exception's name
+  // as `type` (vllm/entrypoints/openai/serving_engine.py); kvgate's stable code.
+  modelNotFound: createError('model_not_found', 404, 'NotFoundError', 'The model `%s` does not exist.'),
+  promptExceedsContext: createError(
     'context_length_exceeded',
     400,
-    INVALID_REQUEST,
-    "This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the messages, %d in the completion). Please reduce the length of the messages or completion.",
+    'BadRequestError',
+    "This model's maximum context length is %d tokens. However, your request has %d input tokens. Please reduce the length of the input messages.",
+  ),
+  maxTokensExceedContext: createError(
+    'context_length_exceeded',
+    400,
+    'BadRequestError',
+    "'max_tokens' or 'max_completion_tokens' is too large: %d. This model's maximum context length is %d tokens and your request has %d input tokens (%d > %d - %d).",
   ),
   notFound: createError('not_found', 404, INVALID_REQUEST, '%s', 'not_found'),
   /** Never names the key: OpenAI shows a masked one, kvgate none (it would reach logs and screenshots). */

@@ -7,6 +7,7 @@ import { errors } from '../errors/index.js'
 import type { Ledger } from '../ledger/index.js'
 import type { InFlight } from '../proxy/index.js'
 import { readRequestTarget } from '../proxy/index.js'
+import type { Fleet } from '../routing/index.js'
 import type { GatewayMetrics } from '../telemetry/index.js'
 import type { BackendPool } from '../upstream/index.js'
 
@@ -15,6 +16,8 @@ export interface AdminContext {
   readonly admission: AdmissionController
   readonly ledger: Ledger
   readonly pool: BackendPool
+  /** The model pools and the router over the backends. */
+  readonly fleet: Fleet
   readonly inFlight: InFlight
   readonly metrics: GatewayMetrics
   readonly tally: { readonly started: number; readonly ended: number }
@@ -23,6 +26,8 @@ export interface AdminContext {
   config(): KvgateConfig
   /** The same answer as the public `/health`. */
   health(): { readonly status: number; readonly body: unknown }
+  /** `Gateway.setDraining`: stop (or resume) new admissions to a backend; false when there is none by that name. */
+  setDraining(backend: string, draining: boolean): boolean
 }
 
 /**
@@ -105,7 +110,7 @@ export async function createAdminServer(
   })
   admin.get('/debug/reservations', async (request) => {
     const { offset, limit } = page(request.query)
-    const { ledger, admission, inFlight, tally, pool } = context
+    const { ledger, admission, inFlight, tally, fleet } = context
     const reservations = slice(ledger.list(), offset, limit)
     const queued = slice(admission.queued(), offset, limit)
     return {
@@ -128,9 +133,10 @@ export async function createAdminServer(
       },
       reservations: reservations.items,
       queued: queued.items,
-      backends: pool
+      backends: fleet
         .states()
         .map((s) => ({ ...s, metricsAgeMs: Number.isFinite(s.metricsAgeMs) ? s.metricsAgeMs : null })),
+      routing: { name: fleet.router().name, ...fleet.router().stats() },
     }
   })
   for (const register of routes) await register(admin, context)

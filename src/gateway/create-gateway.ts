@@ -9,11 +9,13 @@ import { createLedger } from '../ledger/index.js'
 import { policyFactories, type Policy, type PolicyFactory } from '../policies/index.js'
 import { createPredictor, keepPredictorState } from '../predictor/index.js'
 import { InFlight } from '../proxy/index.js'
+import { createFleet, routerFactories, type FleetBackendState, type RouterFactory } from '../routing/index.js'
 import { startSim, type SimHandle } from '../sim/index.js'
-import { createGatewayMetrics, createLogger } from '../telemetry/index.js'
+import { createGatewayMetrics, createLogger, createRoutingMetrics } from '../telemetry/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
-import { createBackendPool, type BackendState } from '../upstream/index.js'
+import { createBackendPool } from '../upstream/index.js'
 import { type AdminContext, type AdminRoutes, createAdminServer } from './admin-server.js'
+import { registerDrainRoutes } from './drain-routes.js'
 import { createPublicServer, type PublicServerDeps } from './public-server.js'
 import { admissionTuning, planReload } from './reload-plan.js'
 import { logSecurityWarnings } from './startup-warnings.js'
@@ -34,6 +36,8 @@ export interface GatewayOptions {
    * instance is also `gateway.admin`, for routes added after `createGateway` and before `listen`.
    */
   adminRoutes?: readonly AdminRoutes[]
+  /** Routers by name, over the built-in ones (`routing.name` picks among them). */
+  routers?: Readonly<Record<string, RouterFactory>>
 }
 
 export interface ListenOptions {
@@ -64,14 +68,19 @@ export interface Gateway {
    */
   close(): Promise<void>
   /**
-   * Swap identity, users, policy and the admission tuning (queued and in-flight requests stay); `server`,
-   * `backends`, `metricsPoll` and `predictor` need a restart.
+   * Swap identity, users, policy, routing, the admission tuning and `backends[].drain` (queued and in-flight
+   * requests stay); `server`, the rest of `backends`, `metricsPoll` and `predictor` need a restart.
    */
   reload(config: KvgateConfig): void
+  /**
+   * Stop (true) or resume (false) new admissions to a backend; requests running there finish. Until the next
+   * reload that changes the backend's `drain`. False when no backend has that name.
+   */
+  setDraining(backend: string, draining: boolean): boolean
   /** Σ reserved tokens of live reservations (0 when nothing is in flight). */
   ledgerReservedTokens(): number
   queueDepth(): number
-  backends(): BackendState[]
+  backends(): FleetBackendState[]
   /** The config in force now. */
   config(): KvgateConfig
 }
@@ -128,7 +137,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   if (backendConfigs.length === 0) {
     logger.info('no backend configured: starting the built-in vLLM emulator (kvgate sim) in-process')
     sim = await startSim({ port: 0, host: '127.0.0.1', logger: false })
-    backendConfigs = [{ url: sim.url, name: SIM_BACKEND_NAME, capacityTokens: null }]
+    backendConfigs = [{ url: sim.url, name: SIM_BACKEND_NAME, capacityTokens: null, models: null, drain: false }]
     logger.info({ url: sim.url }, 'emulator ready')
   }
   const backendUrls = new Map(backendConfigs.map((b) => [b.name, b.url]))
@@ -179,6 +188,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       admission.dispatch()
     },
     onUsableChange(state) {
+      fleet.noteUsableChange(state)
       const fields = { backend: state.id, url: state.url, capacityTokens: state.capacityTokens, error: state.lastError }
       if (state.usable) logger.info(fields, 'backend usable')
       else logger.warn(fields, 'backend not usable: metrics stale, failing or not believable, or engine unhealthy')
@@ -193,12 +203,29 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       )
     }
   }
+  let tuning = admissionTuning(config)
+  const fleet = createFleet({
+    config,
+    backends: backendConfigs,
+    pool,
+    ledger,
+    clock,
+    headroomRatio: () => tuning.headroomRatio,
+    routers: { ...routerFactories, ...options.routers },
+    onRouted: (figures) => routingMetrics.routed(figures),
+    onModelsChange(backend, models) {
+      logger.info({ backend, models }, 'backend models read')
+      // A backend whose models became known may take queued requests now.
+      admission.dispatch()
+    },
+  })
   const admission = createAdmissionController({
     clock,
     policy,
     ledger,
     backends: () => pool.capacities(),
-    ...admissionTuning(config),
+    capacity: fleet.view,
+    ...tuning,
     onEvent: onAdmissionEvent,
     onFault: onAdmissionFault,
     onWaitCheck: (check) => metrics.waitChecked(check),
@@ -213,7 +240,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         reservations: ledger.liveCount(b.name),
         ungeneratedTokens: ledger.ungeneratedTokens(b.name),
       })),
-    backends: () => pool.states(),
+    backends: () => fleet.states(),
     predictor: () =>
       predictor.stats().map((s) => ({
         model: s.model,
@@ -235,12 +262,25 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     waitFactors: () => admission.stats().waitFactors,
   })
 
+  const routingMetrics = createRoutingMetrics(metrics.registry, {
+    backends: () => fleet.states(),
+    indexBlocks: () => fleet.router().stats().indexBlocks ?? {},
+  })
+
+  const setDraining = (backend: string, on: boolean): boolean => {
+    if (!fleet.setDraining(backend, on)) return false
+    logger.info({ backend, draining: on }, on ? 'backend draining' : 'backend takes new requests again')
+    // Resuming may let queued requests in; draining takes nothing away from what runs.
+    if (!on) admission.dispatch()
+    return true
+  }
   let shuttingDown = false
   let requestSeq = 0
   const requestPrefix = clock.wallNow().toString(36)
   const health = (): { status: number; body: unknown } => {
-    const states = pool.states()
-    const usable = states.filter((s) => s.usable).length
+    const states = fleet.states()
+    // Ready while some backend takes new requests: a fleet that is all draining sends traffic elsewhere.
+    const usable = states.filter((s) => s.usable && !s.draining).length
     const up = usable > 0 && !shuttingDown
     return {
       status: up ? 200 : 503,
@@ -251,6 +291,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
           usable: s.usable,
           up: s.up,
           healthy: s.healthy,
+          draining: s.draining,
+          models: s.models,
           metricsAgeMs: Number.isFinite(s.metricsAgeMs) ? Math.round(s.metricsAgeMs) : null,
         })),
       },
@@ -266,13 +308,15 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
     current: () => ({ config, identity }),
     backendUrl: (id: string) => backendUrls.get(id),
-    tokenizeBaseUrl: () => pool.pickForPassthrough()?.url,
+    tokenizeBaseUrl: (model) => fleet.pickUrl(model),
+    pools: fleet,
     onUpstreamFailure: (backendId: string) => pool.checkHealthSoon(backendId),
     nextRequestId: () => `kvg-${requestPrefix}-${++requestSeq}`,
     inFlight,
     tally,
     shuttingDown: () => shuttingDown,
-    pickUpstream: () => pool.pickForPassthrough()?.url,
+    pickUpstream: () => fleet.pickUrl(),
+    listModels: () => fleet.listModels(),
     health,
   }
   const app = await createPublicServer(publicDeps, logger)
@@ -280,21 +324,25 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     admission,
     ledger,
     pool,
+    fleet,
     inFlight,
     metrics,
     tally,
     logger,
     config: () => config,
     health,
+    setDraining,
   }
-  const admin = await createAdminServer(adminContext, logger, options.adminRoutes ?? [])
+  const admin = await createAdminServer(adminContext, logger, [registerDrainRoutes, ...(options.adminRoutes ?? [])])
   logSecurityWarnings(config, logger)
 
   pool.start()
+  fleet.start()
   logger.info(
     {
-      backends: backendConfigs.map((b) => ({ name: b.name, url: b.url })),
+      backends: backendConfigs.map((b) => ({ name: b.name, url: b.url, drain: b.drain })),
       policy: config.policy.name,
+      routing: config.routing.name,
       users: config.users.length,
       emulator: sim !== undefined,
     },
@@ -330,6 +378,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     app.server.closeAllConnections()
     await serverClosed
     await admin.close()
+    await fleet.close()
     await pool.close()
     predictorState?.stop()
     await sim?.close()
@@ -374,7 +423,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       const nextIdentity = createIdentityResolver(next)
       // Built before anything is swapped: a policy that refuses its options leaves the old config whole.
       const nextPolicy = plan.policyChanged ? buildPolicy(next, nextIdentity, factories) : undefined
-      if (plan.tuningChanged) admission.configure(admissionTuning(next))
+      // Built before anything is swapped: a router refusing its options leaves the old config whole too.
+      fleet.configure(next)
+      if (plan.tuningChanged) {
+        tuning = admissionTuning(next)
+        admission.configure(tuning)
+      }
       if (nextPolicy !== undefined) {
         admission.setPolicy(nextPolicy)
         policy = nextPolicy
@@ -386,6 +440,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       logger.info(
         {
           policy: next.policy.name,
+          routing: next.routing.name,
           policyRebuilt: plan.policyChanged,
           admissionRetuned: plan.tuningChanged,
           users: next.users.length,
@@ -400,9 +455,10 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         )
       }
     },
+    setDraining,
     ledgerReservedTokens: () => ledger.reservedTokens(),
     queueDepth: () => admission.queueDepth(),
-    backends: () => pool.states(),
+    backends: () => fleet.states(),
     config: () => config,
   }
 }

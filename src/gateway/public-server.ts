@@ -14,8 +14,10 @@ import {
   registerAllowedRoutes,
   registerGeneratingRoute,
   registerJsonBodyParser,
+  registerModelsRoute,
   registerReadOnlyRoutes,
 } from '../proxy/index.js'
+import { VLLM_READ_ONLY_ROUTES } from '../core/index.js'
 
 export interface PublicServerDeps extends ProxyDeps {
   /** The config and identity in force now. */
@@ -24,6 +26,8 @@ export interface PublicServerDeps extends ProxyDeps {
   nextRequestId(): string
   /** A usable backend for the routes that skip admission. */
   pickUpstream(): string | undefined
+  /** `GET /v1/models`: the union of the model pools (one backend would list only its own). */
+  listModels(): { object: 'list'; data: readonly Record<string, unknown>[] }
   /** kvgate's own `/health`: 200 while a backend is usable, else 503. */
   health(): { readonly status: number; readonly body: unknown }
 }
@@ -110,7 +114,12 @@ export async function createPublicServer(deps: PublicServerDeps, logger: Logger)
     current: deps.current,
     limits: () => deps.current().config.limits,
   }
-  registerReadOnlyRoutes(app, passthrough)
+  registerModelsRoute(app, { listModels: deps.listModels })
+  registerReadOnlyRoutes(
+    app,
+    passthrough,
+    VLLM_READ_ONLY_ROUTES.filter((route) => route.path !== '/v1/models'),
+  )
   await registerAllowedRoutes(app, passthrough, deps.current().config.passthrough.allow)
   return app
 }

@@ -15,6 +15,16 @@ const RESTART_ONLY_SECTIONS = [
 ] as const
 
 /**
+ * What a reload compares of a section: `backends[].drain` is applied live (the fleet reads it on reload), and
+ * of `models` only the reading intervals are fixed at start (the default model and the context check apply).
+ */
+function restartPart(config: KvgateConfig, section: (typeof RESTART_ONLY_SECTIONS)[number] | 'models'): unknown {
+  if (section === 'backends') return config.backends.map(({ drain: _drain, ...rest }) => rest)
+  if (section === 'models') return [config.models.refreshIntervalMs, config.models.retryIntervalMs]
+  return config[section]
+}
+
+/**
  * Two config values are the same when they hold the same values: key order does not matter (a file
  * rewritten by another tool keeps its meaning), array order does (the order of `users` decides who gets a
  * metric label). `JSON.stringify` compared key order too, so a reload that only reordered keys rebuilt the
@@ -50,7 +60,9 @@ export function planReload(previous: KvgateConfig, next: KvgateConfig): ReloadPl
       previous.identity.anonymousUser !== next.identity.anonymousUser,
     tuningChanged: !sameValue(admissionTuning(previous), admissionTuning(next)),
     needsRestart: [
-      ...RESTART_ONLY_SECTIONS.filter((section) => !sameValue(previous[section], next[section])),
+      ...[...RESTART_ONLY_SECTIONS, 'models' as const].filter(
+        (section) => !sameValue(restartPart(previous, section), restartPart(next, section)),
+      ),
       // The rest of `limits` is read per request; the head's timeout is the HTTP server's own.
       ...(previous.limits.headersTimeoutMs === next.limits.headersTimeoutMs ? [] : ['limits.headersTimeoutMs']),
     ],

@@ -24,6 +24,7 @@ interface ServeFlags {
   adminHost?: string
   backend: string[]
   policy?: string
+  routing?: string
   logLevel?: string
 }
 
@@ -40,6 +41,7 @@ function flagOverrides(flags: ServeFlags): ConfigOverrides {
   if (Object.keys(admin).length > 0) overrides['admin'] = admin
   if (flags.backend.length > 0) overrides['backends'] = flags.backend.map((url) => ({ url }))
   if (flags.policy !== undefined) overrides['policy'] = { name: flags.policy }
+  if (flags.routing !== undefined) overrides['routing'] = { name: flags.routing }
   if (flags.logLevel !== undefined) overrides['telemetry'] = { logLevel: flags.logLevel }
   return overrides
 }
@@ -63,6 +65,7 @@ export function createServeCommand(): Command {
       [],
     )
     .option('--policy <name>', 'admission policy: fifo, tpm, vtc, dynamic-tpm (overrides policy.name)')
+    .option('--routing <name>', 'backend choice: most-room, round-robin, prefix-aware (overrides routing.name)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
     .action(async (flags: ServeFlags, command: Command) => {
       const explicitConfig = command.getOptionValueSource('config') !== 'default'

@@ -90,13 +90,16 @@ export function parseCompletionRequest(kind: CompletionKind, body: unknown, toke
       : (optionalPositiveInteger(body, 'max_tokens') ?? COMPLETIONS_DEFAULT_MAX_TOKENS)
 
   let promptTokens: number
+  let longestPromptTokens: number
   let prompts = 1
   if (kind === 'chat') {
     promptTokens = chatPromptTokens(body, tokens)
+    longestPromptTokens = promptTokens
   } else {
     const perPrompt = completionPrompts(body, tokens)
     prompts = perPrompt.length
     promptTokens = perPrompt.reduce((a, b) => a + b, 0)
+    longestPromptTokens = Math.max(...perPrompt)
   }
   const sequences = n * prompts
   if (sequences > MAX_SEQUENCES) {
@@ -112,8 +115,17 @@ export function parseCompletionRequest(kind: CompletionKind, body: unknown, toke
     maxTokens,
     sequences,
     promptTokens: promptTokens * n,
+    longestPromptTokens,
+    // Token ids count themselves; text is an estimate of the backend's tokenizer.
+    promptTokensExact: kind === 'completion' && promptIsTokenIds(body['prompt']),
     body,
   }
+}
+
+/** A completions prompt given as token ids (one list, or a batch of lists). */
+function promptIsTokenIds(prompt: unknown): boolean {
+  if (!Array.isArray(prompt) || prompt.length === 0) return false
+  return prompt.every((p) => typeof p === 'number') || prompt.every((p) => Array.isArray(p))
 }
 
 /**

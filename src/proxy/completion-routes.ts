@@ -1,4 +1,5 @@
 import { DEFAULT_MODEL_KEY, parseCompletionRequest, upstreamBody } from './completion-request.js'
+import type { ChatMessage } from '../tokens/index.js'
 import type { GeneratingRoute, GenerationRequest } from './generating-route.js'
 import { chatBodySchema, completionBodySchema } from './request-schemas.js'
 
@@ -13,6 +14,8 @@ export const chatCompletionsRoute: GeneratingRoute = {
   parse: (body, tokens) => parseCompletionRequest('chat', body, tokens),
   upstreamBody,
   tokenizeBody: (request) => withModel(request, { messages: request.body['messages'], add_generation_prompt: true }),
+  // parse() checked the messages' shape.
+  promptTokenIds: (request, tokens) => tokens.encode(tokens.renderChat(request.body['messages'] as ChatMessage[])),
 }
 
 /** Legacy completions: one prompt as text can be counted in one call; token ids and batches cannot. */
@@ -24,6 +27,12 @@ export const completionsRoute: GeneratingRoute = {
   tokenizeBody: (request) => {
     const prompt = request.body['prompt']
     return typeof prompt === 'string' ? withModel(request, { prompt }) : undefined
+  },
+  promptTokenIds: (request, tokens) => {
+    const prompt = request.body['prompt']
+    const first = Array.isArray(prompt) && prompt.length > 0 && typeof prompt[0] !== 'number' ? prompt[0] : prompt
+    if (typeof first === 'string') return tokens.encode(first)
+    return Array.isArray(first) && first.every((id) => typeof id === 'number') ? (first as number[]) : []
   },
 }
 

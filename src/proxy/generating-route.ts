@@ -15,6 +15,10 @@ export interface GenerationRequest {
   readonly sequences: number
   /** Prompt tokens across all sequences, estimated with the shared token counter. */
   readonly promptTokens: number
+  /** Tokens of the longest single prompt (what vLLM checks against the context); by default promptTokens / sequences. */
+  readonly longestPromptTokens?: number
+  /** The prompt counts are exact (token ids given, or counted by the backend's `/tokenize`), not estimated. */
+  readonly promptTokensExact?: boolean
   readonly body: Readonly<Record<string, unknown>>
 }
 
@@ -53,6 +57,12 @@ export interface GeneratingRoute {
    * undefined when one call cannot (token ids count themselves; batched prompts would need one call each).
    */
   tokenizeBody?(request: GenerationRequest): Record<string, unknown> | undefined
+  /**
+   * The prompt's token ids as the gateway's counter reads them (the rendered chat, a prompt's text or its
+   * ids), for prefix-aware routing's block hashes; asked for only when a router hashes. A batched call gives
+   * its first prompt's. Without it the request has no prefix to match.
+   */
+  promptTokenIds?(request: GenerationRequest, tokens: TokenCounter): readonly number[]
   /**
    * Output tokens to reserve per sequence. Undefined (or no method): the predictor's quantile for the model,
    * capped by `maxTokens`, and the predictor learns from the answer. A route whose answers it cannot learn

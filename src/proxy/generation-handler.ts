@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { request as undiciRequest, type Dispatcher } from 'undici'
-import type { AdmissionController } from '../admission/index.js'
+import type { AdmissionController, RoutingHints } from '../admission/index.js'
 import type { KvgateConfig } from '../config/index.js'
 import { clockTimeoutSignal, type Clock } from '../core/index.js'
 import { errors, toKvgateError } from '../errors/index.js'
@@ -10,6 +10,8 @@ import type { IdentityResolver } from '../identity/index.js'
 import type { Predictor } from '../predictor/index.js'
 import type { GatewayMetrics } from '../telemetry/index.js'
 import type { TokenCounter } from '../tokens/index.js'
+import { DEFAULT_MODEL_KEY } from './completion-request.js'
+import { checkContextLength } from './context-length.js'
 import { fromFastifyError } from './fastify-errors.js'
 import { forwardJson } from './forward-json.js'
 import { forwardSse } from './forward-sse.js'
@@ -32,14 +34,30 @@ export interface ProxyDeps {
   /** The config and identity in force now (a reload swaps them between requests). */
   current(): { readonly config: KvgateConfig; readonly identity: IdentityResolver }
   backendUrl(backendId: string): string | undefined
-  /** A usable backend to count a prompt with (`admission.exactPromptTokens`); undefined when none is. */
-  tokenizeBaseUrl(): string | undefined
+  /** A usable backend of `model`'s pool to count a prompt with (`admission.exactPromptTokens`); undefined when none is. */
+  tokenizeBaseUrl(model: string): string | undefined
   /** An admitted request failed on this backend (5xx, broken stream): its health is worth checking now. */
   onUpstreamFailure?(backendId: string): void
+  /** Model pools and routing keys (src/routing's fleet). */
+  readonly pools: ModelPools
   /** Requests being forwarded, so shutdown can wait for them and abort them after its grace period. */
   readonly inFlight: InFlight
   /** Requests begun and ended (logged and counted); equal whenever nothing is in progress. */
   readonly tally: { started: number; ended: number }
+}
+
+/** What the request path needs of the fleet's model pools. */
+export interface ModelPools {
+  /** The model a request goes to (none named: undefined) and its pool's context length; throws 404/503. */
+  resolveModel(requested: string | undefined): { readonly model: string; readonly maxModelLen: number | undefined }
+  routingHints(
+    request: {
+      readonly model: string
+      readonly headers: IncomingHttpHeaders
+      readonly tokenIds: () => readonly number[]
+    },
+    arrivedAtMs: number,
+  ): RoutingHints
 }
 
 /**
@@ -128,10 +146,18 @@ async function handleGeneration(
   })
   lifecycle.identity = identity
   const deadlineMs = deadlineFor(req.headers, config)
+  // The model's pool, before anything is queued: an unknown model is vLLM's 404 here and now.
+  // Looked up masked: a key sent as the model is no model, and its 404 must not echo it.
+  const pool = deps.pools.resolveModel(
+    request.model === DEFAULT_MODEL_KEY ? undefined : maskSecrets(request.model, config),
+  )
+  request = withModel(request, pool.model)
+  lifecycle.request = request
   if (config.admission.exactPromptTokens) {
     request = await withExactPromptTokens(request, route, deps, lifecycle.abort.signal)
     lifecycle.request = request
   }
+  if (config.models.contextLengthCheck) checkContextLength(request, pool.maxModelLen, config.models.estimateMarginRatio)
   const estimate = route.predictOutput?.(request, deps.predictor)
   lifecycle.predicted = estimate === undefined
   lifecycle.predictorPerSequence =
@@ -146,6 +172,7 @@ async function handleGeneration(
   lifecycle.predictedPerSequence = hint?.tokens ?? lifecycle.predictorPerSequence
 
   // 2. Wait for admission.
+  const routed = request
   let admission: Awaited<ReturnType<AdmissionController['submit']>>
   try {
     admission = await deps.admission.submit({
@@ -156,6 +183,14 @@ async function handleGeneration(
       predictedOutputTokens: lifecycle.predictedPerSequence * request.sequences,
       deadlineMs,
       signal: lifecycle.abort.signal,
+      routing: deps.pools.routingHints(
+        {
+          model: request.model,
+          headers: req.headers,
+          tokenIds: () => route.promptTokenIds?.(routed, deps.tokens) ?? [],
+        },
+        lifecycle.startMs,
+      ),
     })
   } catch (err) {
     metrics.queueWait(lifecycle.clientGone ? 'cancelled' : 'rejected', (clock.now() - lifecycle.startMs) / 1000)
@@ -198,6 +233,16 @@ async function handleGeneration(
   }
 }
 
+/**
+ * The request as sent to `model`'s pool: a body that named no model names it now, so a backend serving
+ * several models answers with the one the gateway routed for (vLLM would pick its own first model).
+ */
+function withModel(request: GenerationRequest, model: string): GenerationRequest {
+  if (request.model === model && typeof request.body['model'] === 'string') return request
+  const named = typeof request.body['model'] === 'string' && request.body['model'] !== ''
+  return { ...request, model, body: named ? request.body : { ...request.body, model } }
+}
+
 // A positive decimal integer: `Number()` would also take `0x10`, `1e3`, ` 5 ` and `Infinity`.
 const DECIMAL_MS = /^[0-9]{1,15}$/
 
@@ -228,7 +273,7 @@ async function withExactPromptTokens(
   deps: ProxyDeps,
   signal: AbortSignal,
 ): Promise<GenerationRequest> {
-  const baseUrl = deps.tokenizeBaseUrl()
+  const baseUrl = deps.tokenizeBaseUrl(request.model)
   const body = route.tokenizeBody?.(request)
   if (baseUrl === undefined || body === undefined) return request
   const timeout = clockTimeoutSignal(deps.clock, deps.current().config.metricsPoll.timeoutMs, () =>
@@ -245,7 +290,12 @@ async function withExactPromptTokens(
     const answer = (await response.body.json()) as { count?: unknown }
     if (response.statusCode !== 200 || typeof answer.count !== 'number') return request
     // One prompt here, so its n sequences are all the sequences (reserved n times, as the estimate is).
-    return { ...request, promptTokens: answer.count * request.sequences }
+    return {
+      ...request,
+      promptTokens: answer.count * request.sequences,
+      longestPromptTokens: answer.count,
+      promptTokensExact: true,
+    }
   } catch {
     return request
   } finally {

@@ -39,6 +39,8 @@ export interface BackendState extends BackendCapacity {
   readonly pollErrors: number
   readonly running: number
   readonly waiting: number
+  /** Tokens per KV block from `vllm:cache_config_info`; undefined until a poll has read it. */
+  readonly blockSize: number | undefined
   readonly lastError: string | undefined
   /** The last `/health` check passed; null when none finished yet (or health checks are off). */
   readonly healthy: boolean | null
@@ -186,6 +188,7 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
       lastError: backend.healthy === false ? backend.healthError : backend.lastError,
       healthy: backend.healthy,
       faults: { ...backend.faults },
+      blockSize: backend.metrics?.blockSize,
     }
   }
 

@@ -15,6 +15,8 @@ export interface VllmMetrics {
    * was started with (vLLM sizes the pool to the override exactly).
    */
   readonly capacityProblem: string | undefined
+  /** Tokens per KV block (`block_size` of `vllm:cache_config_info`), when exported. */
+  readonly blockSize: number | undefined
   readonly running: number
   readonly waiting: number
   /** Counters, for the served-tokens rate. */
@@ -46,8 +48,13 @@ const positiveInteger = (text: string | undefined): number | undefined => {
 }
 
 /** Capacity from the `cache_config_info` rows (one per engine), or why they cannot be believed. */
-function readCapacity(rows: readonly Sample[]): { tokens: number | undefined; problem: string | undefined } {
+function readCapacity(rows: readonly Sample[]): {
+  tokens: number | undefined
+  blockSize: number | undefined
+  problem: string | undefined
+} {
   let tokens: number | undefined
+  let firstBlockSize: number | undefined
   for (const info of rows) {
     const blockSize = positiveInteger(info.labels['block_size'])
     const blocks = positiveInteger(info.labels['num_gpu_blocks'])
@@ -55,6 +62,7 @@ function readCapacity(rows: readonly Sample[]): { tokens: number | undefined; pr
       const shown = (value: string | undefined) => JSON.stringify(String(value).slice(0, 32))
       return {
         tokens: undefined,
+        blockSize: undefined,
         problem: `cache_config_info has block_size=${shown(info.labels['block_size'])}, num_gpu_blocks=${shown(info.labels['num_gpu_blocks'])}`,
       }
     }
@@ -62,13 +70,16 @@ function readCapacity(rows: readonly Sample[]): { tokens: number | undefined; pr
     if (override !== undefined && override !== 'None' && positiveInteger(override) !== blocks) {
       return {
         tokens: undefined,
+        blockSize: undefined,
         problem: `cache_config_info's num_gpu_blocks (${blocks}) disagrees with its num_gpu_blocks_override (${JSON.stringify(override.slice(0, 32))})`,
       }
     }
     tokens = (tokens ?? 0) + blockSize * blocks
+    // Engines of one server share the model's block size; the first one stands for all.
+    firstBlockSize ??= blockSize
   }
   // A huge (even unsafe) product stays as it is: the pool's ceiling refuses it with its figure.
-  return { tokens, problem: undefined }
+  return { tokens, blockSize: firstBlockSize, problem: undefined }
 }
 
 /**
@@ -87,6 +98,7 @@ export function readVllmMetrics(text: string): VllmMetrics | undefined {
     kvUsageRatio: sum(usage) / usage.length,
     capacityTokens: capacity.tokens,
     capacityProblem: capacity.problem,
+    blockSize: capacity.blockSize,
     running: sum(samples.get(VLLM_METRIC_NAMES.running)),
     waiting: sum(samples.get(VLLM_METRIC_NAMES.waiting)),
     promptTokensTotal: sum(samples.get(VLLM_METRIC_NAMES.promptTokens)),

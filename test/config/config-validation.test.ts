@@ -71,6 +71,14 @@ describe('config validation', () => {
     })
     expect(config.identity.order).toEqual(['apiKey', 'header', 'body'])
     expect(config.policy).toEqual({ name: 'fifo', options: {} })
+    expect(config.models).toEqual({
+      default: null,
+      refreshIntervalMs: 30000,
+      retryIntervalMs: 1000,
+      contextLengthCheck: true,
+      estimateMarginRatio: 0.25,
+    })
+    expect(config.routing).toEqual({ name: 'most-room', options: {} })
     expect(config.backends).toEqual([])
     expect(Object.isFrozen(config.server)).toBe(true)
     expect(Object.isFrozen(config.identity.order)).toBe(true)
@@ -97,8 +105,8 @@ describe('config validation', () => {
   it('names backends by index and trims a trailing slash', () => {
     const config = parseConfig({ backends: [{ url: 'http://127.0.0.1:8000/' }, { url: 'http://b:1', name: 'gpu' }] })
     expect(config.backends).toEqual([
-      { url: 'http://127.0.0.1:8000', name: 'vllm-0', capacityTokens: null },
-      { url: 'http://b:1', name: 'gpu', capacityTokens: null },
+      { url: 'http://127.0.0.1:8000', name: 'vllm-0', capacityTokens: null, models: null, drain: false },
+      { url: 'http://b:1', name: 'gpu', capacityTokens: null, models: null, drain: false },
     ])
   })
 
@@ -260,6 +268,63 @@ describe('policy options', () => {
         parseConfig({ server: { port: 'x' }, policy: { name: 'dynamic-tpm', options: { probeRatio: -1 } } }),
       ),
     ).toBe('Invalid configuration: server.port: must be integer; policy.options.probeRatio: must be >= 0')
+  })
+})
+
+describe('routing and model pools', () => {
+  it('fill prefix-aware routing options with their defaults, and name a bad one', () => {
+    expect(parseConfig({ routing: { name: 'prefix-aware' } }).routing).toEqual({
+      name: 'prefix-aware',
+      options: {
+        affinityMaxLoadGap: 0.5,
+        affinityWaitMs: 0,
+        minHitBlocks: 2,
+        hitWeight: 1,
+        roomWeight: 1,
+        queueWeight: 0.5,
+        uncachedNeed: true,
+        maxBlocksPerBackend: 262144,
+        entryTtlMs: 600000,
+        sessionAffinity: false,
+        sessionHeader: 'x-session-id',
+        maxSessions: 100000,
+      },
+    })
+    expect(
+      problemOf(() => parseConfig({ routing: { name: 'prefix-aware', options: { affinityMaxLoadGap: 2 } } })),
+    ).toContain('routing.options.affinityMaxLoadGap: must be <= 1')
+    expect(problemOf(() => parseConfig({ routing: { name: 'random' } }))).toContain('routing.name')
+    expect(problemOf(() => parseConfig({ routing: { name: 'round-robin', options: { x: 1 } } }))).toContain(
+      'routing.options.x: unknown field',
+    )
+  })
+
+  it('are picked by KVGATE_ROUTING or --routing, which drop the options of the file’s router', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kvgate-routing-'))
+    const file = join(dir, 'kvgate.yaml')
+    writeFileSync(file, 'routing: { name: prefix-aware, options: { affinityWaitMs: 5 } }\n')
+    expect(loadConfig(file, {}, {}).routing.options).toMatchObject({ affinityWaitMs: 5 })
+    expect(loadConfig(file, {}, { KVGATE_ROUTING: 'round-robin' }).routing).toEqual({
+      name: 'round-robin',
+      options: {},
+    })
+    expect(loadConfig(file, { routing: { name: 'most-room' } }, {}).routing).toEqual({ name: 'most-room', options: {} })
+    expect(problemOf(() => loadConfig(file, {}, { KVGATE_ROUTING: 'random' }))).toContain(
+      'KVGATE_ROUTING: routing.name',
+    )
+  })
+
+  it('take configured models as names or with a context length, and a drain flag', () => {
+    const config = parseConfig({
+      backends: [{ url: 'http://a:1', models: ['llama', { name: 'qwen', maxModelLen: 8192 }], drain: true }],
+    })
+    expect(config.backends[0]).toMatchObject({ models: ['llama', { name: 'qwen', maxModelLen: 8192 }], drain: true })
+    expect(problemOf(() => parseConfig({ backends: [{ url: 'http://a:1', models: [] }] }))).toContain(
+      'backends.0.models',
+    )
+    expect(problemOf(() => parseConfig({ models: { estimateMarginRatio: 1 } }))).toContain(
+      'models.estimateMarginRatio: must be < 1',
+    )
   })
 })
 

@@ -91,6 +91,15 @@ export async function startFakeVllm(): Promise<FakeVllm> {
       res.end(metricsPage(fake.usage))
       return
     }
+    // The gateway reads each backend's models (its pool): `fake`, and the emulator's name the security tests'
+    // bodies carry, with a context far beyond what these tests send, so the context check never stands in for
+    // the checks they are about. Not recorded.
+    if (req.url === '/v1/models') {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      const card = (id: string) => ({ id, object: 'model', max_model_len: 131072 })
+      res.end(JSON.stringify({ object: 'list', data: [card('fake'), card('kvgate-sim')] }))
+      return
+    }
     let body = ''
     req.on('data', (chunk: Buffer) => (body += chunk.toString()))
     req.on('end', () => {

@@ -261,10 +261,11 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
       res.writeHead(200, { 'content-type': 'application/json' })
       res.end(JSON.stringify({ path: req.url, method: req.method }))
     }
-    const models = await request(`${url}/v1/models?x=1`, {
+    // /v1/models is kvgate's own (the union of the pools); /version is one of the routes passed through.
+    const version = await request(`${url}/version?x=1`, {
       headers: { authorization: 'Bearer sk-1', 'api-key': 'sk-2', 'x-api-key': 'sk-3', 'x-user-id': 'bob' },
     })
-    expect(await models.body.json()).toEqual({ path: '/v1/models?x=1', method: 'GET' })
+    expect(await version.body.json()).toEqual({ path: '/version?x=1', method: 'GET' })
     const tokenize = await request(`${url}/tokenize`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

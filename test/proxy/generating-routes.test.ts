@@ -84,8 +84,10 @@ describe('the Responses API and the pooling routes through admission', () => {
       'response.output_text.delta',
       'response.completed',
     ])
-    // The request went upstream as sent: the Responses API has no stream_options to add.
+    // The request went upstream as sent (the Responses API has no stream_options to add), naming the model
+    // the gateway routed for, since the body named none.
     expect(JSON.parse(fake.received.at(-1)?.body ?? '{}')).toEqual({
+      model: 'fake',
       input: 'hello',
       stream: true,
       max_output_tokens: 10,

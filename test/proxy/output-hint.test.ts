@@ -110,8 +110,8 @@ describe('the client output-length hint (x-kvgate-output-tokens)', () => {
     }
     await until(() => (finished.length === 3 ? true : undefined))
     const text = await scrape(gateway!.adminUrl())
-    expect(metricValue(text, 'kvgate_predictor_censored_total{model="default"}')).toBe(3)
-    expect(metricValue(text, 'kvgate_predictor_output_tokens{model="default"}')).toBe(1_000)
+    expect(metricValue(text, 'kvgate_predictor_censored_total{model="fake"}')).toBe(3)
+    expect(metricValue(text, 'kvgate_predictor_output_tokens{model="fake"}')).toBe(1_000)
     expect(gateway?.ledgerReservedTokens()).toBe(0)
   })
 })

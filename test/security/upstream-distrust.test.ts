@@ -182,7 +182,8 @@ describe('a semi-trusted upstream: lies in /metrics take the backend out of admi
         },
       },
     })
-    const models = await request(`${current.url}/v1/models`, { headers: ALICE })
+    // A pass-through route (`/v1/models` is answered by kvgate from the pools, so `/version`).
+    const models = await request(`${current.url}/version`, { headers: ALICE })
     expect({ status: models.statusCode, body: await models.body.json() }).toEqual({
       status: 502,
       body: {
@@ -195,7 +196,7 @@ describe('a semi-trusted upstream: lies in /metrics take the backend out of admi
       },
     })
     current.sim.setFaults({ badGatewayHtmlRate: 0 })
-    // The backend's own 404 (an unknown model) is re-told too: a string code, vLLM's message and param.
+    // An unknown model is answered by the gateway before queueing (no pool serves it), in vLLM's words.
     const unknown = await request(`${current.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...ALICE },
@@ -208,7 +209,7 @@ describe('a semi-trusted upstream: lies in /metrics take the backend out of admi
           message: 'The model `nope` does not exist.',
           type: 'NotFoundError',
           param: 'model',
-          code: 'not_found',
+          code: 'model_not_found',
         },
       },
     })

@@ -29,6 +29,7 @@ describe('vLLM metrics parsing', () => {
     expect(readVllmMetrics(vllmPage({ usage: 0.25, generated: 500 }))).toEqual({
       kvUsageRatio: 0.25,
       capacityTokens: 4096,
+      blockSize: 16,
       running: 3,
       waiting: 1,
       promptTokensTotal: 1000,
@@ -80,10 +81,12 @@ describe('backend polling', () => {
       },
       onPollRound: () => rounds++,
     })
-    expect(pool.capacities()).toEqual([{ id: 'gpu0', capacityTokens: 0, usedTokens: 0, usable: false }])
+    expect(pool.capacities()).toEqual([{ id: 'gpu0', capacityTokens: 0, usedTokens: 0, usable: false, waiting: 0 }])
 
     await pool.pollOnce()
-    expect(pool.capacities()).toEqual([{ id: 'gpu0', capacityTokens: 4096, usedTokens: 1024, usable: true }])
+    expect(pool.capacities()).toEqual([
+      { id: 'gpu0', capacityTokens: 4096, usedTokens: 1024, usable: true, waiting: 1 },
+    ])
     expect(marks).toEqual(['begin:gpu0', 'complete:gpu0'])
     expect(rounds).toBe(1)
     expect(pool.pickForPassthrough()?.url).toBe(url)
@@ -113,7 +116,9 @@ describe('backend polling', () => {
     const config = parseConfig({ backends: [{ url, capacityTokens: 1000 }] })
     pool = createBackendPool({ backends: config.backends, poll: config.metricsPoll, clock: createManualClock() })
     await pool.pollOnce()
-    expect(pool.capacities()).toEqual([{ id: 'vllm-0', capacityTokens: 1000, usedTokens: 500, usable: true }])
+    expect(pool.capacities()).toEqual([
+      { id: 'vllm-0', capacityTokens: 1000, usedTokens: 500, usable: true, waiting: 1 },
+    ])
   })
 
   it('stays out of admission, saying why, when vLLM exports no capacity and none is configured', async () => {

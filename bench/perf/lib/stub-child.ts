@@ -41,7 +41,8 @@ async function startStub(): Promise<{ url: string; close(): Promise<void> }> {
       else if (req.url === '/v1/models')
         res
           .writeHead(200, { 'content-type': 'application/json' })
-          .end('{"object":"list","data":[{"id":"stub","object":"model"}]}')
+          // The model the perf clients name (targets.ts's PERF_MODEL): kvgate routes only to a backend serving it.
+          .end('{"object":"list","data":[{"id":"perf-model","object":"model"}]}')
       else res.writeHead(200).end()
       return
     }
