@@ -7,6 +7,11 @@ export interface MostRoomViewOptions {
   ledger: Ledger
   /** Read at every snapshot, so a reload of the headroom applies to the next decision. */
   headroomRatio: () => number
+  /**
+   * The room on a backend; by default `(capacity − used) − headroom − ledger.outstanding(backend)`. A ledger
+   * shared between replicas (src/state) counts every replica's reservations against the shared poll here.
+   */
+  room?: (backend: BackendCapacity, headroomTokens: number) => number
 }
 
 /**
@@ -30,7 +35,9 @@ export function createMostRoomView(options: MostRoomViewOptions): CapacityView {
         maxKnownTokens = Math.max(maxKnownTokens, backend.capacityTokens - headroom)
         if (!backend.usable) continue
         maxUsableTokens = Math.max(maxUsableTokens, backend.capacityTokens - headroom)
-        const room = backend.capacityTokens - backend.usedTokens - headroom - ledger.outstandingTokens(backend.id)
+        const room =
+          options.room?.(backend, headroom) ??
+          backend.capacityTokens - backend.usedTokens - headroom - ledger.outstandingTokens(backend.id)
         totalRoomTokens += Math.max(0, room)
         // Strictly more: equal rooms go to the first backend listed, so the order of `backends` breaks ties.
         if (best === undefined || room > best.roomTokens) best = { backendId: backend.id, roomTokens: room }

@@ -7,6 +7,7 @@ import { metricsPollSection } from './sections/metrics-poll.js'
 import { policySection } from './sections/policy.js'
 import { predictorSection } from './sections/predictor.js'
 import { serverSection } from './sections/server.js'
+import { stateSection } from './sections/state.js'
 import type { LOG_LEVELS } from './sections/telemetry.js'
 import { telemetrySection } from './sections/telemetry.js'
 import { defaultUserSection, usersSection } from './sections/users.js'
@@ -36,6 +37,8 @@ export const configSchema = Type.Object(
     defaultUser: defaultUserSection,
     policy: policySection,
     telemetry: telemetrySection,
+    /** Where reservations, quota windows and fairness counters live: this process, or Redis for replicas. */
+    state: stateSection,
   },
   // Rules that relate two sections; a section's own rules sit on the section.
   { additionalProperties: false, crossField: [...identityRules] },
@@ -68,4 +71,5 @@ export * from './sections/metrics-poll.js'
 export { DEFAULT_POLICY, type PolicyConfig } from './sections/policy.js'
 export * from './sections/predictor.js'
 export * from './sections/server.js'
+export * from './sections/state.js'
 export { DEFAULT_LOG_LEVEL, DEFAULT_MAX_USER_LABELS, LOG_LEVELS } from './sections/telemetry.js'

@@ -1,13 +1,28 @@
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { createAdmissionController, type AdmissionEvent, type AdmissionFault } from '../admission/index.js'
+import { randomUUID } from 'node:crypto'
+import { hostname } from 'node:os'
+import {
+  createAdmissionController,
+  createMostRoomView,
+  type AdmissionEvent,
+  type AdmissionFault,
+} from '../admission/index.js'
 import type { BackendConfig, KvgateConfig } from '../config/index.js'
 import { createSystemClock, type Clock, type TimerHandle } from '../core/index.js'
 import { errors } from '../errors/index.js'
 import { createIdentityResolver, OTHER_USER_LABEL, type IdentityResolver } from '../identity/index.js'
 import { createLedger } from '../ledger/index.js'
-import { policyFactories, type Policy, type PolicyFactory } from '../policies/index.js'
+import { policyFactories, VTC_DEFAULTS, type Policy, type PolicyFactory, type VtcOptions } from '../policies/index.js'
 import { createPredictor } from '../predictor/index.js'
+import {
+  createSharedAdmission,
+  createStateStore,
+  registerStateMetrics,
+  type SharedAdmission,
+  type StateMetrics,
+  type StateStore,
+} from '../state/index.js'
 import {
   COMPLETION_ROUTES,
   fromFastifyError,
@@ -32,6 +47,11 @@ export interface GatewayOptions {
    * a test's. The admission queue contains their exceptions (500 `internal_error`, never a leak).
    */
   policies?: Readonly<Record<string, PolicyFactory>>
+  /**
+   * A state store to share with other gateways (in one process: several gateways on one memory store, as
+   * tests and embedders run them); by default the one `state.store` names. The caller closes it.
+   */
+  stateStore?: StateStore
 }
 
 export interface Gateway {
@@ -94,7 +114,14 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const factories = { ...policyFactories, ...options.policies }
   let identity = createIdentityResolver(config)
   let policy = buildPolicy(config, identity, factories)
-  const ledger = createLedger()
+  // `state.store: memory` in one gateway is the ledger as it always was; a shared store adds confirmations,
+  // a shared room and degraded mode around the same local ledger (src/state, docs/replicas.md).
+  const stateStore =
+    options.stateStore ??
+    (config.state.store === 'memory' ? undefined : await createStateStore(config.state, { clock }))
+  let shared: SharedAdmission | undefined
+  let stateMetrics: StateMetrics | undefined
+  const ledger = createLedger(stateStore === undefined ? {} : { onRelease: (r) => shared?.released(r) })
   const predictor = createPredictor(config.predictor)
   const tokens = createWordPieceTokenCounter()
   const inFlight = new InFlight()
@@ -109,11 +136,34 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     )
     metrics.internalError(fault.component)
   }
+  if (stateStore !== undefined) {
+    shared = createSharedAdmission({
+      store: stateStore,
+      clock,
+      replicaId: config.state.replicaId ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
+      leaseMs: config.state.leaseMs,
+      heartbeatMs: config.state.heartbeatMs,
+      expectedReplicas: config.state.expectedReplicas,
+      ledger,
+      backends: () => pool.capacities(),
+      headroomRatio: () => config.admission.headroomRatio,
+      fairPrices: () =>
+        config.policy.name === 'vtc'
+          ? { ...VTC_DEFAULTS, ...(config.policy.options as Partial<VtcOptions>) }
+          : undefined,
+      onWake: () => admission.dispatch(),
+      onModeChange(degraded, reason) {
+        if (degraded) logger.warn({ reason }, 'shared state unreachable: degraded mode, admitting on a 1/N share')
+        else logger.info({ store: stateStore.kind }, 'shared state in use')
+      },
+      onConfirmation: (result, seconds) => stateMetrics?.confirmation(result, seconds),
+    })
+  }
   const pool = createBackendPool({
     backends: backendConfigs,
     poll: config.metricsPoll,
     clock,
-    reconciler: ledger,
+    reconciler: shared?.reconciler ?? ledger,
     onPollRound() {
       // Adaptive policies re-divide what was served, and new usage figures may have made room. A policy bug
       // must not stop the poller nor the dispatch: it is a contained fault like any other of the policy's.
@@ -145,6 +195,17 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     ledger,
     backends: () => pool.capacities(),
     ...admissionTuning(config),
+    ...(shared === undefined
+      ? {}
+      : {
+          confirmer: shared.confirmer,
+          capacity: createMostRoomView({
+            backends: () => pool.capacities(),
+            ledger,
+            headroomRatio: () => config.admission.headroomRatio,
+            room: shared.room,
+          }),
+        }),
     onEvent: onAdmissionEvent,
     onFault: onAdmissionFault,
   })
@@ -227,14 +288,18 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   app.get('/health', async (_request, reply) => {
     const states = pool.states()
     const usable = states.filter((s) => s.usable).length
+    const state = shared?.status()
     const body = {
-      status: usable > 0 ? 'ok' : 'unavailable',
+      status: usable === 0 ? 'unavailable' : state?.degraded === true ? 'degraded' : 'ok',
       backends: states.map((s) => ({
         name: s.id,
         usable: s.usable,
         up: s.up,
         metricsAgeMs: Number.isFinite(s.metricsAgeMs) ? Math.round(s.metricsAgeMs) : null,
       })),
+      ...(state === undefined
+        ? {}
+        : { state: { store: state.store, up: state.up, degraded: state.degraded, replicas: state.replicas } }),
     }
     return reply.code(usable > 0 ? 200 : 503).send(body)
   })
@@ -253,6 +318,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       requestsEnded: tally.ended,
     },
     reservations: ledger.list(),
+    ...(shared === undefined ? {} : { state: shared.status() }),
     queued: admission.queued(),
     backends: pool
       .states()
@@ -264,6 +330,11 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     current: () => ({ config }),
   })
 
+  if (shared !== undefined) {
+    const status = shared.status
+    stateMetrics = registerStateMetrics(metrics.registry, status)
+    await shared.start()
+  }
   pool.start()
   logger.info(
     {
@@ -301,6 +372,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     app.server.closeAllConnections()
     await serverClosed
     await pool.close()
+    await shared?.close()
+    // A store the gateway opened is its to close; one passed in is shared with others.
+    if (options.stateStore === undefined) await stateStore?.close()
     await sim?.close()
     logger.info('kvgate stopped')
   }

@@ -3,7 +3,7 @@ import type { AdmissionTuning } from '../admission/index.js'
 import type { KvgateConfig } from '../config/index.js'
 
 // Sections a reload cannot change in a running gateway (sockets, pollers and the predictor are built from them).
-const RESTART_ONLY_SECTIONS = ['server', 'backends', 'metricsPoll', 'predictor'] as const
+const RESTART_ONLY_SECTIONS = ['server', 'backends', 'metricsPoll', 'predictor', 'state'] as const
 
 /**
  * Two config values are the same when they hold the same values: key order does not matter (a file
