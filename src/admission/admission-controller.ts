@@ -25,7 +25,7 @@ import { Dispatcher } from './dispatcher.js'
 import { PolicyGuard } from './policy-guard.js'
 import { QueueStore, type QueueItem } from './queue-store.js'
 import { formatDuration, rejectionHeaders } from './retry-after.js'
-import { noteRefusal, waitingOnConfirmation } from './confirmation.js'
+import { askConfirmation, noteRefusal, waitingOnConfirmation } from './confirmation.js'
 import { WaitPrediction } from './wait-prediction.js'
 
 /**
@@ -210,13 +210,14 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
 
   admit(item: QueueItem, placement: Placement, now: number): void {
     const confirmer = this.#confirmer
-    if (confirmer === undefined) return this.#admitNow(item, placement, now, undefined)
-    // Shared ledger: reserve here first, so the decisions that follow count it, then have it confirmed.
-    const reservation = this.#reserve(item, placement)
-    const { request, ticket } = item
-    const limits = this.#policy.rateLimits(ticket.user, now)
-    const verdict = confirmer.confirm({ reservation, request, placement, policyName: this.#policy.policy.name, limits })
-    if (verdict === undefined) return this.#admitNow(item, placement, now, reservation)
+    // A shared ledger: reserve here first, so the decisions that follow count it, then have it confirmed.
+    const reservation = confirmer === undefined ? undefined : this.#reserve(item, placement)
+    const verdict =
+      reservation && confirmer && askConfirmation(confirmer, this.#policy, item, placement, reservation, now)
+    if (verdict === undefined || reservation === undefined) {
+      this.#admitNow(item, placement, now, reservation)
+      return
+    }
     item.confirming = true
     const settle = (v: ConfirmVerdict): void => this.#settleConfirmation(item, placement, reservation, v)
     verdict.then(settle, () => settle({ confirmed: false }))

@@ -1,6 +1,26 @@
+import type { Reservation } from '../ledger/index.js'
 import type { RateLimitState } from '../policies/index.js'
-import type { ConfirmVerdict } from './contracts.js'
+import type { AdmissionConfirmer, ConfirmVerdict, Placement } from './contracts.js'
+import type { PolicyGuard } from './policy-guard.js'
 import type { QueueItem } from './queue-store.js'
+
+/** Ask the shared ledger to confirm a reservation just made here: undefined = admit now. */
+export function askConfirmation(
+  confirmer: AdmissionConfirmer,
+  policy: PolicyGuard,
+  item: QueueItem,
+  placement: Placement,
+  reservation: Reservation,
+  now: number,
+): Promise<ConfirmVerdict> | undefined {
+  return confirmer.confirm({
+    reservation,
+    request: item.request,
+    placement,
+    policyName: policy.policy.name,
+    limits: policy.rateLimits(item.ticket.user, now),
+  })
+}
 
 /**
  * How a queued head waits on a shared ledger (see `AdmissionConfirmer`): while its admission is being
