@@ -50,6 +50,8 @@ export interface AdmitInput {
   readonly headroomRatio: number
   readonly fairShare?: FairShare
   readonly quota?: SharedQuota
+  /** Wall-clock ms since the epoch, the time of the quota window (replicas' clocks in step, as NTP keeps them). */
+  readonly nowMs: number
 }
 
 export type AdmitRefusal = 'kv' | 'quota' | 'fairness' | 'no-poll'
@@ -113,7 +115,7 @@ export interface StateStore {
    */
   admit(input: AdmitInput): Promise<AdmitResult>
   /** Exactly once: true the first time; settles the counter and the quota window with the actual length. */
-  release(requestId: string, completionTokens: number): Promise<boolean>
+  release(requestId: string, completionTokens: number, nowMs: number): Promise<boolean>
   /**
    * Before a replica sends `GET /metrics` to a backend: record its reservations' progress, then snapshot what
    * every replica's started reservations hold (the poll will see at least that). Returns the poll's number.
@@ -140,7 +142,7 @@ export interface StateStore {
   figures(): Promise<SharedBackendFigures[]>
   fairness(): Promise<FairnessState>
   /** Tokens and requests charged to the user in the shared sliding minute. */
-  quotaUsage(user: string): Promise<{ tokens: number; requests: number }>
+  quotaUsage(user: string, nowMs: number): Promise<{ tokens: number; requests: number }>
   /** Called with fresh figures after any replica's release, completed poll or reaped lease. */
   onWake(listener: WakeListener): void
   /** The store came back after being unreachable (redis only): the caller re-syncs. */

@@ -45,8 +45,8 @@ const outstanding = (r: Held): number => Math.max(0, r.reserved - r.visible)
 /**
  * The books in one process: the reference the redis store's scripts are checked against (one contract suite
  * runs on both), and the state several gateways built in one process share. Every method does its whole
- * change synchronously before its promise settles, as a Lua script does; leases and quota windows run on the
- * injected clock, so tests step them.
+ * change synchronously before its promise settles, as a Lua script does; leases run on the injected clock and
+ * quota windows on the callers' time, so tests step both.
  */
 export function createMemoryStateStore(options: { clock: Clock }): StateStore {
   const { clock } = options
@@ -173,7 +173,7 @@ export function createMemoryStateStore(options: { clock: Clock }): StateStore {
       const limited =
         quota !== undefined && (quota.tokensPerMinute !== undefined || quota.requestsPerMinute !== undefined)
       if (limited) {
-        const waitMs = quotaOf(input.user).msUntilFits(clock.now(), input.reservedTokens, quota)
+        const waitMs = quotaOf(input.user).msUntilFits(input.nowMs, input.reservedTokens, quota)
         if (waitMs > 0) return { admitted: false, reason: 'quota', retryAfterMs: waitMs }
       }
       const predicted = Math.max(0, input.reservedTokens - input.promptTokens)
@@ -195,11 +195,11 @@ export function createMemoryStateStore(options: { clock: Clock }): StateStore {
         const charge = (fair.wIn * input.promptTokens + fair.wOut * predicted) / fair.weight
         counters.set(input.user, (counters.get(input.user) ?? 0) + charge)
       }
-      if (limited) quotaOf(input.user).charge(clock.now(), input.requestId, input.reservedTokens, 1)
+      if (limited) quotaOf(input.user).charge(input.nowMs, input.requestId, input.reservedTokens, 1)
       return { admitted: true, figures: figuresOf(input.backendId) }
     },
 
-    async release(requestId, completionTokens) {
+    async release(requestId, completionTokens, nowMs) {
       const r = reservations.get(requestId)
       if (r === undefined) return false
       drop(r)
@@ -208,7 +208,7 @@ export function createMemoryStateStore(options: { clock: Clock }): StateStore {
         const settle = (r.fairShare.wOut * (actual - r.predictedTokens)) / r.fairShare.weight
         counters.set(r.user, (counters.get(r.user) ?? 0) + settle)
       }
-      if (r.quotaCharged) quotaOf(r.user).settle(clock.now(), requestId, actual - r.predictedTokens)
+      if (r.quotaCharged) quotaOf(r.user).settle(nowMs, requestId, actual - r.predictedTokens)
       wake([r.backendId])
       return true
     },
@@ -317,9 +317,9 @@ export function createMemoryStateStore(options: { clock: Clock }): StateStore {
     async fairness(): Promise<FairnessState> {
       return { counters: Object.fromEntries(counters), heads: Object.fromEntries(usersWithHeads()) }
     },
-    async quotaUsage(user) {
+    async quotaUsage(user, nowMs) {
       const q = quotas.get(user)
-      return q === undefined ? { tokens: 0, requests: 0 } : q.usage(clock.now())
+      return q === undefined ? { tokens: 0, requests: 0 } : q.usage(nowMs)
     },
     onWake(listener) {
       wakeListeners.push(listener)

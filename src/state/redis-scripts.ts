@@ -18,7 +18,8 @@
  *   {P}backends         set   backends ever seen;  {P}wake  the pub/sub channel of figures after a change
  *
  * Token figures are integers (HINCRBY); VTC counters are floats (HINCRBYFLOAT). Quota windows run on the
- * server's clock (TIME), the one clock every replica shares.
+ * callers' wall clocks (passed in, milliseconds since the epoch): replicas must keep their clocks in step
+ * (NTP), and a skew of s ms moves a window's edge by s ms.
  */
 
 const COMMON = `
@@ -47,10 +48,6 @@ local function publish(touched)
   local list = {}
   for b, _ in pairs(touched) do list[#list + 1] = figures(b) end
   if #list > 0 then redis.call('PUBLISH', P..'wake', cjson.encode(list)) end
-end
-local function serverNow()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function qexpire(user, now)
   local z = P..'q:'..user
@@ -83,7 +80,7 @@ local function headUser(field)
 end
 `
 
-/** ARGV: P b id rep user prompt res headroomRatio weight wIn wOut tpm rpm (the last five '' when unused). */
+/** ARGV: P b id rep user prompt res headroomRatio weight wIn wOut tpm rpm nowMs (weight…rpm '' when unused). */
 export const ADMIT = `${COMMON}
 local b, id, rep, user = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local prompt, res, hr = num(ARGV[6]), num(ARGV[7]), num(ARGV[8])
@@ -113,7 +110,7 @@ end
 local limited = tpm ~= nil or rpm ~= nil
 local now = 0
 if limited then
-  now = serverNow()
+  now = num(ARGV[14])
   qexpire(user, now)
   local list = qentries(user)
   local tokens, requests = 0, 0
@@ -162,7 +159,7 @@ end
 return cjson.encode({r = 'ok', f = figures(b)})
 `
 
-/** ARGV: P id completionTokens. Returns {r = 1} the first time, {r = 0} after. */
+/** ARGV: P id completionTokens nowMs. Returns {r = 1} the first time, {r = 0} after. */
 export const RELEASE = `${COMMON}
 local id = ARGV[2]
 local actual = num(ARGV[3])
@@ -177,7 +174,7 @@ redis.call('DEL', rk)
 local w, wout = tonumber(v[7]), tonumber(v[8])
 if w and wout then redis.call('HINCRBYFLOAT', P..'vtc', user, wout * (actual - pred) / w) end
 if v[9] == '1' then
-  local now = serverNow()
+  local now = num(ARGV[4])
   qexpire(user, now)
   local delta = actual - pred
   if delta > 0 then
@@ -376,9 +373,9 @@ for i = 1, #bs do list[#list + 1] = figures(bs[i]) end
 return cjson.encode(list)
 `
 
-/** ARGV: P user. The user's shared sliding minute (JSON {tokens, requests}). */
+/** ARGV: P user nowMs. The user's shared sliding minute (JSON {tokens, requests}). */
 export const QUOTA_USAGE = `${COMMON}
-local now = serverNow()
+local now = num(ARGV[3])
 qexpire(ARGV[2], now)
 local list = qentries(ARGV[2])
 local tokens, requests = 0, 0

@@ -143,6 +143,7 @@ export async function createRedisStateStore(options: StateStoreOptions): Promise
         optional(fair?.wOut),
         optional(input.quota?.tokensPerMinute),
         optional(input.quota?.requestsPerMinute),
+        Math.round(input.nowMs),
       ])
       const figures = reply.f === undefined ? undefined : toFigures(reply.f)
       if (reply.r === 'ok' && figures !== undefined) return { admitted: true, figures }
@@ -153,8 +154,9 @@ export async function createRedisStateStore(options: StateStoreOptions): Promise
         ...(figures === undefined ? {} : { figures }),
       }
     },
-    async release(requestId, completionTokens) {
-      const reply = await json<{ r: number }>('kvgateRelease', [requestId, Math.max(0, Math.round(completionTokens))])
+    async release(requestId, completionTokens, nowMs) {
+      const tokens = Math.max(0, Math.round(completionTokens))
+      const reply = await json<{ r: number }>('kvgateRelease', [requestId, tokens, Math.round(nowMs)])
       return reply.r === 1
     },
     async beginPoll(replicaId, backendId, progress) {
@@ -200,8 +202,8 @@ export async function createRedisStateStore(options: StateStoreOptions): Promise
       }
       return { counters, heads }
     },
-    async quotaUsage(user) {
-      return await json<{ tokens: number; requests: number }>('kvgateQuotaUsage', [user])
+    async quotaUsage(user, nowMs) {
+      return await json<{ tokens: number; requests: number }>('kvgateQuotaUsage', [user, Math.round(nowMs)])
     },
     onWake(listener) {
       wakeListeners.push(listener)

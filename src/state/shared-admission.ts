@@ -208,6 +208,7 @@ export function createSharedAdmission(options: SharedAdmissionOptions): SharedAd
           promptTokens: reservation.promptTokens,
           reservedTokens: need,
           headroomRatio: options.headroomRatio(),
+          nowMs: clock.wallNow(),
           ...(prices === undefined ? {} : { fairShare: { weight, ...prices } }),
           ...(limitTokens === undefined && limitRequests === undefined
             ? {}
@@ -306,7 +307,7 @@ export function createSharedAdmission(options: SharedAdmissionOptions): SharedAd
       changes++
       // Not in the store (refused, or admitted while degraded): the resync already leaves it out.
       if (!info.inStore || degraded) return
-      store.release(storeId(reservation), reservation.generatedTokens).catch(enterDegraded)
+      store.release(storeId(reservation), reservation.generatedTokens, clock.wallNow()).catch(enterDegraded)
     },
     status: () => ({
       store: store.kind,

@@ -50,7 +50,9 @@ function replica(store: StateStore, clock: ManualClock, name: string) {
     async poll(): Promise<void> {
       const mark = await shared.reconciler.beginPoll('b0')
       shared.reconciler.completePoll(mark)
-      await until(() => (shared.room(backends()[0] as BackendCapacity, 500) > Number.NEGATIVE_INFINITY ? true : undefined))
+      await until(() =>
+        shared.room(backends()[0] as BackendCapacity, 500) > Number.NEGATIVE_INFINITY ? true : undefined,
+      )
     },
     submit(promptTokens: number, predictedOutputTokens: number) {
       const settled: { admission?: Admission; error?: unknown } = {}

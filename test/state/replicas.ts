@@ -1,6 +1,6 @@
 import { request } from 'undici'
 import { parseConfig } from '../../src/config/index.js'
-import { createSeededRandom } from '../../src/core/index.js'
+import { createSeededRandom, type Clock } from '../../src/core/index.js'
 import { createGateway, type Gateway } from '../../src/gateway/index.js'
 import { startSim, type SimHandle, type SimOptions } from '../../src/sim/index.js'
 import { buildText } from '../../src/tokens/index.js'
@@ -19,18 +19,27 @@ export async function startReplicas(options: {
   state: Record<string, unknown>
   sim?: SimOptions
   config?: Record<string, unknown>
+  /** One clock for every gateway (a scaled one compresses the quota minute for all of them alike). */
+  clock?: Clock
+  /** Put something between the gateways and the emulator (a recorder): the URL the gateways use. */
+  upstream?: (simUrl: string) => Promise<string>
 }): Promise<Replicas> {
   const sim = await startSim({ speed: 20, numGpuBlocks: 256, seed: 1, logger: false, ...options.sim })
+  const backendUrl = options.upstream === undefined ? sim.url : await options.upstream(sim.url)
   const gateways: Gateway[] = []
   const urls: string[] = []
   for (let i = 0; i < options.count; i++) {
     const config = parseConfig({
       ...options.config,
-      backends: [{ url: sim.url, name: 'sim0' }],
-      metricsPoll: { intervalMs: 20, staleAfterMs: 2_000 },
+      backends: [{ url: backendUrl, name: 'sim0' }],
+      metricsPoll: { intervalMs: 20, staleAfterMs: 2_000, ...(options.config?.['metricsPoll'] as object | undefined) },
       state: { replicaId: `gw${i}`, ...options.state },
     })
-    const gateway = await createGateway({ config, logger: false })
+    const gateway = await createGateway({
+      config,
+      logger: false,
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+    })
     gateways.push(gateway)
     urls.push(await gateway.listen({ port: 0, host: '127.0.0.1' }))
   }
@@ -50,6 +59,8 @@ let prompts = 0
 
 export interface StreamResult {
   status: number
+  /** When the answer's headers arrived (the request had been admitted), on `clock` if given, else Date.now(). */
+  answeredAtMs: number
   contentChunks: number
   done: boolean
   reason: string | undefined
@@ -58,7 +69,12 @@ export interface StreamResult {
 /** One streaming chat request of 500 prompt tokens (all different: no shared prefix) and exactly `outputTokens`. */
 export async function streamOne(
   baseUrl: string,
-  { outputTokens = 200, user = 'u', promptTokens = 500 }: { outputTokens?: number; user?: string; promptTokens?: number } = {},
+  {
+    outputTokens = 200,
+    user = 'u',
+    promptTokens = 500,
+    clock,
+  }: { outputTokens?: number; user?: string; promptTokens?: number; clock?: Clock } = {},
 ): Promise<StreamResult> {
   const response = await request(`${baseUrl}/v1/chat/completions`, {
     method: 'POST',
@@ -72,10 +88,12 @@ export async function streamOne(
       stream: true,
     }),
   })
+  const answeredAtMs = clock?.wallNow() ?? Date.now()
   const text = await response.body.text()
   const reason = response.headers['x-kvgate-reject-reason']
   return {
     status: response.statusCode,
+    answeredAtMs,
     contentChunks: (text.match(/"content":"[^"]/g) ?? []).length,
     done: text.includes('data: [DONE]'),
     reason: Array.isArray(reason) ? reason[0] : reason,

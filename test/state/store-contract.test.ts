@@ -32,6 +32,7 @@ const admit = (store: StateStore, input: Partial<AdmitInput> & { requestId: stri
     promptTokens: 1_000,
     reservedTokens: 3_000,
     headroomRatio: HEADROOM,
+    nowMs: 1_000_000,
     ...input,
   })
 
@@ -75,8 +76,8 @@ function contract(name: string, make: () => Promise<Harness>, leaseMs: number): 
       expect((await admit(store, { requestId: 'a' })).admitted).toBe(true)
       const again = await admit(store, { requestId: 'a' })
       expect(again.admitted && total(again.figures)).toBe(3_000)
-      expect(await store.release('a', 10)).toBe(true)
-      expect(await store.release('a', 10)).toBe(false)
+      expect(await store.release('a', 10, 1_000_000)).toBe(true)
+      expect(await store.release('a', 10, 1_000_000)).toBe(false)
       expect(total((await store.figures())[0])).toBe(0)
     })
 
@@ -117,7 +118,7 @@ function contract(name: string, make: () => Promise<Harness>, leaseMs: number): 
       }, 5_000)
       expect(beat).toEqual({ replicas: 1, reaped: 1 })
       expect((await store.figures())[0]?.outstandingByReplica).toEqual({ r2: 1_000 })
-      expect(await store.release('a', 0)).toBe(false)
+      expect(await store.release('a', 0, 1_000_000)).toBe(false)
     })
 
     it("a resync makes the store's reservations of a replica exactly its live ones", async () => {
@@ -132,8 +133,8 @@ function contract(name: string, make: () => Promise<Harness>, leaseMs: number): 
       ]
       await store.resync('r1', leaseMs * 20, live)
       expect((await store.figures())[0]?.outstandingByReplica).toEqual({ r1: 1_700 })
-      expect(await store.release('a', 0)).toBe(false)
-      expect(await store.release('c', 0)).toBe(true)
+      expect(await store.release('a', 0, 1_000_000)).toBe(false)
+      expect(await store.release('c', 0, 1_000_000)).toBe(true)
       await store.resync('r1', leaseMs * 20, [])
       expect(total((await store.figures())[0])).toBe(0)
     })
@@ -144,7 +145,7 @@ function contract(name: string, make: () => Promise<Harness>, leaseMs: number): 
       store.onWake((figures) => seen.push([...figures]))
       await polled(store)
       await admit(store, { requestId: 'a' })
-      await store.release('a', 0)
+      await store.release('a', 0, 1_000_000)
       const woken = await until(() => seen.find((list) => list.some((f) => f.backendId === 'b0' && total(f) === 0)))
       expect(woken[0]?.usedTokens).toBe(0)
     })
@@ -166,7 +167,7 @@ function contract(name: string, make: () => Promise<Harness>, leaseMs: number): 
       expect(held).toMatchObject({ admitted: false, reason: 'fairness' })
       expect((await admit(store, { requestId: 'l1', user: 'light', fairShare })).admitted).toBe(true)
       // The release settles: 100 completion tokens instead of 2,000 predicted refunds 2 × 1,900.
-      await store.release('h1', 100)
+      await store.release('h1', 100, 1_000_000)
       expect((await store.fairness()).counters['heavy']).toBeCloseTo(5_000 * 2 - 3_800)
       // A user arriving after its queue was empty is lifted to the smallest counter of users with heads.
       await store.noteHead('r1', 'light', undefined)
@@ -185,8 +186,8 @@ function contract(name: string, make: () => Promise<Harness>, leaseMs: number): 
       expect(over).toMatchObject({ admitted: false, reason: 'quota' })
       expect(!over.admitted && over.retryAfterMs).toBeGreaterThan(50_000)
       // 2,000 predicted, 500 used: 1,500 refunded, so 3,000 more fit.
-      await store.release('q1', 500)
-      expect(await store.quotaUsage('alice')).toEqual({ tokens: 1_500, requests: 1 })
+      await store.release('q1', 500, 1_000_000)
+      expect(await store.quotaUsage('alice', 1_000_000)).toEqual({ tokens: 1_500, requests: 1 })
       expect((await admit(store, { requestId: 'q2', replicaId: 'r2', quota, reservedTokens: 3_000 })).admitted).toBe(
         true,
       )

@@ -50,7 +50,8 @@ describe.runIf(redisAvailable)('the shared store goes away mid-burst', () => {
     const done = await results
     expect(done.filter((r) => r.status !== 200 || !r.done)).toEqual([])
     expect(await preemptions(replicas.sim)).toBe(0)
-    for (const gateway of replicas.gateways) await until(() => (gateway.ledgerReservedTokens() === 0 ? true : undefined))
+    for (const gateway of replicas.gateways)
+      await until(() => (gateway.ledgerReservedTokens() === 0 ? true : undefined))
     // What was re-asserted after the restart was released again: the shared books are empty.
     const redis = server.client()
     await until(async () => (Object.keys(await redis.hgetall('outage:o:sim0')).length === 0 ? true : undefined))
