@@ -330,11 +330,11 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     current: () => ({ config }),
   })
 
-  if (shared !== undefined) {
-    const status = shared.status
-    stateMetrics = registerStateMetrics(metrics.registry, status)
-    await shared.start()
-  }
+  // The state metrics on every gateway, so dashboards and alerts read alike whatever the store: one process's
+  // memory is always up, never degraded, one replica.
+  const soloStatus = { store: 'memory', up: true, degraded: false, replicas: 1, lastError: undefined, resyncs: 0 }
+  stateMetrics = registerStateMetrics(metrics.registry, shared?.status ?? (() => soloStatus))
+  await shared?.start()
   pool.start()
   logger.info(
     {
