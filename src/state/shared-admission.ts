@@ -80,6 +80,7 @@ export function createSharedAdmission(options: SharedAdmissionOptions): SharedAd
   const heads = new Map<string, number>()
   const dirtyHeads = new Map<string, number | undefined>()
   let frozenOthers = new Map<string, number>()
+  let degradedSinceMs = 0
   let replicas = Math.max(1, options.expectedReplicas)
   let degraded = store.health().up === false
   let lastError = store.health().lastError
@@ -104,7 +105,8 @@ export function createSharedAdmission(options: SharedAdmissionOptions): SharedAd
     lastError = reason instanceof Error ? reason.message : String(reason)
     if (degraded || closed) return
     degraded = true
-    // What the other replicas had outstanding when the store went away: it stays counted until it is back.
+    degradedSinceMs = clock.now()
+    // What the other replicas had outstanding when the store went away (see `room`).
     frozenOthers = new Map()
     for (const f of figures.values()) {
       let others = 0
@@ -139,6 +141,8 @@ export function createSharedAdmission(options: SharedAdmissionOptions): SharedAd
         const beat = await store.heartbeat(replicaId, options.leaseMs)
         replicas = Math.max(1, beat.replicas)
         for (const [user, need] of heads) void store.noteHead(replicaId, user, need).catch(() => undefined)
+        // A restarted store numbers its versions from 0 again: what was cached before is no guide to order.
+        figures.clear()
         for (const f of await store.figures()) accept(f)
         if (changes !== before) continue
         for (const r of snapshot) {
@@ -284,13 +288,16 @@ export function createSharedAdmission(options: SharedAdmissionOptions): SharedAd
     reconciler: reconciler as PollReconciler,
     room(backend, headroomTokens) {
       if (degraded) {
+        // The rule that keeps replicas apart: Σ reserved here ≤ a 1/N share of what the backend may hold.
         const share = (backend.capacityTokens - headroomTokens) / replicas - ledger.reservedTokens(backend.id)
+        // And what this replica's own poll shows free, less what the others had admitted but the poll could
+        // not see yet when the store went away. That part turns visible (or ends) as their requests start, so
+        // it is counted in full at first and fades out over one lease: counted for ever it would stay
+        // double-counted once in the poll, and starve the replica for the whole outage.
+        const fade = Math.max(0, 1 - (clock.now() - degradedSinceMs) / options.leaseMs)
+        const others = (frozenOthers.get(backend.id) ?? 0) * fade
         const polled =
-          backend.capacityTokens -
-          backend.usedTokens -
-          headroomTokens -
-          (frozenOthers.get(backend.id) ?? 0) -
-          ledger.outstandingTokens(backend.id)
+          backend.capacityTokens - backend.usedTokens - headroomTokens - others - ledger.outstandingTokens(backend.id)
         return Math.min(share, polled)
       }
       const f = figures.get(backend.id)
