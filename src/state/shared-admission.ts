@@ -1,6 +1,7 @@
 import type { AdmissionConfirmer, ConfirmRequest, ConfirmVerdict } from '../admission/index.js'
 import type { Clock, TimerHandle } from '../core/index.js'
 import type { Ledger, PollMark, Reservation } from '../ledger/index.js'
+import { errors } from '../errors/index.js'
 import type { BackendCapacity, PollReconciler } from '../upstream/index.js'
 import type { AdmitRefusal, ReservationRecord, SharedBackendFigures, StateStore } from './contracts.js'
 
@@ -72,6 +73,10 @@ const held = (r: Reservation): number => (r.started ? r.promptTokens + r.generat
  */
 export function createSharedAdmission(options: SharedAdmissionOptions): SharedAdmission {
   const { store, clock, replicaId, ledger } = options
+  // The lease must outlive one missed renewal (see ttlMs below).
+  if (!(options.leaseMs >= 2 * options.heartbeatMs)) {
+    throw errors.invalidConfig([`state.leaseMs: must be at least 2 × state.heartbeatMs (${2 * options.heartbeatMs})`])
+  }
   const figures = new Map<string, SharedBackendFigures>()
   const pending = new Map<string, number>()
   /** This replica's live reservations, and whether the store holds each. */
@@ -92,6 +97,9 @@ export function createSharedAdmission(options: SharedAdmissionOptions): SharedAd
   let heartbeat: TimerHandle | undefined
 
   const storeId = (r: Reservation): string => `${replicaId}/${r.requestId}`
+  // The lease's TTL in the store: a lapsed lease is reaped by another replica's next heartbeat, up to one
+  // heartbeat later, so a dead replica's reservations are gone within leaseMs of its last renewal.
+  const ttlMs = options.leaseMs - options.heartbeatMs
   const wake = (): void => {
     epoch++
     options.onWake()
@@ -136,9 +144,9 @@ export function createSharedAdmission(options: SharedAdmissionOptions): SharedAd
       for (let attempt = 0; ; attempt++) {
         const before = changes
         const snapshot = [...live.keys()]
-        await store.resync(replicaId, options.leaseMs, records())
+        await store.resync(replicaId, ttlMs, records())
         if (changes !== before && attempt < 5) continue
-        const beat = await store.heartbeat(replicaId, options.leaseMs)
+        const beat = await store.heartbeat(replicaId, ttlMs)
         replicas = Math.max(1, beat.replicas)
         for (const [user, need] of heads) void store.noteHead(replicaId, user, need).catch(() => undefined)
         // A restarted store numbers its versions from 0 again: what was cached before is no guide to order.
@@ -330,7 +338,7 @@ export function createSharedAdmission(options: SharedAdmissionOptions): SharedAd
           if (store.health().up) void recover()
           return
         }
-        store.heartbeat(replicaId, options.leaseMs).then((beat) => {
+        store.heartbeat(replicaId, ttlMs).then((beat) => {
           replicas = Math.max(1, beat.replicas)
         }, enterDegraded)
       }, options.heartbeatMs)

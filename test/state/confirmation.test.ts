@@ -119,8 +119,9 @@ describe('admissions confirmed by a shared store', () => {
     clock.advance(LEASE_MS / 2)
     await Promise.resolve()
     expect(waiting.admission).toBeUndefined()
-    // Within leaseMs plus one heartbeat of the survivor, the dead replica's reservation is freed.
-    clock.advance(LEASE_MS / 2 + HEARTBEAT_MS)
+    // Within leaseMs of its last renewal the dead replica's reservation is freed (the lease's TTL is one
+    // heartbeat shorter, so the survivor's next heartbeat reaps it in time).
+    clock.advance(LEASE_MS / 2)
     await until(() => waiting.admission)
     expect((await store.figures())[0]?.outstandingByReplica).toEqual({ survivor: 8_000 })
     waiting.admission?.finish(5_000)
