@@ -1,6 +1,6 @@
 import type { Clock } from '../core/index.js'
 import { errors, type KvgateError } from '../errors/index.js'
-import type { Ledger } from '../ledger/index.js'
+import type { Ledger, Reservation } from '../ledger/index.js'
 import type { Policy, PolicyRequest, PolicyUser, WaitAhead } from '../policies/index.js'
 import { AdmittedRequest } from './admitted.js'
 import { createMostRoomView } from './capacity-view.js'
@@ -13,7 +13,9 @@ import type {
   AdmissionStats,
   AdmissionTicket,
   AdmissionTuning,
+  AdmissionConfirmer,
   CapacityView,
+  ConfirmVerdict,
   ItemEndings,
   Placement,
   QueuedInfo,
@@ -26,6 +28,7 @@ import { validateTuning } from './tuning.js'
 import { arrivalVerdict } from './arrival-check.js'
 import { NEED_BUCKET_LABELS, RETRY_AFTER_QUANTILE, TtftAfterAdmission } from './wait-calibration.js'
 import { formatDuration, rejectionHeaders } from './retry-after.js'
+import { askConfirmation, noteRefusal, waitingOnConfirmation } from './confirmation.js'
 import { WaitPrediction } from './wait-prediction.js'
 
 /**
@@ -55,6 +58,7 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
   readonly #onFault: (fault: AdmissionFault) => void
   readonly #store = new QueueStore()
   readonly #capacity: CapacityView
+  readonly #confirmer: AdmissionConfirmer | undefined
   readonly #prediction: WaitPrediction
   readonly #ttft = new TtftAfterAdmission()
   readonly #sweep: DeadlineSweep
@@ -70,6 +74,7 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
     this.#onEvent = options.onEvent
     this.#onFault = options.onFault ?? warnFault
     this.#policy = this.#guard(options.policy)
+    this.#confirmer = options.confirmer
     this.#capacity =
       options.capacity ??
       createMostRoomView({
@@ -105,6 +110,9 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
       policy: () => this.#policy,
       maxBypassMs: () => this.#tuning.maxBypassMs,
       endings: this,
+      ...(this.#confirmer === undefined
+        ? {}
+        : { waiting: (item, now) => waitingOnConfirmation(item, now, this.#confirmer?.epoch()) }),
       sweep: this.#sweep,
       closed: () => this.#closed,
       afterDispatch: (now) => this.#prediction.settleShadows(now),
@@ -179,11 +187,15 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
         queued: true,
         bypassedSinceMs: undefined,
         quotaDenied: undefined,
+        confirming: false,
+        refusedEpoch: undefined,
+        refusedUntilMs: undefined,
         resolve,
         reject,
         onAbort: undefined,
       }
       this.#store.add(item)
+      if (item.userQueue.head === item) this.#confirmer?.noteHead(ticket.user, needTokens)
       if (!this.#policy.onEnqueue(item.request, now)) {
         // The policy may not know it: it must not stay where the policy would have to order it.
         this.#unlink(item, now)
@@ -252,6 +264,33 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
   // --- how an item leaves the queue (ItemEndings: the dispatcher and the sweep call these) ------------------
 
   admit(item: QueueItem, placement: Placement, now: number): void {
+    const confirmer = this.#confirmer
+    // A shared ledger: reserve here first, so the decisions that follow count it, then have it confirmed.
+    const reservation = confirmer === undefined ? undefined : this.#reserve(item, placement)
+    const verdict =
+      reservation && confirmer && askConfirmation(confirmer, this.#policy, item, placement, reservation, now)
+    if (verdict === undefined || reservation === undefined) {
+      this.#admitNow(item, placement, now, reservation)
+      return
+    }
+    item.confirming = true
+    const settle = (v: ConfirmVerdict): void => this.#settleConfirmation(item, placement, reservation, v)
+    verdict.then(settle, () => settle({ confirmed: false }))
+  }
+
+  #reserve(item: QueueItem, placement: Placement): Reservation {
+    // Blocks shared with requests running there are held already: reserving them again would count them twice.
+    const shared = Math.min(item.request.promptTokens, Math.max(0, Math.floor(placement.sharedPromptTokens ?? 0)))
+    return this.#ledger.reserve({
+      backendId: placement.backendId,
+      requestId: item.ticket.id,
+      promptTokens: item.request.promptTokens - shared,
+      predictedOutputTokens: item.request.predictedOutputTokens,
+    })
+  }
+
+  /** Admit with a reservation made now, or with one a shared ledger has just confirmed. */
+  #admitNow(item: QueueItem, placement: Placement, now: number, reserved: Reservation | undefined): void {
     // Tokens that had to wait for KV; a request admitted straight into an idle queue measures arrivals, not drain.
     const backlog = this.#prediction.kvBound && (this.#store.depth > 1 || now > item.enqueuedAtMs)
     this.#unlink(item, now)
@@ -259,17 +298,11 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
     if (!policy.onAdmit(item.request, now)) {
       // Charged halfway, or not at all: the policy forgets it and the client hears of the bug.
       policy.onRemove(item.request, now)
+      reserved?.release('policy_fault')
       this.#settleRejected(item, errors.internal(['the fairness policy failed while admitting'], OUTCOME), now)
       return
     }
-    // Blocks shared with requests running there are held already: reserving them again would count them twice.
-    const shared = Math.min(item.request.promptTokens, Math.max(0, Math.floor(placement.sharedPromptTokens ?? 0)))
-    const reservation = this.#ledger.reserve({
-      backendId: placement.backendId,
-      requestId: item.ticket.id,
-      promptTokens: item.request.promptTokens - shared,
-      predictedOutputTokens: item.request.predictedOutputTokens,
-    })
+    const reservation = reserved ?? this.#reserve(item, placement)
     this.#notifyCapacity('onAdmitted', item.ticket, placement)
     this.#prediction.noteAdmitted(item.needTokens, now, backlog)
     const waitedMs = now - item.enqueuedAtMs
@@ -290,6 +323,24 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
       backendId: placement.backendId,
     })
     item.resolve(admission)
+  }
+
+  #settleConfirmation(item: QueueItem, placement: Placement, reservation: Reservation, verdict: ConfirmVerdict): void {
+    item.confirming = false
+    const now = this.#clock.now()
+    if (!item.queued) {
+      // It left the queue while being confirmed (deadline, client gone, shutdown): it was never admitted.
+      reservation.release('abandoned')
+      return
+    }
+    if (verdict.confirmed) {
+      this.#admitNow(item, placement, now, reservation)
+    } else {
+      reservation.release('refused')
+      noteRefusal(item, verdict, now, this.#confirmer?.epoch(), this.#policy.rateLimits(item.ticket.user, now))
+    }
+    // The user's next request was waiting behind this one, and a refusal may leave room for another user.
+    this.#dispatcher.schedule()
   }
 
   reject(item: QueueItem, error: KvgateError, now: number, retryAfterMs?: number): void {
@@ -317,7 +368,10 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
 
   #unlink(item: QueueItem, now: number): void {
     this.#prediction.noteDeparted(item.needTokens)
+    const wasHead = item.userQueue.head === item
     if (this.#store.unlink(item)) this.#prediction.setKvBound(false, now)
+    // After unlink the queue's head is the next request, if any.
+    if (wasHead) this.#confirmer?.noteHead(item.ticket.user, item.userQueue.head?.needTokens)
   }
 
   /** Left the queue without admission: the policy forgets it. */

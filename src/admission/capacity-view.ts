@@ -10,6 +10,11 @@ export interface MostRoomViewOptions {
   headroomRatio: () => number
   /** How reservations count against the room (room-rules.ts); the classic final-size rule by default. */
   rules?: () => RoomRules
+  /**
+   * The room on a backend; by default `(capacity − used) − headroom − ledger.outstanding(backend) + ledger.freed(backend)`. A ledger
+   * shared between replicas (src/state) counts every replica's reservations against the shared poll here.
+   */
+  room?: (backend: BackendCapacity, headroomTokens: number) => number
 }
 
 /**
@@ -41,12 +46,12 @@ export function createMostRoomView(options: MostRoomViewOptions): CapacityView {
         maxUsableTokens = Math.max(maxUsableTokens, backend.capacityTokens - headroom)
         const extra = extraRoom(ledger.live(backend.id), rules, backend.waiting)
         const room =
-          backend.capacityTokens -
-          backend.usedTokens -
-          headroom -
-          ledger.outstandingTokens(backend.id) +
-          ledger.freedTokens(backend.id) +
-          extra.tokens
+          (options.room?.(backend, headroom) ??
+            backend.capacityTokens -
+              backend.usedTokens -
+              headroom -
+              ledger.outstandingTokens(backend.id) +
+              ledger.freedTokens(backend.id)) + extra.tokens
         totalRoomTokens += Math.max(0, room)
         // Strictly more: equal rooms go to the first backend listed, so the order of `backends` breaks ties.
         if (best === undefined || room > best.roomTokens) best = { backendId: backend.id, roomTokens: room }

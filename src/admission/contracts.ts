@@ -1,7 +1,7 @@
 import type { Clock } from '../core/index.js'
 import type { KvgateError, RequestOutcome } from '../errors/index.js'
 import type { Ledger, Reservation } from '../ledger/index.js'
-import type { Policy, PolicyRequest, PolicyUser } from '../policies/index.js'
+import type { Policy, PolicyRequest, PolicyUser, RateLimitState } from '../policies/index.js'
 import type { BackendCapacity } from '../upstream/index.js'
 import type { OvercommitRule, ReserveBy } from './room-rules.js'
 import type { NeedBucket } from './wait-calibration.js'
@@ -175,6 +175,8 @@ export interface AdmissionControllerOptions
   backends: () => readonly BackendCapacity[]
   /** Which backend, and how much room; by default the backend with the most room (`createMostRoomView`). */
   capacity?: CapacityView
+  /** A ledger shared with other replicas confirms each admission there first (src/state); none = decided here. */
+  confirmer?: AdmissionConfirmer
   onEvent?: (event: AdmissionEvent) => void
   /** A policy or listener threw (contained); by default a process warning. */
   onFault?: (fault: AdmissionFault) => void
@@ -219,6 +221,42 @@ export interface CapacitySnapshot {
 export interface CapacityLimits {
   readonly maxUsableTokens: number
   readonly maxKnownTokens: number
+}
+
+/** What a shared ledger is asked to confirm: a reservation just made on the local ledger, and for whom. */
+export interface ConfirmRequest {
+  readonly reservation: Reservation
+  readonly request: PolicyRequest
+  readonly placement: Placement
+  /** The policy in force (a shared fairness gate applies to `vtc`), and the user's limits under it now. */
+  readonly policyName: string
+  readonly limits: RateLimitState
+}
+
+export type ConfirmVerdict =
+  | { readonly confirmed: true }
+  | {
+      readonly confirmed: false
+      /** A shared quota refused it: try again after this long (else: after the next wake-up). */
+      readonly retryAfterMs?: number
+      /** Which shared quota, for the 429 a deadline may end it with. */
+      readonly quotaReason?: string
+    }
+
+/**
+ * Several replicas decide against their own cached view of one shared ledger, so the view may be a moment
+ * old: each admission is confirmed where the shared state lives (an atomic re-check) before the request's
+ * promise resolves. While it is being confirmed the item stays at the head of its user's queue (its user's
+ * later requests wait behind it, other users go on); a refusal leaves it there, to be tried again at the next
+ * wake-up (`epoch()` moves: a release anywhere, a poll), so nothing is admitted twice and nothing is lost.
+ */
+export interface AdmissionConfirmer {
+  /** undefined: nothing to confirm, admit now (e.g. degraded mode); else the verdict, later. */
+  confirm(request: ConfirmRequest): Promise<ConfirmVerdict> | undefined
+  /** Moves whenever a refused verdict may have changed. */
+  epoch(): number
+  /** The user's queue head here needs `needTokens` now (undefined: the queue emptied), for a shared fairness gate. */
+  noteHead(user: PolicyUser, needTokens: number | undefined): void
 }
 
 export interface Placement {

@@ -18,6 +18,8 @@ export interface DispatcherOptions {
   policy(): PolicyGuard
   maxBypassMs(): number
   endings: ItemEndings<QueueItem>
+  /** Whether a head waits on a shared ledger's confirmation or refusal, and as what (none: try it). */
+  waiting?(item: QueueItem, now: number): 'quota' | 'held-by-kv' | undefined
   /** Expire what is due before deciding; `pending` while a capped sweep still has more to reject. */
   sweep: { expireDue(now: number): boolean; readonly pending: boolean }
   closed(): boolean
@@ -138,6 +140,8 @@ export class Dispatcher {
     policy: PolicyGuard,
     now: number,
   ): 'decided' | 'quota' | 'held-by-kv' | 'stop' {
+    const waiting = this.#options.waiting?.(head, now)
+    if (waiting !== undefined) return waiting
     const quota = policy.checkQuota(head.request, now)
     if (quota === undefined) {
       // The policy cannot say whether this head may go: answer it rather than let it block its user's queue.

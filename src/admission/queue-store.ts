@@ -22,6 +22,12 @@ export interface QueueItem extends ListNode<QueueItem>, HeapNode {
   bypassedSinceMs: number | undefined
   /** The last quota denial, kept for the deadline rejection's reason and retry-after. */
   quotaDenied: Extract<QuotaDecision, { allowed: false }> | undefined
+  /** A shared ledger is confirming its admission (it stays queued until the verdict). */
+  confirming: boolean
+  /** A shared ledger refused it: not tried again until the confirmer's epoch moves past this one... */
+  refusedEpoch: number | undefined
+  /** ...or, refused by a shared quota, until this time. */
+  refusedUntilMs: number | undefined
   resolve: (admission: Admission) => void
   reject: (error: KvgateError) => void
   onAbort: (() => void) | undefined

@@ -20,6 +20,8 @@ export const ENV_OVERRIDES = Object.freeze({
   KVGATE_POLICY: 'policy.name',
   KVGATE_ROUTING: 'routing.name',
   KVGATE_LOG_LEVEL: 'telemetry.logLevel',
+  KVGATE_STATE_STORE: 'state.store',
+  KVGATE_STATE_URL: 'state.url (a password in it stays out of the file: a Secret as environment)',
 })
 
 /**
@@ -90,6 +92,8 @@ export function envOverrides(env: NodeJS.ProcessEnv): ConfigOverrides {
   if (env['KVGATE_POLICY']) out['policy'] = { name: env['KVGATE_POLICY'] }
   if (env['KVGATE_ROUTING']) out['routing'] = { name: env['KVGATE_ROUTING'] }
   if (env['KVGATE_LOG_LEVEL']) out['telemetry'] = { logLevel: env['KVGATE_LOG_LEVEL'] }
+  if (env['KVGATE_STATE_STORE']) out['state'] = { store: env['KVGATE_STATE_STORE'] }
+  if (env['KVGATE_STATE_URL']) out['state'] = { ...(out['state'] as object | undefined), url: env['KVGATE_STATE_URL'] }
   return out
 }
 

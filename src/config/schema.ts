@@ -13,6 +13,7 @@ import { policySection } from './sections/policy.js'
 import { predictorSection } from './sections/predictor.js'
 import { routingSection } from './sections/routing.js'
 import { serverSection } from './sections/server.js'
+import { stateSection } from './sections/state.js'
 import type { LOG_LEVELS } from './sections/telemetry.js'
 import { telemetrySection } from './sections/telemetry.js'
 import { defaultUserSection, usersSection } from './sections/users.js'
@@ -50,6 +51,8 @@ export const configSchema = Type.Object(
     /** Which backend of a model's pool a request goes to. */
     routing: routingSection,
     telemetry: telemetrySection,
+    /** Where reservations, quota windows and fairness counters live: this process, or Redis for replicas. */
+    state: stateSection,
   },
   // Rules that relate two sections; a section's own rules sit on the section.
   { additionalProperties: false, crossField: [...identityRules] },
@@ -87,4 +90,5 @@ export * from './sections/models.js'
 export * from './sections/predictor.js'
 export { DEFAULT_ROUTING, type RoutingConfig } from './sections/routing.js'
 export * from './sections/server.js'
+export * from './sections/state.js'
 export { DEFAULT_LOG_LEVEL, DEFAULT_MAX_USER_LABELS, LOG_LEVELS } from './sections/telemetry.js'

@@ -28,6 +28,8 @@ export interface AdminContext {
   health(): { readonly status: number; readonly body: unknown }
   /** `Gateway.setDraining`: stop (or resume) new admissions to a backend; false when there is none by that name. */
   setDraining(backend: string, draining: boolean): boolean
+  /** The shared state's status (src/state) when a shared store is configured. */
+  sharedState(): unknown
 }
 
 /**
@@ -132,6 +134,7 @@ export async function createAdminServer(
         next: reservations.next ?? queued.next,
       },
       reservations: reservations.items,
+      ...(context.sharedState() === undefined ? {} : { state: context.sharedState() }),
       queued: queued.items,
       backends: fleet
         .states()

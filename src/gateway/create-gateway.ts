@@ -1,15 +1,25 @@
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
+import { randomUUID } from 'node:crypto'
+import { hostname } from 'node:os'
 import { createAdmissionController, type AdmissionEvent, type AdmissionFault } from '../admission/index.js'
 import type { BackendConfig, KvgateConfig } from '../config/index.js'
 import { createSystemClock, type Clock, type TimerHandle } from '../core/index.js'
 import { errors } from '../errors/index.js'
 import { createIdentityResolver, OTHER_USER_LABEL, type IdentityResolver } from '../identity/index.js'
 import { createLedger } from '../ledger/index.js'
-import { policyFactories, type Policy, type PolicyFactory } from '../policies/index.js'
+import { policyFactories, VTC_DEFAULTS, type Policy, type PolicyFactory, type VtcOptions } from '../policies/index.js'
 import { createPredictor, keepPredictorState } from '../predictor/index.js'
 import { InFlight } from '../proxy/index.js'
 import { createFleet, routerFactories, type FleetBackendState, type RouterFactory } from '../routing/index.js'
+import {
+  createSharedAdmission,
+  createStateStore,
+  registerStateMetrics,
+  type SharedAdmission,
+  type StateMetrics,
+  type StateStore,
+} from '../state/index.js'
 import { startSim, type SimHandle } from '../sim/index.js'
 import { createGatewayMetrics, createLogger, createRoutingMetrics } from '../telemetry/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
@@ -38,6 +48,11 @@ export interface GatewayOptions {
   adminRoutes?: readonly AdminRoutes[]
   /** Routers by name, over the built-in ones (`routing.name` picks among them). */
   routers?: Readonly<Record<string, RouterFactory>>
+  /**
+   * A state store to share with other gateways (in one process: several gateways on one memory store, as
+   * tests and embedders run them); by default the one `state.store` names. The caller closes it.
+   */
+  stateStore?: StateStore
 }
 
 export interface ListenOptions {
@@ -145,7 +160,14 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const factories = { ...policyFactories, ...options.policies }
   let identity = createIdentityResolver(config)
   let policy = buildPolicy(config, identity, factories)
-  const ledger = createLedger()
+  // `state.store: memory` in one gateway is the ledger as it always was; a shared store adds confirmations,
+  // a shared room and degraded mode around the same local ledger (src/state, docs/replicas.md).
+  const stateStore =
+    options.stateStore ??
+    (config.state.store === 'memory' ? undefined : await createStateStore(config.state, { clock }))
+  let shared: SharedAdmission | undefined
+  let stateMetrics: StateMetrics | undefined
+  const ledger = createLedger(stateStore === undefined ? {} : { onRelease: (r) => shared?.released(r) })
   const predictor = createPredictor(config.predictor)
   const predictorState =
     config.predictor.stateFile === null
@@ -171,12 +193,35 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     )
     metrics.internalError(fault.component)
   }
+  if (stateStore !== undefined) {
+    shared = createSharedAdmission({
+      store: stateStore,
+      clock,
+      replicaId: config.state.replicaId ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
+      leaseMs: config.state.leaseMs,
+      heartbeatMs: config.state.heartbeatMs,
+      expectedReplicas: config.state.expectedReplicas,
+      ledger,
+      backends: () => pool.capacities(),
+      headroomRatio: () => config.admission.headroomRatio,
+      fairPrices: () =>
+        config.policy.name === 'vtc'
+          ? { ...VTC_DEFAULTS, ...(config.policy.options as Partial<VtcOptions>) }
+          : undefined,
+      onWake: () => admission.dispatch(),
+      onModeChange(degraded, reason) {
+        if (degraded) logger.warn({ reason }, 'shared state unreachable: degraded mode, admitting on a 1/N share')
+        else logger.info({ store: stateStore.kind }, 'shared state in use')
+      },
+      onConfirmation: (result, seconds) => stateMetrics?.confirmation(result, seconds),
+    })
+  }
   const pool = createBackendPool({
     backends: backendConfigs,
     poll: config.metricsPoll,
     health: config.healthCheck,
     clock,
-    reconciler: ledger,
+    reconciler: shared?.reconciler ?? ledger,
     onPollRound() {
       // Adaptive policies re-divide what was served, and new usage figures may have made room. A policy bug
       // must not stop the poller nor the dispatch: it is a contained fault like any other of the policy's.
@@ -211,6 +256,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     ledger,
     clock,
     headroomRatio: () => tuning.headroomRatio,
+    rules: () => tuning,
+    ...(shared === undefined ? {} : { room: shared.room }),
     routers: { ...routerFactories, ...options.routers },
     onRouted: (figures) => routingMetrics.routed(figures),
     onModelsChange(backend, models) {
@@ -226,6 +273,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     backends: () => pool.capacities(),
     capacity: fleet.view,
     ...tuning,
+    ...(shared === undefined ? {} : { confirmer: shared.confirmer }),
     onEvent: onAdmissionEvent,
     onFault: onAdmissionFault,
     onWaitCheck: (check) => metrics.waitChecked(check),
@@ -282,10 +330,11 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     // Ready while some backend takes new requests: a fleet that is all draining sends traffic elsewhere.
     const usable = states.filter((s) => s.usable && !s.draining).length
     const up = usable > 0 && !shuttingDown
+    const state = shared?.status()
     return {
       status: up ? 200 : 503,
       body: {
-        status: shuttingDown ? 'shutting_down' : up ? 'ok' : 'unavailable',
+        status: shuttingDown ? 'shutting_down' : !up ? 'unavailable' : state?.degraded === true ? 'degraded' : 'ok',
         backends: states.map((s) => ({
           name: s.id,
           usable: s.usable,
@@ -295,6 +344,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
           models: s.models,
           metricsAgeMs: Number.isFinite(s.metricsAgeMs) ? Math.round(s.metricsAgeMs) : null,
         })),
+        ...(state === undefined
+          ? {}
+          : { state: { store: state.store, up: state.up, degraded: state.degraded, replicas: state.replicas } }),
       },
     }
   }
@@ -332,10 +384,16 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     config: () => config,
     health,
     setDraining,
+    sharedState: () => shared?.status(),
   }
   const admin = await createAdminServer(adminContext, logger, [registerDrainRoutes, ...(options.adminRoutes ?? [])])
   logSecurityWarnings(config, logger)
 
+  // The state metrics on every gateway, so dashboards and alerts read alike whatever the store: one process's
+  // memory is always up, never degraded, one replica.
+  const soloStatus = { store: 'memory', up: true, degraded: false, replicas: 1, lastError: undefined, resyncs: 0 }
+  stateMetrics = registerStateMetrics(metrics.registry, shared?.status ?? (() => soloStatus))
+  await shared?.start()
   pool.start()
   fleet.start()
   logger.info(
@@ -381,6 +439,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     await fleet.close()
     await pool.close()
     predictorState?.stop()
+    await shared?.close()
+    // A store the gateway opened is its to close; one passed in is shared with others.
+    if (options.stateStore === undefined) await stateStore?.close()
     await sim?.close()
     logger.info('kvgate stopped')
   }

@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError } from 'commander'
 import { createConfigWatcher, loadConfig, type ConfigOverrides, type KvgateConfig } from '../config/index.js'
 import { KvgateError } from '../errors/index.js'
 import { createGateway, type Gateway } from './create-gateway.js'
+import { isGatewayWorker, runWorkerGroup } from './workers.js'
 
 const DEFAULT_CONFIG_PATH = 'config/kvgate.yaml'
 
@@ -10,6 +11,12 @@ function parsePort(value: string): number {
   const port = Number(value)
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError('must be 0–65535')
   return port
+}
+
+function parseWorkers(value: string): number {
+  const workers = Number(value)
+  if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new InvalidArgumentError('must be 1–256')
+  return workers
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -26,6 +33,7 @@ interface ServeFlags {
   policy?: string
   routing?: string
   logLevel?: string
+  workers: number
 }
 
 /** Flags in the config file's shape, laid over the file and the environment. */
@@ -67,10 +75,16 @@ export function createServeCommand(): Command {
     .option('--policy <name>', 'admission policy: fifo, tpm, vtc, dynamic-tpm (overrides policy.name)')
     .option('--routing <name>', 'backend choice: most-room, round-robin, prefix-aware (overrides routing.name)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
+    .option(
+      '-w, --workers <n>',
+      'gateway processes sharing the port and the state store (N > 1 needs state.store: redis)',
+      parseWorkers,
+      1,
+    )
     .action(async (flags: ServeFlags, command: Command) => {
       const explicitConfig = command.getOptionValueSource('config') !== 'default'
       const path = explicitConfig || existsSync(flags.config) ? flags.config : undefined
-      const overrides = flagOverrides(flags)
+      let overrides = flagOverrides(flags)
       let config: KvgateConfig
       try {
         config = loadConfig(path, overrides)
@@ -78,6 +92,29 @@ export function createServeCommand(): Command {
         process.stderr.write(`kvgate serve: ${err instanceof KvgateError ? err.message : String(err)}\n`)
         process.exitCode = 1
         return
+      }
+      if (flags.workers > 1) {
+        // Workers that shared nothing would each hand out every backend's whole cache.
+        const refusal =
+          config.state.store !== 'redis'
+            ? '--workers N needs state.store: redis (the workers share their ledger, quotas and fairness there)'
+            : config.backends.length === 0
+              ? '--workers N needs backends: each worker would start an emulator of its own'
+              : undefined
+        if (refusal !== undefined) {
+          process.stderr.write(`kvgate serve: ${refusal}\n`)
+          process.exitCode = 1
+          return
+        }
+        if (!isGatewayWorker()) {
+          runWorkerGroup({ count: flags.workers, log: (message) => process.stderr.write(`${message}\n`) })
+          return
+        }
+        // N workers on this host at least: degraded mode's 1/N share counts them before Redis has.
+        if (config.state.expectedReplicas < flags.workers) {
+          overrides = { ...overrides, state: { expectedReplicas: flags.workers } }
+          config = loadConfig(path, overrides)
+        }
       }
 
       let gateway: Gateway | undefined

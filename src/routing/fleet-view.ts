@@ -1,4 +1,13 @@
-import type { AdmissionTicket, CapacityLimits, CapacitySnapshot, CapacityView, Placement } from '../admission/index.js'
+import {
+  type AdmissionTicket,
+  type CapacityLimits,
+  type CapacitySnapshot,
+  type CapacityView,
+  extraRoom,
+  FINAL_SIZE_RULES,
+  type Placement,
+  type RoomRules,
+} from '../admission/index.js'
 import type { Ledger } from '../ledger/index.js'
 import type { RouteCandidate, RouteChoice, RouteRequest, Router } from './router.js'
 
@@ -26,6 +35,14 @@ export interface FleetViewOptions {
   ledger: Ledger
   /** Read at every snapshot, so a reload of the headroom applies to the next decision. */
   headroomRatio: () => number
+  /** How reservations count against the room (src/admission/room-rules.ts); the final-size rule by default. */
+  rules?: () => RoomRules
+  /**
+   * The room on a backend before the rules' extra; by default `(capacity − used) − headroom − outstanding +
+   * freed` of the local ledger. A ledger shared between replicas (src/state) counts every replica's
+   * reservations against the shared poll here.
+   */
+  room?: (backend: FleetBackend, headroomTokens: number) => number
   /** The router in force now (a reload may swap it). */
   router: () => Router
   clock: { now(): number }
@@ -39,16 +56,28 @@ interface Row {
   readonly usableTokens: number
   /** Usable and not draining: may take a new request. */
   readonly open: boolean
+  /** The overcommit rule lets one more request go beyond the room here, to wait in vLLM's own queue. */
+  readonly spill: boolean
 }
 
 /**
- * The capacity view of a fleet: per backend `room = (capacity − used) − headroom − ledger outstanding`, as the
- * default view computes it, but a request only sees its model's pool (backends serving `ticket.model`, usable,
+ * The capacity view of a fleet: per backend `room = (capacity − used) − headroom − outstanding + freed +
+ * extra`, as the default view computes it (src/admission/capacity-view.ts, with the same room rules), but a request only sees its model's pool (backends serving `ticket.model`, usable,
  * not draining) and the router picks among them. What the dispatcher and the wait prediction read across the
  * fleet (`maxRoomTokens`, `totalRoomTokens`, `usableTokens()`) counts the open backends of every pool; the
  * per-request limits (`limitsFor`) count the request's pool only, so a model whose replicas are small never
  * waits on another model's large one.
  */
+/** The open backend with the most room among those the overcommit rule lets take one more beyond it. */
+function spillPlacement(rows: readonly Row[], needTokens: number): Placement | undefined {
+  let best: Row | undefined
+  for (const row of rows) {
+    if (!row.spill || needTokens > row.usableTokens) continue
+    if (best === undefined || row.candidate.roomTokens > best.candidate.roomTokens) best = row
+  }
+  return best === undefined ? undefined : { backendId: best.candidate.backendId, roomTokens: best.candidate.roomTokens }
+}
+
 export function createFleetView(options: FleetViewOptions): CapacityView {
   const { ledger } = options
   /** Admitted requests the router chose for, until they end. */
@@ -71,6 +100,7 @@ export function createFleetView(options: FleetViewOptions): CapacityView {
   return {
     snapshot(): CapacitySnapshot | undefined {
       const headroomRatio = options.headroomRatio()
+      const rules = options.rules?.() ?? FINAL_SIZE_RULES
       const rows: Row[] = []
       let maxRoomTokens = Number.NEGATIVE_INFINITY
       let maxUsableTokens = 0
@@ -83,17 +113,26 @@ export function createFleetView(options: FleetViewOptions): CapacityView {
         const usableTokens = backend.capacityTokens - headroom
         maxKnownTokens = Math.max(maxKnownTokens, usableTokens)
         const open = backend.usable && !backend.draining && backend.models !== undefined
-        const room = backend.capacityTokens - backend.usedTokens - headroom - ledger.outstandingTokens(backend.id)
+        const extra = extraRoom(ledger.live(backend.id), rules, backend.waiting)
+        const room =
+          (options.room?.(backend, headroom) ??
+            backend.capacityTokens -
+              backend.usedTokens -
+              headroom -
+              ledger.outstandingTokens(backend.id) +
+              ledger.freedTokens(backend.id)) + extra.tokens
         if (open) {
           anyOpen = true
           maxUsableTokens = Math.max(maxUsableTokens, usableTokens)
-          maxRoomTokens = Math.max(maxRoomTokens, room)
+          // Beyond the room only what could run alone on a spill backend: it waits in vLLM's queue meanwhile.
+          maxRoomTokens = Math.max(maxRoomTokens, room, extra.spill ? usableTokens : Number.NEGATIVE_INFINITY)
           totalRoomTokens += Math.max(0, room)
         }
         rows.push({
           backend,
           open,
           usableTokens,
+          spill: extra.spill,
           candidate: {
             backendId: backend.id,
             capacityTokens: backend.capacityTokens,
@@ -122,17 +161,21 @@ export function createFleetView(options: FleetViewOptions): CapacityView {
         maxKnownTokens,
         totalRoomTokens,
         place(needTokens, ticket): Placement | undefined {
-          const candidates = poolOf(ticket.model)
-            .filter((r) => r.open)
-            .map((r) => r.candidate)
+          const open = poolOf(ticket.model).filter((r) => r.open)
+          const candidates = open.map((r) => r.candidate)
           if (candidates.length === 0) return undefined
           const nowMs = options.clock.now()
           const request = routeRequest(needTokens, ticket, nowMs)
           const choice = router.choose(request, candidates, nowMs)
-          if (choice === undefined) return undefined
-          const candidate = candidates.find((c) => c.backendId === choice.backendId)
-          // A router may only choose a candidate that takes the request; anything else waits.
-          if (candidate === undefined || needTokens - choice.sharedTokens > candidate.roomTokens) return undefined
+          const candidate = candidates.find((c) => c.backendId === choice?.backendId)
+          // A router may only choose a candidate that takes the request; anything else waits, or spills.
+          if (
+            choice === undefined ||
+            candidate === undefined ||
+            needTokens - choice.sharedTokens > candidate.roomTokens
+          ) {
+            return spillPlacement(open, needTokens)
+          }
           last = { ticketId: ticket.id, choice }
           return {
             backendId: candidate.backendId,

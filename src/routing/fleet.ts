@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util'
-import type { AdmissionTicket, CapacityView, RoutingHints } from '../admission/index.js'
+import type { AdmissionTicket, CapacityView, RoomRules, RoutingHints } from '../admission/index.js'
 import type { BackendConfig, KvgateConfig } from '../config/index.js'
 import type { Clock } from '../core/index.js'
 import { errors } from '../errors/index.js'
@@ -30,6 +30,10 @@ export interface FleetOptions {
   ledger: Ledger
   clock: Clock
   headroomRatio: () => number
+  /** The admission's room rules in force now (reserve by peak, overcommit). */
+  rules?: () => RoomRules
+  /** The room on a backend from a shared ledger (src/state); the local ledger's by default. */
+  room?: (backend: FleetBackend, headroomTokens: number) => number
   routers: Readonly<Record<string, RouterFactory>>
   /** A request was admitted where the router chose (metrics). */
   onRouted?: (figures: RoutedRequest) => void
@@ -146,6 +150,8 @@ export function createFleet(options: FleetOptions): Fleet {
     backends: fleetBackends,
     ledger: options.ledger,
     headroomRatio: options.headroomRatio,
+    ...(options.rules === undefined ? {} : { rules: options.rules }),
+    ...(options.room === undefined ? {} : { room: options.room }),
     router: () => router,
     clock,
     onRouted(ticket: AdmissionTicket, choice: RouteChoice) {

@@ -53,7 +53,8 @@ export interface BackendState extends BackendCapacity {
  * answer is parsed, so reservations admitted before the mark can be treated as visible in vLLM's usage.
  */
 export interface PollReconciler<Mark = unknown> {
-  beginPoll(backendId: string): Mark
+  /** A shared ledger's mark is a promise (its snapshot is taken elsewhere): the poll is sent once it settles. */
+  beginPoll(backendId: string): Mark | Promise<Mark>
   completePoll(mark: Mark): void
 }
 
@@ -251,7 +252,7 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
   }
 
   const pollBackend = async (backend: Backend): Promise<void> => {
-    const mark = options.reconciler?.beginPoll(backend.config.name)
+    const mark = await options.reconciler?.beginPoll(backend.config.name)
     // On the injected clock (not undici's timers or AbortSignal.timeout): a stepped clock drives it in tests,
     // and a loaded machine does not fail polls that the clock says are on time.
     const timeout = clockTimeoutSignal(clock, poll.timeoutMs, () => new Error(`no answer within ${poll.timeoutMs} ms`))

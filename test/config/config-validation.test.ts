@@ -334,3 +334,28 @@ describe('the documented example config', () => {
     expect(loadConfig(path, {}, {})).toEqual(parseConfig({}))
   })
 })
+
+describe('the state section', () => {
+  it('defaults to memory, and needs a url with redis', () => {
+    expect(parseConfig({}).state).toMatchObject({ store: 'memory', url: null, leaseMs: 5_000, expectedReplicas: 1 })
+    expect(problemOf(() => parseConfig({ state: { store: 'redis' } }))).toBe(
+      'Invalid configuration: state.url: must be string (when state.store is "redis")',
+    )
+    expect(parseConfig({ state: { store: 'redis', url: 'redis://r:6379' } }).state.url).toBe('redis://r:6379')
+  })
+
+  it('refuses a lease that a live replica could not renew in time, and unknown stores', () => {
+    expect(problemOf(() => parseConfig({ state: { leaseMs: 1_000, heartbeatMs: 1_000 } }))).toContain(
+      'state.leaseMs: must be > state.heartbeatMs',
+    )
+    expect(problemOf(() => parseConfig({ state: { store: 'etcd' } }))).toContain('state.store')
+  })
+
+  it('never prints the url, which may carry a password', () => {
+    const message = problemOf(() =>
+      parseConfig({ state: { store: 'redis', url: 'redis://:hunter2secret@r:6379', leaseMs: 'soon' } }),
+    )
+    expect(message).toContain('state.leaseMs')
+    expect(message).not.toContain('hunter2secret')
+  })
+})

@@ -117,6 +117,33 @@ describe('Kubernetes manifests', () => {
     expect(endpoint['path']).toBe('/metrics')
   })
 
+  it('runs two replicas that share their state through the Redis of redis.yaml, under a disruption budget', () => {
+    const config = parseConfig(k8s('kvgate.yaml'))
+    const replicas: number = deployment['spec']['replicas']
+    expect(replicas).toBeGreaterThanOrEqual(2)
+    expect(config.state.store).toBe('redis')
+    // Degraded mode's 1/N must count every replica before Redis has said how many are live.
+    expect(config.state.expectedReplicas).toBe(replicas)
+    const [statefulSet, redisService] = parseAllDocuments(readRepoFile('deploy/kubernetes/redis.yaml')).map(
+      (d) => d.toJS() as Doc,
+    ) as [Doc, Doc]
+    expect(statefulSet['kind']).toBe('StatefulSet')
+    expect(redisService['kind']).toBe('Service')
+    const url = new URL(config.state.url ?? '')
+    expect(url.hostname).toBe(redisService['metadata']['name'])
+    expect(Number(url.port)).toBe(redisService['spec']['ports'][0]['port'])
+    expect(statefulSet['spec']['template']['metadata']['labels']).toMatchObject(redisService['spec']['selector'])
+    // Nothing to persist: every replica re-asserts its reservations after a restart of the store.
+    expect(statefulSet['spec']['template']['spec']['containers'][0]['args']).toEqual(
+      expect.arrayContaining(['--save', '', '--appendonly', 'no']),
+    )
+    const pdb = k8s('pdb.yaml')
+    expect(pdb['kind']).toBe('PodDisruptionBudget')
+    expect(deployment['spec']['template']['metadata']['labels']).toMatchObject(pdb['spec']['selector']['matchLabels'])
+    expect(pdb['spec']['minAvailable']).toBeLessThan(replicas)
+    expect(kustomization['resources']).toEqual(expect.arrayContaining(['pdb.yaml', 'redis.yaml']))
+  })
+
   describe("the init container that adds the Secret's API keys to the config", () => {
     let scratch = ''
     beforeAll(() => {
@@ -163,7 +190,18 @@ describe('Kubernetes manifests', () => {
       expect(result.code, result.stderr).toBe(0)
       const docs = parseAllDocuments(result.stdout).map((d) => d.toJS() as Doc)
       expect(docs.map((d) => d['kind']).sort()).toEqual(
-        ['ConfigMap', 'Deployment', 'PrometheusRule', 'Secret', 'Service', 'Service', 'ServiceMonitor'].sort(),
+        [
+          'ConfigMap',
+          'Deployment',
+          'PodDisruptionBudget',
+          'PrometheusRule',
+          'Secret',
+          'Service',
+          'Service',
+          'Service',
+          'ServiceMonitor',
+          'StatefulSet',
+        ].sort(),
       )
       const configMap = docs.find((d) => d['kind'] === 'ConfigMap') as Doc
       const secret = docs.find((d) => d['kind'] === 'Secret') as Doc
@@ -190,7 +228,7 @@ describe('docker compose files', () => {
   it.each(files)('%s mounts files that exist and wires kvgate, vllm, prometheus and grafana together', (file) => {
     const compose = parse(readRepoFile(file)) as Doc
     const services = compose['services'] as Record<string, Doc>
-    expect(Object.keys(services).sort()).toEqual(['grafana', 'kvgate', 'prometheus', 'vllm'])
+    expect(Object.keys(services).sort()).toEqual(['grafana', 'kvgate', 'prometheus', 'redis', 'vllm'])
     for (const [name, service] of Object.entries(services)) {
       for (const volume of (service['volumes'] ?? []) as string[]) {
         const [source] = volume.split(':')
@@ -205,6 +243,10 @@ describe('docker compose files', () => {
       v.includes(':/etc/kvgate/kvgate.yaml'),
     )
     const config = parseConfig(parse(readRepoFile(posix.join('deploy/compose', kvgateMount?.split(':')[0] ?? ''))))
+    // The gateways share their state through the compose service `redis`, which kvgate waits for.
+    expect(config.state.store).toBe('redis')
+    expect(new URL(config.state.url ?? '').hostname).toBe('redis')
+    expect(services['kvgate']?.['depends_on']?.['redis']).toEqual({ condition: 'service_healthy' })
     // Prometheus' scrape targets are these services on these ports: kvgate's admin listener, not its API.
     expect(targetsOf('kvgate')).toEqual([`kvgate:${config.admin.port}`])
     expect(config.admin.host).toBe('0.0.0.0')

@@ -20,6 +20,7 @@ describe('identity resolution', () => {
     expect(identity).toEqual({
       user: { name: 'alice', weight: 2, tokensPerMinute: 1000 },
       label: 'alice',
+      trustsOutputHint: false,
       source: 'apiKey',
     })
   })
@@ -43,6 +44,7 @@ describe('identity resolution', () => {
     expect(resolver.resolve({ headerValue: 'alice', bodyUser: 'alice' })).toEqual({
       user: { name: 'anonymous', weight: 0.5, requestsPerMinute: 10 },
       label: 'anonymous',
+      trustsOutputHint: false,
       source: 'anonymous',
     })
     expect(resolver.resolve({ authorization: 'Bearer sk-alice-123', headerValue: 'bob' }).user.name).toBe('alice')
@@ -57,6 +59,7 @@ describe('identity resolution', () => {
     expect(resolver.resolve({ headerValue: 'mallory' })).toEqual({
       user: { name: 'mallory', weight: 0.5, requestsPerMinute: 10 },
       label: 'other',
+      trustsOutputHint: false,
       source: 'header',
     })
     expect(resolver.labels().sort()).toEqual(['alice', 'anonymous', 'bob', 'other'])
