@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { createLedger } from '../../src/ledger/index.js'
 import {
   createFleetView,
+  createMostRoomRouter,
   createPrefixAwareRouter,
   createRoutingHints,
   type FleetBackend,
@@ -118,5 +119,73 @@ describe('the fleet view behind the admission queue', () => {
     await settle()
     expect(waits.status).toBe('rejected')
     expect(waits.error?.code).toBe('no_backend_available')
+  })
+})
+
+describe('the fleet view counts the room as admission does', () => {
+  const gpu: FleetBackend = {
+    id: 'g0',
+    capacityTokens: 1_000,
+    usedTokens: 600,
+    usable: true,
+    draining: false,
+    models: new Set(['m']),
+    waiting: 0,
+    running: 1,
+    blockSize: 16,
+  }
+  const ticket = {
+    id: 't',
+    user: { name: 'u', weight: 1 },
+    model: 'm',
+    promptTokens: 450,
+    predictedOutputTokens: 50,
+    deadlineMs: 1_000,
+  }
+  const view = (extra: Partial<Parameters<typeof createFleetView>[0]>) =>
+    createFleetView({
+      backends: () => [gpu],
+      ledger: createLedger(),
+      headroomRatio: () => 0,
+      router: () => createMostRoomRouter({ options: {} }),
+      clock: { now: () => 0 },
+      ...extra,
+    })
+  const overcommit = (requests: number) => () => ({
+    reserveBy: 'final' as const,
+    overcommit: { ratio: 0, requests, maxBackendWaiting: 0 },
+  })
+
+  it('takes a shared ledger’s room over its own', () => {
+    expect(view({}).snapshot()?.place(500, ticket)).toBeUndefined()
+    // The shared store says more is free (another replica's reservation ended): 700 of room.
+    expect(
+      view({ room: () => 700 })
+        .snapshot()
+        ?.place(500, ticket),
+    ).toMatchObject({ backendId: 'g0', roomTokens: 700 })
+  })
+
+  it('sends one request beyond the room under overcommit.requests, only while vLLM’s queue is short', () => {
+    const snapshot = view({ rules: overcommit(1) }).snapshot()
+    expect(snapshot?.maxRoomTokens).toBe(1_000)
+    expect(snapshot?.place(500, ticket)).toEqual({ backendId: 'g0', roomTokens: 400 })
+    // Never more than could run alone there.
+    expect(snapshot?.place(1_001, ticket)).toBeUndefined()
+    expect(
+      view({ rules: overcommit(0) })
+        .snapshot()
+        ?.place(500, ticket),
+    ).toBeUndefined()
+    // A backend with requests in its own queue lends nothing.
+    const queued = createFleetView({
+      backends: () => [{ ...gpu, waiting: 3 }],
+      ledger: createLedger(),
+      headroomRatio: () => 0,
+      router: () => createMostRoomRouter({ options: {} }),
+      clock: { now: () => 0 },
+      rules: overcommit(1),
+    })
+    expect(queued.snapshot()?.place(500, ticket)).toBeUndefined()
   })
 })
