@@ -12,8 +12,9 @@ import { InFlight } from '../proxy/index.js'
 import { startSim, type SimHandle } from '../sim/index.js'
 import { createGatewayMetrics, createLogger } from '../telemetry/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
-import { createBackendPool, type BackendState } from '../upstream/index.js'
+import { createBackendPool, diagnoseBackend, type BackendState } from '../upstream/index.js'
 import { type AdminContext, type AdminRoutes, createAdminServer } from './admin-server.js'
+import { readiness, reportFirstResult } from './backend-report.js'
 import { createPublicServer, type PublicServerDeps } from './public-server.js'
 import { admissionTuning, planReload } from './reload-plan.js'
 import { logSecurityWarnings } from './startup-warnings.js'
@@ -170,7 +171,15 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     onUsableChange(state) {
       const fields = { backend: state.id, url: state.url, capacityTokens: state.capacityTokens, error: state.lastError }
       if (state.usable) logger.info(fields, 'backend usable')
-      else logger.warn(fields, 'backend not usable: metrics stale, failing or not believable, or engine unhealthy')
+      else logger.warn({ ...fields, ...diagnoseBackend(state) }, 'backend not usable')
+    },
+    onFirstResult(state) {
+      void reportFirstResult(state, {
+        logger,
+        dispatcher: pool.dispatcher,
+        clock,
+        timeoutMs: config.metricsPoll.timeoutMs,
+      })
     },
   })
 
@@ -223,24 +232,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   let shuttingDown = false
   let requestSeq = 0
   const requestPrefix = clock.wallNow().toString(36)
-  const health = (): { status: number; body: unknown } => {
-    const states = pool.states()
-    const usable = states.filter((s) => s.usable).length
-    const up = usable > 0 && !shuttingDown
-    return {
-      status: up ? 200 : 503,
-      body: {
-        status: shuttingDown ? 'shutting_down' : up ? 'ok' : 'unavailable',
-        backends: states.map((s) => ({
-          name: s.id,
-          usable: s.usable,
-          up: s.up,
-          healthy: s.healthy,
-          metricsAgeMs: Number.isFinite(s.metricsAgeMs) ? Math.round(s.metricsAgeMs) : null,
-        })),
-      },
-    }
-  }
+  const health = (detailed = false) => readiness(pool.states(), shuttingDown, detailed)
   const publicDeps: PublicServerDeps = {
     clock,
     admission,
@@ -258,7 +250,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     tally,
     shuttingDown: () => shuttingDown,
     pickUpstream: () => pool.pickForPassthrough()?.url,
-    health,
+    health: () => health(false),
   }
   const app = await createPublicServer(publicDeps, logger)
   const adminContext: AdminContext = {
@@ -270,7 +262,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     tally,
     logger,
     config: () => config,
-    health,
+    health: () => health(true),
   }
   const admin = await createAdminServer(adminContext, logger, options.adminRoutes ?? [])
   logSecurityWarnings(config, logger)

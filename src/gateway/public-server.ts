@@ -24,7 +24,7 @@ export interface PublicServerDeps extends ProxyDeps {
   nextRequestId(): string
   /** A usable backend for the routes that skip admission. */
   pickUpstream(): string | undefined
-  /** kvgate's own `/health`: 200 while a backend is usable, else 503. */
+  /** kvgate's own `/health` (readiness): 200 while a backend is usable, else 503, with each backend's state. */
   health(): { readonly status: number; readonly body: unknown }
 }
 
@@ -99,10 +99,13 @@ export async function createPublicServer(deps: PublicServerDeps, logger: Logger)
   })
 
   for (const route of GENERATING_ROUTES) registerGeneratingRoute(app, deps, route)
+  // Readiness: 503 while no backend is usable (a load balancer sends traffic elsewhere).
   app.get('/health', { config: { routeClass: 'public' } }, async (_request, reply) => {
     const { status, body } = deps.health()
     return reply.code(status).send(body)
   })
+  // Liveness: the process answers. A dead backend is no reason to restart kvgate.
+  app.get('/livez', { config: { routeClass: 'public' } }, async () => ({ status: 'ok' }))
   const passthrough = {
     clock: deps.clock,
     dispatcher: deps.dispatcher,
