@@ -1,7 +1,7 @@
 import type { Clock } from '../core/index.js'
 import { errors, type KvgateError } from '../errors/index.js'
 import type { Ledger } from '../ledger/index.js'
-import type { Policy, PolicyUser } from '../policies/index.js'
+import type { Policy, PolicyUser, RateLimitState } from '../policies/index.js'
 import { AdmittedRequest } from './admitted.js'
 import { createMostRoomView } from './capacity-view.js'
 import type {
@@ -312,6 +312,10 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
 
   predictWaitMs(user: PolicyUser, needTokens: number): number {
     return this.#prediction.waitMs(this.#store.peekQueue(user), needTokens, false)
+  }
+
+  rateLimits(user: PolicyUser): RateLimitState {
+    return this.#policy.rateLimits(user, this.#clock.now())
   }
 
   configure(tuning: Partial<AdmissionTuning>): void {

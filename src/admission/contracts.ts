@@ -1,7 +1,7 @@
 import type { Clock } from '../core/index.js'
 import type { KvgateError, RequestOutcome } from '../errors/index.js'
 import type { Ledger, Reservation } from '../ledger/index.js'
-import type { Policy, PolicyRequest, PolicyUser } from '../policies/index.js'
+import type { Policy, PolicyRequest, PolicyUser, RateLimitState } from '../policies/index.js'
 import type { BackendCapacity } from '../upstream/index.js'
 
 /**
@@ -117,6 +117,8 @@ export interface AdmissionController {
   stats(): AdmissionStats
   /** The wait a new request of `needTokens` from `user` would see now, ms (what retry-after is made of). */
   predictWaitMs(user: PolicyUser, needTokens: number): number
+  /** The user's quota state now (`x-ratelimit-*`), empty for a policy without quotas or a user without one. */
+  rateLimits(user: PolicyUser): RateLimitState
   /** Reject everything queued with shutting_down and stop the tick; later submits are refused the same way. */
   close(): void
 }

@@ -88,6 +88,20 @@ describe('start-up diagnosis and readiness', () => {
     expect(String(backend?.['lastError'])).toContain('ECONNREFUSED')
     expect(String(backend?.['hint'])).toContain('is vLLM running')
 
+    // Every 503 kvgate makes says when to come back.
+    const chat = await request(`${publicUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }),
+    })
+    expect(chat.statusCode).toBe(503)
+    expect(chat.headers['retry-after']).toBe('2')
+    expect(((await chat.body.json()) as { error: { code: string } }).error.code).toBe('no_backend_available')
+    const models = await request(`${publicUrl}/v1/models`)
+    await models.body.dump()
+    expect([models.statusCode, models.headers['retry-after']]).toEqual([503, '2'])
+    expect(gateway?.ledgerReservedTokens()).toBe(0)
+
     expect(await json(`${publicUrl}/livez`)).toEqual({ status: 200, body: { status: 'ok' } })
     expect(await json(`${adminUrl}/livez`)).toEqual({ status: 200, body: { status: 'ok' } })
   })
