@@ -254,6 +254,8 @@ export const errors = Object.freeze({
   invalidConfig: createError('invalid_config', 500, SERVER, 'Invalid configuration: %s'),
   /** A policy's own options (`policy.options`), checked by the policy; the message names the field. */
   invalidPolicyOptions: createError('invalid_policy_options', 500, SERVER, '%s'),
+  /** `POST /admin/reload` (or `kvgate reload`) with a file that does not validate: the old config stays. */
+  reloadRefused: createError('reload_refused', 422, INVALID_REQUEST, 'The config was not reloaded: %s'),
 
   // Bench inputs (thrown by `kvgate bench` while reading a workload, not to clients)
   invalidTrace: createError('invalid_trace', 400, INVALID_REQUEST, 'Invalid trace %s, line %d: %s'),

@@ -16,7 +16,7 @@ import { createBackendPool, diagnoseBackend, type BackendState } from '../upstre
 import { type AdminContext, type AdminRoutes, createAdminServer } from './admin-server.js'
 import { readiness, reportFirstResult } from './backend-report.js'
 import { createPublicServer, type PublicServerDeps } from './public-server.js'
-import { admissionTuning, planReload } from './reload-plan.js'
+import { admissionTuning, planReload, type ReloadPlan } from './reload-plan.js'
 import { logSecurityWarnings } from './startup-warnings.js'
 
 export interface GatewayOptions {
@@ -66,9 +66,10 @@ export interface Gateway {
   close(): Promise<void>
   /**
    * Swap identity, users, policy and the admission tuning (queued and in-flight requests stay); `server`,
-   * `backends`, `metricsPoll` and `predictor` need a restart.
+   * `backends`, `metricsPoll` and `predictor` need a restart. Returns what changed, and what still differs
+   * from what runs until a restart.
    */
-  reload(config: KvgateConfig): void
+  reload(config: KvgateConfig): ReloadPlan
   /** Σ reserved tokens of live reservations (0 when nothing is in flight). */
   ledgerReservedTokens(): number
   queueDepth(): number
@@ -117,6 +118,8 @@ function buildPolicy(
  */
 export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   let config = options.config
+  // What the restart-only sections run with: a reload compares with these, so restoring a file stops the warning.
+  const started = options.config
   const clock = options.clock ?? createSystemClock()
   const logger = createLogger({
     level: config.telemetry.logLevel,
@@ -346,7 +349,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       return closing
     },
     reload(next) {
-      const plan = planReload(config, next)
+      const plan = planReload(config, next, started)
       const nextIdentity = createIdentityResolver(next)
       // Built before anything is swapped: a policy that refuses its options leaves the old config whole.
       const nextPolicy = plan.policyChanged ? buildPolicy(next, nextIdentity, factories) : undefined
@@ -375,6 +378,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
           'config reloaded, but these sections only take effect after a restart',
         )
       }
+      return plan
     },
     ledgerReservedTokens: () => ledger.reservedTokens(),
     queueDepth: () => admission.queueDepth(),
