@@ -148,4 +148,18 @@ describe('start-up diagnosis and readiness', () => {
       readiness: 'usable',
     })
   })
+
+  it('writes an access line at info for a pass-through, and keeps probes at debug', async () => {
+    sim = await startSim({ port: 0, logger: false })
+    const { publicUrl, lines, firstResult } = await gatewayFor(sim.url)
+    await firstResult()
+    await until(() => gateway?.backends()[0]?.usable || undefined)
+    await (await request(`${publicUrl}/v1/models`)).body.dump()
+    await (await request(`${publicUrl}/health`)).body.dump()
+    const access = await until(() => lines.find((l) => l.msg === 'request answered' && l['path'] === '/v1/models'))
+    expect(access).toMatchObject({ level: 30, method: 'GET', status: 200, outcome: 'served', routeClass: 'read-only' })
+    expect(typeof access['durationMs']).toBe('number')
+    const probe = await until(() => lines.find((l) => l.msg === 'request answered' && l['path'] === '/health'))
+    expect(probe.level).toBe(20)
+  })
 })
