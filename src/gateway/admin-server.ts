@@ -57,10 +57,11 @@ function slice<T>(items: readonly T[], offset: number, limit: number) {
 
 /**
  * The admin listener (`admin.host`, loopback by default): `/metrics`, `/debug/reservations` (paginated), its
- * own `/health` (with each backend's last error) and `/livez`, and whatever `AdminRoutes` add. Apart from the public listener so that user names, request
- * ids, queue contents and backend URLs never reach a client, and so that an operator's scrape and a client's
- * request do not share a port an ingress could expose. With `admin.token` every route but `/health` and `/livez` needs
- * `Authorization: Bearer <token>` (compared in constant time).
+ * own `/health` (with each backend's last error) and `/livez`, and whatever `AdminRoutes` add. Apart from
+ * the public listener so that user names, request ids, queue contents and backend URLs never reach a client,
+ * and so that an operator's scrape and a client's request do not share a port an ingress could expose. With
+ * `admin.token` every route but `/health` and `/livez` needs `Authorization: Bearer <token>` (compared in
+ * constant time).
  */
 export async function createAdminServer(
   context: AdminContext,

@@ -4,9 +4,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
-import { afterAll, describe, expect, it } from 'vitest'
+import { Command } from 'commander'
+import { afterAll, describe, expect, it, vi } from 'vitest'
 import { parse } from 'yaml'
 import { parseConfig } from '../../src/config/index.js'
+import { createConfigCommand, createReloadCommand } from '../../src/gateway/index.js'
 import { planReload } from '../../src/gateway/reload-plan.js'
 import { freePort } from '../support/net.js'
 import { until } from '../support/poll.js'
@@ -26,18 +28,36 @@ function file(name: string, text: string): string {
 
 const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('KVGATE_')))
 
-/** `kvgate …` as a process: its exit code, stdout and stderr. */
+/**
+ * `kvgate config …` / `kvgate reload …` run in this process (the real commands, parsed by commander as the
+ * CLI does; a child process per call cost seconds each): their exit code, stdout and stderr.
+ */
 async function kvgate(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-    env: { ...inherited, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const saved = { ...process.env }
+  for (const key of Object.keys(process.env)) if (key.startsWith('KVGATE_')) delete process.env[key]
+  Object.assign(process.env, env)
   let stdout = ''
   let stderr = ''
-  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
-  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
-  return { code, stdout, stderr }
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    stdout += String(chunk)
+    return true
+  })
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+    stderr += String(chunk)
+    return true
+  })
+  process.exitCode = undefined
+  try {
+    const program = new Command('kvgate').addCommand(createConfigCommand()).addCommand(createReloadCommand())
+    await program.parseAsync(['node', 'kvgate', ...args])
+    return { code: process.exitCode ?? 0, stdout, stderr }
+  } finally {
+    process.exitCode = undefined
+    out.mockRestore()
+    err.mockRestore()
+    for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key]
+    Object.assign(process.env, saved)
+  }
 }
 
 const withSecrets = () =>
