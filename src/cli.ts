@@ -3,11 +3,11 @@ import { readFileSync } from 'node:fs'
 import { Command } from 'commander'
 import { createSimCommand } from './sim/index.js'
 import { createBenchCommand } from './bench/index.js'
-import { createServeCommand } from './gateway/index.js'
+import { createConfigCommand, createReloadCommand, createServeCommand } from './gateway/index.js'
 
 /**
  * The one `kvgate` executable. Each subcommand is built by the module that owns it (`createSimCommand` in
- * src/sim, `createServeCommand` in src/gateway, `createBenchCommand` in src/bench) and only registered here.
+ * src/sim, `createServeCommand`, `createConfigCommand` and `createReloadCommand` in src/gateway, `createBenchCommand` in src/bench) and only registered here.
  */
 const packageJson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 
@@ -16,6 +16,8 @@ const program = new Command('kvgate')
   .version(packageJson.version)
 
 program.addCommand(createServeCommand())
+program.addCommand(createConfigCommand())
+program.addCommand(createReloadCommand())
 program.addCommand(createSimCommand())
 program.addCommand(createBenchCommand())
 

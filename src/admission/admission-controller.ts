@@ -1,7 +1,7 @@
 import type { Clock } from '../core/index.js'
 import { errors, type KvgateError } from '../errors/index.js'
 import type { Ledger, Reservation } from '../ledger/index.js'
-import type { Policy, PolicyRequest, PolicyUser, WaitAhead } from '../policies/index.js'
+import type { Policy, PolicyRequest, PolicyUser, RateLimitState, WaitAhead } from '../policies/index.js'
 import { AdmittedRequest } from './admitted.js'
 import { createMostRoomView } from './capacity-view.js'
 import type {
@@ -445,6 +445,10 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
       { id: '', user, promptTokens: needTokens, predictedOutputTokens: 0, enqueuedAtMs: now },
       now,
     )
+  }
+
+  rateLimits(user: PolicyUser): RateLimitState {
+    return this.#policy.rateLimits(user, this.#clock.now())
   }
 
   configure(tuning: Partial<AdmissionTuning>): void {

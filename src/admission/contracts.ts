@@ -138,6 +138,8 @@ export interface AdmissionController {
   stats(): AdmissionStats
   /** The wait a new request of `needTokens` from `user` would see now, ms (what retry-after is made of). */
   predictWaitMs(user: PolicyUser, needTokens: number): number
+  /** The user's quota state now (`x-ratelimit-*`), empty for a policy without quotas or a user without one. */
+  rateLimits(user: PolicyUser): RateLimitState
   /** Reject everything queued with shutting_down and stop the tick; later submits are refused the same way. */
   close(): void
 }

@@ -1,5 +1,5 @@
 import type { Clock, TimerHandle } from '../core/index.js'
-import { errors, type KvgateError } from '../errors/index.js'
+import { errors, RATE_LIMIT_REQUESTS, RATE_LIMIT_TOKENS, type KvgateError } from '../errors/index.js'
 import type { PolicyRequest } from '../policies/index.js'
 import type { CapacityView } from './contracts.js'
 import type { PolicyGuard } from './policy-guard.js'
@@ -132,8 +132,10 @@ export function expiryRejection(
   if (denied !== undefined) {
     // Still over quota at its deadline: the quota's own reset is the honest wait.
     const waitMs = denied.retryAfterMs
+    const requestsSpent = denied.limits.remainingRequests !== undefined && denied.limits.remainingRequests <= 0
     const error = errors.quotaExceeded([user.name, denied.reason, formatDuration(Math.max(1_000, waitMs))], {
       ...OUTCOME,
+      type: requestsSpent ? RATE_LIMIT_REQUESTS : RATE_LIMIT_TOKENS,
       headers: rejectionHeaders(errors.quotaExceeded.code, waitMs, denied.limits),
     })
     return { error, retryAfterMs: waitMs }

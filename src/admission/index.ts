@@ -31,4 +31,10 @@ export {
 } from './room-rules.js'
 export type { WaitCheck, WaitCheckKind } from './wait-prediction.js'
 export { NEED_BUCKET_LABELS, type NeedBucket } from './wait-calibration.js'
-export { formatDuration, MAX_RETRY_AFTER_MS, MIN_RETRY_AFTER_MS, rejectionHeaders } from './retry-after.js'
+export {
+  formatDuration,
+  MAX_RETRY_AFTER_MS,
+  MIN_RETRY_AFTER_MS,
+  rateLimitHeaders,
+  rejectionHeaders,
+} from './retry-after.js'

@@ -26,16 +26,9 @@ export function formatDuration(ms: number): string {
   return `${seconds}s`
 }
 
-/** The headers for a rejection: reason, retry-after (clamped), x-should-retry, and the policy's x-ratelimit-*. */
-export function rejectionHeaders(reason: string, retryAfterMs: number, limits: RateLimitState): Record<string, string> {
-  const clampedMs = Math.min(MAX_RETRY_AFTER_MS, Math.max(MIN_RETRY_AFTER_MS, Math.ceil(retryAfterMs)))
-  const headers: Record<string, string> = {
-    'retry-after': String(Math.ceil(clampedMs / 1_000)),
-    'retry-after-ms': String(clampedMs),
-    'x-kvgate-reject-reason': reason,
-  }
-  // A wait beyond what the SDKs honour: tell them not to hammer us with backoff retries that cannot succeed.
-  if (!(retryAfterMs <= MAX_RETRY_AFTER_MS)) headers['x-should-retry'] = 'false'
+/** OpenAI's `x-ratelimit-*` headers for a user's quota state: on every response of a user with a quota. */
+export function rateLimitHeaders(limits: RateLimitState): Record<string, string> {
+  const headers: Record<string, string> = {}
   if (limits.limitTokens !== undefined) headers['x-ratelimit-limit-tokens'] = String(limits.limitTokens)
   if (limits.remainingTokens !== undefined)
     headers['x-ratelimit-remaining-tokens'] = String(Math.max(0, Math.floor(limits.remainingTokens)))
@@ -46,4 +39,17 @@ export function rejectionHeaders(reason: string, retryAfterMs: number, limits: R
   if (limits.resetRequestsMs !== undefined)
     headers['x-ratelimit-reset-requests'] = formatDuration(limits.resetRequestsMs)
   return headers
+}
+
+/** The headers for a rejection: reason, retry-after (clamped), x-should-retry, and the policy's x-ratelimit-*. */
+export function rejectionHeaders(reason: string, retryAfterMs: number, limits: RateLimitState): Record<string, string> {
+  const clampedMs = Math.min(MAX_RETRY_AFTER_MS, Math.max(MIN_RETRY_AFTER_MS, Math.ceil(retryAfterMs)))
+  const headers: Record<string, string> = {
+    'retry-after': String(Math.ceil(clampedMs / 1_000)),
+    'retry-after-ms': String(clampedMs),
+    'x-kvgate-reject-reason': reason,
+  }
+  // A wait beyond what the SDKs honour: tell them not to hammer us with backoff retries that cannot succeed.
+  if (!(retryAfterMs <= MAX_RETRY_AFTER_MS)) headers['x-should-retry'] = 'false'
+  return { ...headers, ...rateLimitHeaders(limits) }
 }

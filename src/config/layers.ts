@@ -25,7 +25,7 @@ export const ENV_OVERRIDES = Object.freeze({
 })
 
 /**
- * `kvgate serve`'s flags and the field each sets (src/gateway/serve-command.ts builds the overrides from
+ * `kvgate serve`'s (and `kvgate config check`'s) flags and the field each sets (src/gateway/config-flags.ts builds the overrides from
  * them; test/config checks the two agree). An error in a field an override set names the flag.
  */
 export const FLAG_OVERRIDES = Object.freeze({
@@ -36,6 +36,10 @@ export const FLAG_OVERRIDES = Object.freeze({
   '--backend': 'backends',
   '--policy': 'policy.name',
   '--routing': 'routing.name',
+  '--deadline-ms': 'admission.defaultDeadlineMs',
+  '--max-queue': 'admission.maxQueueLength',
+  '--headroom': 'admission.headroomRatio',
+  '--quantile': 'predictor.quantile',
   '--log-level': 'telemetry.logLevel',
 })
 

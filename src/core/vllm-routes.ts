@@ -60,7 +60,7 @@ export const VLLM_ADMIN_PATHS: readonly string[] = Object.freeze([
 ])
 
 /** kvgate's own paths on the public listener (no key needed). */
-export const KVGATE_PUBLIC_PATHS: readonly string[] = Object.freeze(['/health'])
+export const KVGATE_PUBLIC_PATHS: readonly string[] = Object.freeze(['/health', '/livez'])
 
 /** Every path kvgate routes itself: an allow-list entry may not name one. */
 export const ROUTED_PATHS: readonly string[] = Object.freeze([

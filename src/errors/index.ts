@@ -27,6 +27,8 @@ export interface KvgateErrorOptions {
   headers?: Readonly<Record<string, string>>
   /** The outcome a request ends with, when it differs from the one the registry declares for this error. */
   outcome?: RequestOutcome
+  /** The OpenAI error `type`, when it differs from the registry's (a quota 429 on requests, not tokens). */
+  type?: string
   /**
    * Capture a stack trace (default true). Admission passes false for its rejections (429/499/503): they are
    * outcomes, not bugs, and a mass deadline expiry spent ~25% of its time capturing stacks nobody reads
@@ -37,7 +39,10 @@ export interface KvgateErrorOptions {
 
 export class KvgateError extends Error {
   override readonly name = 'KvgateError'
+  /** kvgate's own code: the registry's name for it, in logs, `x-kvgate-reject-reason` and tests. */
   readonly code: string
+  /** The body's `code`: kvgate's, except where OpenAI's convention names it (every 429: `rate_limit_exceeded`). */
+  readonly bodyCode: string
   readonly statusCode: number
   readonly type: string
   readonly param: string | null
@@ -52,20 +57,30 @@ export class KvgateError extends Error {
     message: string,
     options: KvgateErrorOptions = {},
     outcome: RequestOutcome = 'internal_error',
+    declared: ErrorDeclaration = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.code = code
+    this.bodyCode = declared.bodyCode ?? code
     this.statusCode = statusCode
-    this.type = type
+    this.type = options.type ?? type
     this.param = options.param ?? null
-    this.headers = options.headers ?? {}
+    this.headers = { ...declared.headers, ...options.headers }
     this.outcome = options.outcome ?? outcome
   }
 
   /** The body OpenAI (and vLLM ≥ 0.10.1) sends for an error. */
   toBody(): OpenAIErrorBody {
-    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } }
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.bodyCode } }
   }
+}
+
+/** What an error declares beyond its code, status, type and message. */
+export interface ErrorDeclaration {
+  /** The body's `code` when OpenAI's convention differs from kvgate's code (the code is then in the message). */
+  readonly bodyCode?: string
+  /** Headers every instance carries unless the throw site gives its own (a 503's `retry-after`). */
+  readonly headers?: Readonly<Record<string, string>>
 }
 
 export interface KvgateErrorFactory {
@@ -87,15 +102,20 @@ export function createError(
   type: string,
   message: string,
   outcome: RequestOutcome = statusCode < 500 ? 'invalid_request' : 'internal_error',
+  declared: ErrorDeclaration = {},
 ): KvgateErrorFactory {
   const factory = (args: readonly unknown[] = [], options: KvgateErrorOptions = {}): KvgateError => {
-    const text = format(message, ...args)
-    if (options.captureStack !== false) return new KvgateError(code, statusCode, type, text, options, outcome)
+    const formatted = format(message, ...args)
+    // The body's code is OpenAI's: kvgate's own reason stays readable in the message.
+    const text = declared.bodyCode === undefined ? formatted : `${formatted} (kvgate reason: ${code})`
+    if (options.captureStack !== false) {
+      return new KvgateError(code, statusCode, type, text, options, outcome, declared)
+    }
     // V8 reads the limit when the Error is constructed; restore it even if construction throws.
     const limit = Error.stackTraceLimit
     Error.stackTraceLimit = 0
     try {
-      return new KvgateError(code, statusCode, type, text, options, outcome)
+      return new KvgateError(code, statusCode, type, text, options, outcome, declared)
     } finally {
       Error.stackTraceLimit = limit
     }
@@ -103,12 +123,25 @@ export function createError(
   return Object.assign(factory, { code, statusCode, type, outcome })
 }
 
-// OpenAI's error `type` values that kvgate uses.
+// OpenAI's error `type` values that kvgate uses. A 429's type says which limit was hit, `tokens` or
+// `requests`, and its body `code` is always `rate_limit_exceeded` (the SDKs' RateLimitError).
 const INVALID_REQUEST = 'invalid_request_error'
 const AUTHENTICATION = 'authentication_error'
-const RATE_LIMIT = 'rate_limit_exceeded'
+export const RATE_LIMIT_TOKENS = 'tokens'
+export const RATE_LIMIT_REQUESTS = 'requests'
 const SERVER = 'server_error'
 const UNAVAILABLE = 'service_unavailable'
+const RATE_LIMITED: ErrorDeclaration = { bodyCode: 'rate_limit_exceeded' }
+
+// A 503 kvgate makes says when to come back: the OpenAI SDKs honour retry-after(-ms), and a backend that
+// comes back is polled usable within a second or two.
+const UNAVAILABLE_RETRY_AFTER_MS = 2_000 // 2 seconds
+const RETRY_LATER: ErrorDeclaration = {
+  headers: {
+    'retry-after': String(UNAVAILABLE_RETRY_AFTER_MS / 1_000),
+    'retry-after-ms': String(UNAVAILABLE_RETRY_AFTER_MS),
+  },
+}
 
 /**
  * The registry. Add new errors here, never inline. Codes are snake_case like OpenAI's own
@@ -159,30 +192,35 @@ export const errors = Object.freeze({
   queueFull: createError(
     'queue_full',
     429,
-    RATE_LIMIT,
+    RATE_LIMIT_REQUESTS,
     'The admission queue is full (%d waiting). Please try again in %s.',
     'rejected_queue_full',
+    RATE_LIMITED,
   ),
   deadlineExceeded: createError(
     'queue_deadline_exceeded',
     429,
-    RATE_LIMIT,
+    RATE_LIMIT_TOKENS,
     'The request waited %s for KV-cache capacity without being admitted. Please try again in %s.',
     'rejected_deadline',
+    RATE_LIMITED,
   ),
   predictedWaitTooLong: createError(
     'predicted_wait_exceeds_deadline',
     429,
-    RATE_LIMIT,
+    RATE_LIMIT_TOKENS,
     'The predicted wait of %s exceeds the deadline of %s. Please try again in %s.',
     'rejected_early',
+    RATE_LIMITED,
   ),
+  /** `type` is `tokens` unless the requests-per-minute quota is the one exhausted (the throw site says). */
   quotaExceeded: createError(
     'quota_exceeded',
     429,
-    RATE_LIMIT,
+    RATE_LIMIT_TOKENS,
     'Rate limit reached for user %s: %s. Please try again in %s.',
     'rejected_quota',
+    RATE_LIMITED,
   ),
 
   // Admission: a request the gateway can never serve, and a client that left while its request waited
@@ -207,8 +245,17 @@ export const errors = Object.freeze({
     UNAVAILABLE,
     'No backend can serve requests: %s',
     'rejected_unavailable',
+    RETRY_LATER,
   ),
-  shuttingDown: createError('shutting_down', 503, UNAVAILABLE, 'kvgate is shutting down.', 'rejected_unavailable'),
+  /** Refused at the gate or in the queue; a stream it cuts after the grace period ends `cancelled_shutdown`. */
+  shuttingDown: createError(
+    'shutting_down',
+    503,
+    UNAVAILABLE,
+    'kvgate is shutting down.',
+    'rejected_unavailable',
+    RETRY_LATER,
+  ),
   upstreamError: createError('upstream_error', 502, SERVER, 'The upstream server failed: %s', 'upstream_error'),
   internal: createError('internal_error', 500, SERVER, 'Internal error: %s'),
 
@@ -216,6 +263,8 @@ export const errors = Object.freeze({
   invalidConfig: createError('invalid_config', 500, SERVER, 'Invalid configuration: %s'),
   /** A policy's own options (`policy.options`), checked by the policy; the message names the field. */
   invalidPolicyOptions: createError('invalid_policy_options', 500, SERVER, '%s'),
+  /** `POST /admin/reload` (or `kvgate reload`) with a file that does not validate: the old config stays. */
+  reloadRefused: createError('reload_refused', 422, INVALID_REQUEST, 'The config was not reloaded: %s'),
 
   // Bench inputs (thrown by `kvgate bench` while reading a workload, not to clients)
   invalidTrace: createError('invalid_trace', 400, INVALID_REQUEST, 'Invalid trace %s, line %d: %s'),

@@ -13,6 +13,8 @@ export const REQUEST_OUTCOMES = [
   'rejected_unavailable',
   'cancelled_queued',
   'cancelled_streaming',
+  /** A request being forwarded when shutdown's grace period ran out: kvgate cut it, not the backend. */
+  'cancelled_shutdown',
   'upstream_error',
   'invalid_request',
   /** 401: no key, or one that is not configured (`identity.requireAuth`); answered before the body is read. */

@@ -24,7 +24,7 @@ export interface AdminContext {
   readonly logger: Logger
   /** The config in force now. */
   config(): KvgateConfig
-  /** The same answer as the public `/health`. */
+  /** The public `/health`'s answer, with each backend's last error and hint. */
   health(): { readonly status: number; readonly body: unknown }
   /** `Gateway.setDraining`: stop (or resume) new admissions to a backend; false when there is none by that name. */
   setDraining(backend: string, draining: boolean): boolean
@@ -64,10 +64,11 @@ function slice<T>(items: readonly T[], offset: number, limit: number) {
 
 /**
  * The admin listener (`admin.host`, loopback by default): `/metrics`, `/debug/reservations` (paginated), its
- * own `/health`, and whatever `AdminRoutes` add. Apart from the public listener so that user names, request
- * ids, queue contents and backend URLs never reach a client, and so that an operator's scrape and a client's
- * request do not share a port an ingress could expose. With `admin.token` every route but `/health` needs
- * `Authorization: Bearer <token>` (compared in constant time).
+ * own `/health` (with each backend's last error) and `/livez`, and whatever `AdminRoutes` add. Apart from
+ * the public listener so that user names, request ids, queue contents and backend URLs never reach a client,
+ * and so that an operator's scrape and a client's request do not share a port an ingress could expose. With
+ * `admin.token` every route but `/health` and `/livez` needs `Authorization: Bearer <token>` (compared in
+ * constant time).
  */
 export async function createAdminServer(
   context: AdminContext,
@@ -86,7 +87,7 @@ export async function createAdminServer(
 
   admin.addHook('onRequest', (request, reply, done) => {
     const token = context.config().admin.token
-    if (token === null || request.url === '/health') return done()
+    if (token === null || request.url === '/health' || request.url === '/livez') return done()
     const match = /^\s*Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')
     if (match?.[1] !== undefined && timingSafeEqual(digest(match[1]), digest(token))) return done()
     const error = match === null ? errors.missingApiKey() : errors.invalidApiKey()
@@ -106,6 +107,7 @@ export async function createAdminServer(
     const { status, body } = context.health()
     return reply.code(status).send(body)
   })
+  admin.get('/livez', async () => ({ status: 'ok' }))
   admin.get('/metrics', async (_request, reply) => {
     const text = await context.metrics.registry.metrics()
     return reply.type(context.metrics.registry.contentType).send(text)

@@ -23,11 +23,12 @@ import {
 import { startSim, type SimHandle } from '../sim/index.js'
 import { createGatewayMetrics, createLogger, createRoutingMetrics } from '../telemetry/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
-import { createBackendPool } from '../upstream/index.js'
+import { createBackendPool, diagnoseBackend } from '../upstream/index.js'
 import { type AdminContext, type AdminRoutes, createAdminServer } from './admin-server.js'
+import { readiness, reportFirstResult } from './backend-report.js'
 import { registerDrainRoutes } from './drain-routes.js'
 import { createPublicServer, type PublicServerDeps } from './public-server.js'
-import { admissionTuning, planReload } from './reload-plan.js'
+import { admissionTuning, planReload, type ReloadPlan } from './reload-plan.js'
 import { logSecurityWarnings } from './startup-warnings.js'
 
 export interface GatewayOptions {
@@ -84,9 +85,10 @@ export interface Gateway {
   close(): Promise<void>
   /**
    * Swap identity, users, policy, routing, the admission tuning and `backends[].drain` (queued and in-flight
-   * requests stay); `server`, the rest of `backends`, `metricsPoll` and `predictor` need a restart.
+   * requests stay); `server`, the rest of `backends`, `metricsPoll` and `predictor` need a restart. Returns
+   * what changed, and what still differs from what runs until a restart.
    */
-  reload(config: KvgateConfig): void
+  reload(config: KvgateConfig): ReloadPlan
   /**
    * Stop (true) or resume (false) new admissions to a backend; requests running there finish. Until the next
    * reload that changes the backend's `drain`. False when no backend has that name.
@@ -140,6 +142,8 @@ function buildPolicy(
  */
 export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   let config = options.config
+  // What the restart-only sections run with: a reload compares with these, so restoring a file stops the warning.
+  const started = options.config
   const clock = options.clock ?? createSystemClock()
   const logger = createLogger({
     level: config.telemetry.logLevel,
@@ -236,7 +240,15 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       fleet.noteUsableChange(state)
       const fields = { backend: state.id, url: state.url, capacityTokens: state.capacityTokens, error: state.lastError }
       if (state.usable) logger.info(fields, 'backend usable')
-      else logger.warn(fields, 'backend not usable: metrics stale, failing or not believable, or engine unhealthy')
+      else logger.warn({ ...fields, ...diagnoseBackend(state) }, 'backend not usable')
+    },
+    onFirstResult(state) {
+      void reportFirstResult(state, {
+        logger,
+        dispatcher: pool.dispatcher,
+        clock,
+        timeoutMs: config.metricsPoll.timeoutMs,
+      })
     },
   })
 
@@ -325,30 +337,16 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   let shuttingDown = false
   let requestSeq = 0
   const requestPrefix = clock.wallNow().toString(36)
-  const health = (): { status: number; body: unknown } => {
-    const states = fleet.states()
-    // Ready while some backend takes new requests: a fleet that is all draining sends traffic elsewhere.
-    const usable = states.filter((s) => s.usable && !s.draining).length
-    const up = usable > 0 && !shuttingDown
+  const health = (detailed = false) => {
     const state = shared?.status()
-    return {
-      status: up ? 200 : 503,
-      body: {
-        status: shuttingDown ? 'shutting_down' : !up ? 'unavailable' : state?.degraded === true ? 'degraded' : 'ok',
-        backends: states.map((s) => ({
-          name: s.id,
-          usable: s.usable,
-          up: s.up,
-          healthy: s.healthy,
-          draining: s.draining,
-          models: s.models,
-          metricsAgeMs: Number.isFinite(s.metricsAgeMs) ? Math.round(s.metricsAgeMs) : null,
-        })),
-        ...(state === undefined
-          ? {}
-          : { state: { store: state.store, up: state.up, degraded: state.degraded, replicas: state.replicas } }),
-      },
-    }
+    return readiness(
+      fleet.states(),
+      shuttingDown,
+      detailed,
+      state === undefined
+        ? undefined
+        : { store: state.store, up: state.up, degraded: state.degraded, replicas: state.replicas },
+    )
   }
   const publicDeps: PublicServerDeps = {
     clock,
@@ -369,7 +367,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     shuttingDown: () => shuttingDown,
     pickUpstream: () => fleet.pickUrl(),
     listModels: () => fleet.listModels(),
-    health,
+    health: () => health(false),
   }
   const app = await createPublicServer(publicDeps, logger)
   const adminContext: AdminContext = {
@@ -382,7 +380,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     tally,
     logger,
     config: () => config,
-    health,
+    health: () => health(true),
     setDraining,
     sharedState: () => shared?.status(),
   }
@@ -480,7 +478,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       return closing
     },
     reload(next) {
-      const plan = planReload(config, next)
+      const plan = planReload(config, next, started)
       const nextIdentity = createIdentityResolver(next)
       // Built before anything is swapped: a policy that refuses its options leaves the old config whole.
       const nextPolicy = plan.policyChanged ? buildPolicy(next, nextIdentity, factories) : undefined
@@ -515,6 +513,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
           'config reloaded, but these sections only take effect after a restart',
         )
       }
+      return plan
     },
     setDraining,
     ledgerReservedTokens: () => ledger.reservedTokens(),

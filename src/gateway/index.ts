@@ -1,3 +1,5 @@
 export type { Gateway, GatewayOptions } from './create-gateway.js'
 export { createGateway } from './create-gateway.js'
 export { createServeCommand } from './serve-command.js'
+export { createConfigCommand } from './config-command.js'
+export { createReloadCommand } from './reload-command.js'

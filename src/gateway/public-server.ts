@@ -28,7 +28,7 @@ export interface PublicServerDeps extends ProxyDeps {
   pickUpstream(): string | undefined
   /** `GET /v1/models`: the union of the model pools (one backend would list only its own). */
   listModels(): { object: 'list'; data: readonly Record<string, unknown>[] }
-  /** kvgate's own `/health`: 200 while a backend is usable, else 503. */
+  /** kvgate's own `/health` (readiness): 200 while a backend is usable, else 503, with each backend's state. */
   health(): { readonly status: number; readonly body: unknown }
 }
 
@@ -103,10 +103,13 @@ export async function createPublicServer(deps: PublicServerDeps, logger: Logger)
   })
 
   for (const route of GENERATING_ROUTES) registerGeneratingRoute(app, deps, route)
+  // Readiness: 503 while no backend is usable (a load balancer sends traffic elsewhere).
   app.get('/health', { config: { routeClass: 'public' } }, async (_request, reply) => {
     const { status, body } = deps.health()
     return reply.code(status).send(body)
   })
+  // Liveness: the process answers. A dead backend is no reason to restart kvgate.
+  app.get('/livez', { config: { routeClass: 'public' } }, async () => ({ status: 'ok' }))
   const passthrough = {
     clock: deps.clock,
     dispatcher: deps.dispatcher,

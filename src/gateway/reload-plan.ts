@@ -52,7 +52,11 @@ export interface ReloadPlan {
   readonly needsRestart: readonly string[]
 }
 
-export function planReload(previous: KvgateConfig, next: KvgateConfig): ReloadPlan {
+/**
+ * `previous` is the config in force, `started` the one the process started with: a restart-only section is
+ * reported while it differs from what runs (`started`), so a file restored to it stops the warning.
+ */
+export function planReload(previous: KvgateConfig, next: KvgateConfig, started: KvgateConfig = previous): ReloadPlan {
   return {
     policyChanged:
       !sameValue(previous.policy, next.policy) ||
@@ -62,10 +66,10 @@ export function planReload(previous: KvgateConfig, next: KvgateConfig): ReloadPl
     tuningChanged: !sameValue(admissionTuning(previous), admissionTuning(next)),
     needsRestart: [
       ...[...RESTART_ONLY_SECTIONS, 'models' as const].filter(
-        (section) => !sameValue(restartPart(previous, section), restartPart(next, section)),
+        (section) => !sameValue(restartPart(started, section), restartPart(next, section)),
       ),
       // The rest of `limits` is read per request; the head's timeout is the HTTP server's own.
-      ...(previous.limits.headersTimeoutMs === next.limits.headersTimeoutMs ? [] : ['limits.headersTimeoutMs']),
+      ...(started.limits.headersTimeoutMs === next.limits.headersTimeoutMs ? [] : ['limits.headersTimeoutMs']),
     ],
   }
 }

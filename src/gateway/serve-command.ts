@@ -1,17 +1,10 @@
-import { existsSync } from 'node:fs'
 import { Command, InvalidArgumentError } from 'commander'
-import { createConfigWatcher, loadConfig, type ConfigOverrides, type KvgateConfig } from '../config/index.js'
+import { createConfigWatcher, loadConfig, type KvgateConfig } from '../config/index.js'
 import { KvgateError } from '../errors/index.js'
+import { addConfigFlags, type ConfigFlags, configPathOf, flagOverrides } from './config-flags.js'
 import { createGateway, type Gateway } from './create-gateway.js'
+import { type ReloadResult, reloadRoute } from './reload-route.js'
 import { isGatewayWorker, runWorkerGroup } from './workers.js'
-
-const DEFAULT_CONFIG_PATH = 'config/kvgate.yaml'
-
-function parsePort(value: string): number {
-  const port = Number(value)
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError('must be 0–65535')
-  return port
-}
 
 function parseWorkers(value: string): number {
   const workers = Number(value)
@@ -19,71 +12,22 @@ function parseWorkers(value: string): number {
   return workers
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value]
-}
-
-interface ServeFlags {
-  config: string
-  port?: number
-  host?: string
-  adminPort?: number
-  adminHost?: string
-  backend: string[]
-  policy?: string
-  routing?: string
-  logLevel?: string
-  workers: number
-}
-
-/** Flags in the config file's shape, laid over the file and the environment. */
-function flagOverrides(flags: ServeFlags): ConfigOverrides {
-  const overrides: Record<string, unknown> = {}
-  const server: Record<string, unknown> = {}
-  if (flags.port !== undefined) server['port'] = flags.port
-  if (flags.host !== undefined) server['host'] = flags.host
-  if (Object.keys(server).length > 0) overrides['server'] = server
-  const admin: Record<string, unknown> = {}
-  if (flags.adminPort !== undefined) admin['port'] = flags.adminPort
-  if (flags.adminHost !== undefined) admin['host'] = flags.adminHost
-  if (Object.keys(admin).length > 0) overrides['admin'] = admin
-  if (flags.backend.length > 0) overrides['backends'] = flags.backend.map((url) => ({ url }))
-  if (flags.policy !== undefined) overrides['policy'] = { name: flags.policy }
-  if (flags.routing !== undefined) overrides['routing'] = { name: flags.routing }
-  if (flags.logLevel !== undefined) overrides['telemetry'] = { logLevel: flags.logLevel }
-  return overrides
-}
-
 /**
  * `kvgate serve`: the gateway as a process. Owns what a library must not: reading the config path, process
  * signals (SIGHUP reloads; SIGTERM/SIGINT shut down gracefully, a second one exits at once) and the exit code.
  */
 export function createServeCommand(): Command {
-  return new Command('serve')
-    .description('Run the KV-cache-aware admission gateway in front of one or more vLLM servers')
-    .option('-c, --config <path>', 'YAML config file (missing default file = built-in defaults)', DEFAULT_CONFIG_PATH)
-    .option('-p, --port <port>', 'listen port (overrides server.port)', parsePort)
-    .option('--host <host>', 'listen address (overrides server.host)')
-    .option('--admin-port <port>', 'admin listener port: /metrics, /debug (overrides admin.port)', parsePort)
-    .option('--admin-host <host>', 'admin listener address, loopback by default (overrides admin.host)')
-    .option(
-      '-b, --backend <url>',
-      'vLLM base URL, repeatable (replaces backends); none = built-in emulator',
-      collect,
-      [],
-    )
-    .option('--policy <name>', 'admission policy: fifo, tpm, vtc, dynamic-tpm (overrides policy.name)')
-    .option('--routing <name>', 'backend choice: most-room, round-robin, prefix-aware (overrides routing.name)')
-    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
+  return addConfigFlags(
+    new Command('serve').description('Run the KV-cache-aware admission gateway in front of one or more vLLM servers'),
+  )
     .option(
       '-w, --workers <n>',
       'gateway processes sharing the port and the state store (N > 1 needs state.store: redis)',
       parseWorkers,
       1,
     )
-    .action(async (flags: ServeFlags, command: Command) => {
-      const explicitConfig = command.getOptionValueSource('config') !== 'default'
-      const path = explicitConfig || existsSync(flags.config) ? flags.config : undefined
+    .action(async (flags: ConfigFlags & { workers: number }, command: Command) => {
+      const path = configPathOf(flags, command)
       let overrides = flagOverrides(flags)
       let config: KvgateConfig
       try {
@@ -117,9 +61,11 @@ export function createServeCommand(): Command {
         }
       }
 
+      // SIGHUP and the admin listener's POST /admin/reload both re-read the file through the watcher.
+      let reload = (): ReloadResult => ({ reloaded: false, error: 'the gateway is still starting' })
       let gateway: Gateway | undefined
       try {
-        gateway = await createGateway({ config })
+        gateway = await createGateway({ config, adminRoutes: [reloadRoute(() => reload())] })
         await gateway.listen()
       } catch (err) {
         // A taken port or an emulator that cannot start: say so plainly and leave nothing running.
@@ -131,6 +77,8 @@ export function createServeCommand(): Command {
       const { logger } = gateway
       logger.info({ config: path ?? '(defaults)', policy: config.policy.name }, 'config loaded')
 
+      let lastFailure: string | undefined
+      let needsRestart: readonly string[] = []
       const watcher =
         path === undefined
           ? undefined
@@ -139,17 +87,32 @@ export function createServeCommand(): Command {
               overrides,
               onReload: (next) => {
                 try {
-                  gateway.reload(next)
+                  needsRestart = gateway.reload(next).needsRestart
                 } catch (err) {
+                  lastFailure = err instanceof Error ? err.message : String(err)
                   logger.error({ err }, 'config reload failed; the old config stays')
                 }
               },
-              onError: (err) => logger.error({ error: err.message }, 'config refused; the old config stays'),
+              onError: (err) => {
+                lastFailure = err.message
+                logger.error({ error: err.message }, 'config refused; the old config stays')
+              },
             })
+      reload = () => {
+        if (watcher === undefined) {
+          logger.warn('no config file to reload')
+          return { reloaded: false, error: 'kvgate was started without a config file: there is nothing to reload' }
+        }
+        lastFailure = undefined
+        const next = watcher.reload()
+        if (next === undefined || lastFailure !== undefined) {
+          return { reloaded: false, error: lastFailure ?? 'the config was refused' }
+        }
+        return { reloaded: true, config: next, needsRestart }
+      }
       process.on('SIGHUP', () => {
         logger.info('SIGHUP: reloading config')
-        if (watcher === undefined) logger.warn('no config file to reload')
-        else watcher.reload()
+        reload()
       })
 
       let stopping = false

@@ -29,7 +29,7 @@ export function securityWarnings(config: KvgateConfig): string[] {
   }
   if (!LOOPBACK.test(admin.host) && admin.token === null) {
     warnings.push(
-      `the admin listener (/metrics, /debug) binds ${admin.host} without admin.token: anyone who reaches port ${admin.port} reads user names and queue contents`,
+      `the admin listener (/metrics, /debug) binds ${admin.host} without admin.token: anyone who reaches port ${admin.port} reads user names and queue contents, and can make kvgate re-read its config (POST /admin/reload)`,
     )
   }
   return warnings

@@ -5,6 +5,7 @@ import { errors, toKvgateError } from '../errors/index.js'
 import type { GatewayMetrics } from '../telemetry/index.js'
 import type { GenerationRequest } from './generating-route.js'
 import { type Ending, type RequestLifecycle, sseEvent } from './request-lifecycle.js'
+import { shutdownCut } from './in-flight.js'
 import { createSseRelay } from './sse-relay.js'
 import type { UpstreamCall } from './upstream-call.js'
 
@@ -97,6 +98,12 @@ export async function forwardSse(forwarding: SseForwarding): Promise<Ending> {
   if (lifecycle.clientGone) {
     upstream.destroy()
     return { outcome: 'cancelled_streaming', status: 200 }
+  }
+  const cut = failure === undefined ? undefined : shutdownCut(signal)
+  if (cut !== undefined) {
+    // kvgate cut it (shutdown's grace period ran out), not the backend: its own outcome, its own error event.
+    raw.end(`${sseEvent(cut.toBody())}data: [DONE]\n\n`)
+    return { outcome: cut.outcome, status: 200, errorCode: cut.code }
   }
   if (failure !== undefined || !relay.sawDone) {
     // The stream broke after it started: vLLM's way is an error event, then [DONE], on the 200.

@@ -2,11 +2,11 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { request as undiciRequest, type Dispatcher } from 'undici'
-import type { AdmissionController, RoutingHints } from '../admission/index.js'
+import { type AdmissionController, rateLimitHeaders, type RoutingHints } from '../admission/index.js'
 import type { KvgateConfig } from '../config/index.js'
 import { clockTimeoutSignal, type Clock } from '../core/index.js'
 import { errors, toKvgateError } from '../errors/index.js'
-import type { IdentityResolver } from '../identity/index.js'
+import type { Identity, IdentityResolver } from '../identity/index.js'
 import type { Predictor } from '../predictor/index.js'
 import type { GatewayMetrics } from '../telemetry/index.js'
 import type { TokenCounter } from '../tokens/index.js'
@@ -16,7 +16,7 @@ import { fromFastifyError } from './fastify-errors.js'
 import { forwardJson } from './forward-json.js'
 import { forwardSse } from './forward-sse.js'
 import type { GeneratingRoute, GenerationRequest } from './generating-route.js'
-import type { InFlight } from './in-flight.js'
+import { type InFlight, shutdownCut } from './in-flight.js'
 import { readOutputHint } from './output-hint.js'
 import { RequestLifecycle } from './request-lifecycle.js'
 import { maskSecrets } from './secret-mask.js'
@@ -86,6 +86,7 @@ function registerPath(app: FastifyInstance, deps: ProxyDeps, route: GeneratingRo
       const { config, identity } = deps.current()
       return identity.labelFor(keyUser ?? config.identity.anonymousUser)
     },
+    rateLimitHeaders: (identity: Identity) => rateLimitHeaders(deps.admission.rateLimits(identity.user)),
   }
   app.post(path, {
     config: { routeClass: 'generating' },
@@ -218,7 +219,12 @@ async function handleGeneration(
       headersTimeoutMs: config.forwarding.headersTimeoutMs,
       idleTimeoutMs: config.forwarding.idleTimeoutMs,
     })
-    const headers = { 'x-kvgate-request-id': lifecycle.id, 'x-kvgate-backend': admission.backendId }
+    // The quota state after this request was charged, as OpenAI sends it: before a stream's first byte.
+    const headers = {
+      ...rateLimitHeaders(deps.admission.rateLimits(identity.user)),
+      'x-kvgate-request-id': lifecycle.id,
+      'x-kvgate-backend': admission.backendId,
+    }
     const ending =
       upstream.statusCode === 200 && request.stream
         ? await forwardSse({ lifecycle, request, admission, upstream, headers, clock, metrics })
@@ -226,6 +232,9 @@ async function handleGeneration(
     if (ending.outcome === 'upstream_error') deps.onUpstreamFailure?.(admission.backendId)
     lifecycle.end(ending)
   } catch (err) {
+    // Shutdown gave up on it: not the backend's failure, and a 503 with retry-after if nothing was sent.
+    const cut = shutdownCut(lifecycle.abort.signal)
+    if (cut !== undefined) throw cut
     if (toKvgateError(err).outcome === 'upstream_error') deps.onUpstreamFailure?.(admission.backendId)
     throw err
   } finally {

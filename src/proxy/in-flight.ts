@@ -1,3 +1,15 @@
+import { errors, KvgateError } from '../errors/index.js'
+
+/**
+ * The error a request ends with when shutdown's grace period cut it (the reason `abortAll` was given was
+ * `shutting_down`), counted `cancelled_shutdown`; undefined when something else stopped it.
+ */
+export function shutdownCut(signal: AbortSignal): KvgateError | undefined {
+  const reason: unknown = signal.aborted ? signal.reason : undefined
+  if (!(reason instanceof KvgateError) || reason.code !== errors.shuttingDown.code) return undefined
+  return errors.shuttingDown([], { outcome: 'cancelled_shutdown', captureStack: false })
+}
+
 /**
  * The requests being forwarded, so a graceful shutdown can wait for them to end (an event, not a poll) and
  * abort those still running when its grace period is over.

@@ -18,7 +18,7 @@ export function registerModelsRoute(app: FastifyInstance, options: ModelsRouteOp
       return options.listModels()
     } catch (err) {
       const error = toKvgateError(err)
-      return reply.code(error.statusCode).send(error.toBody())
+      return reply.code(error.statusCode).headers(error.headers).send(error.toBody())
     }
   })
 }

@@ -25,6 +25,8 @@ export interface GateState {
   /** The outcome of an answer the route chose itself (a pass-through's error); else read from the status. */
   outcome: RequestOutcome | undefined
   reported: boolean
+  /** The gate answered it (503 while shutting down, 401, 404): no route ran. */
+  refused: boolean
 }
 
 declare module 'fastify' {
@@ -112,8 +114,12 @@ export function createRequestGate(deps: RequestGateDeps): RequestGate {
     const { config, identity } = deps.current()
     const label = identity.labelFor(state.key.keyUser ?? config.identity.anonymousUser)
     deps.metrics.requestEnded(outcome, label)
-    // At debug: a flood of refusals must not become a flood of log lines (it is counted either way).
-    deps.logger.debug(
+    // The access log: a line at info for each pass-through (read-only or allow-listed route), as for every
+    // generating request (its lifecycle writes that one). At debug: the gate's refusals (a flood of them
+    // must not become a flood of lines; each is counted either way) and kvgate's own probes (/health,
+    // /livez, every few seconds from each load balancer).
+    const access = !state.refused && (state.routeClass === 'read-only' || state.routeClass === 'allowed')
+    deps.logger[access ? 'info' : 'debug'](
       {
         reqId: state.id,
         user: state.key.keyUser,
@@ -130,6 +136,7 @@ export function createRequestGate(deps: RequestGateDeps): RequestGate {
 
   const refuse = (request: FastifyRequest, reply: FastifyReply, error: KvgateError): void => {
     request.kvgate.outcome = error.outcome
+    request.kvgate.refused = true
     const headers: Record<string, string> = { ...error.headers }
     if (hasLargeOrUnknownBody(request.raw)) headers['connection'] = 'close'
     void reply.code(error.statusCode).headers(headers).send(error.toBody())
@@ -159,6 +166,7 @@ export function createRequestGate(deps: RequestGateDeps): RequestGate {
           reportedByLifecycle: false,
           outcome: undefined,
           reported: false,
+          refused: false,
         }
         request.kvgate = state
         reply.header('x-kvgate-request-id', state.id)

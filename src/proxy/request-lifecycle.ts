@@ -29,6 +29,8 @@ export interface LifecycleDeps {
   labelFor(keyUser: string | undefined): string
   /** Text from a client (a model name, a user name) as a log line may hold it: no configured key in it. */
   mask(text: string): string
+  /** OpenAI's `x-ratelimit-*` for a user with a quota (empty without one): on every answer, errors too. */
+  rateLimitHeaders?(identity: Identity): Record<string, string>
 }
 
 /** An SSE event: the way errors reach a client once its stream has started (vLLM's own way). */
@@ -166,9 +168,11 @@ export class RequestLifecycle {
       this.end({ outcome: error.outcome, status: raw.statusCode, errorCode: error.code })
       return
     }
+    // A rejection's own x-ratelimit-* (taken when it was decided) win over the state now.
+    const limits = this.identity === undefined ? {} : (this.#deps.rateLimitHeaders?.(this.identity) ?? {})
     void this.reply
       .code(error.statusCode)
-      .headers({ ...error.headers, 'x-kvgate-request-id': this.id })
+      .headers({ ...limits, ...error.headers, 'x-kvgate-request-id': this.id })
       .send(error.toBody())
     this.end({ outcome: error.outcome, status: error.statusCode, errorCode: error.code })
   }

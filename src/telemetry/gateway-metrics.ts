@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { RequestOutcome } from '../errors/index.js'
+import { registerProcessMetrics } from './process-metrics.js'
 
 export type QueueWaitResult = 'admitted' | 'rejected' | 'cancelled'
 
@@ -101,6 +102,7 @@ const QUEUE_WAIT_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 export function createGatewayMetrics(sources: GatewayMetricSources): GatewayMetrics {
   const registry = new Registry()
   const registers = [registry]
+  registerProcessMetrics(registry)
 
   const requests = new Counter({
     name: 'kvgate_requests_total',

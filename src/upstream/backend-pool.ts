@@ -72,6 +72,11 @@ export interface BackendPoolOptions {
   onPollRound?: () => void
   /** A backend went from usable to not, or back. */
   onUsableChange?: (backend: BackendState) => void
+  /**
+   * Once per backend, when its first poll (and, if it succeeded, its first health check) settled: whether
+   * it was reachable and believable, so a wrong URL is said at start-up rather than only counted.
+   */
+  onFirstResult?: (backend: BackendState) => void
 }
 
 export interface BackendPool {
@@ -116,6 +121,8 @@ interface Backend {
   healthError: string | undefined
   healthInFlight: Promise<void> | undefined
   faults: Record<BackendFault, number>
+  polled: boolean
+  firstReported: boolean
 }
 
 const noFaults = (): Record<BackendFault, number> =>
@@ -159,6 +166,8 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
     healthError: undefined,
     healthInFlight: undefined,
     faults: noFaults(),
+    polled: false,
+    firstReported: false,
   }))
   let healthTimer: TimerHandle | undefined
   let timer: TimerHandle | undefined
@@ -186,7 +195,8 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
       pollErrors: backend.pollErrors,
       running: backend.metrics?.running ?? 0,
       waiting: backend.metrics?.waiting ?? 0,
-      lastError: backend.healthy === false ? backend.healthError : backend.lastError,
+      // A failing poll is the first thing to fix (a wrong URL fails both); else a failed health check.
+      lastError: !backend.failing && backend.healthy === false ? backend.healthError : backend.lastError,
       healthy: backend.healthy,
       faults: { ...backend.faults },
       blockSize: backend.metrics?.blockSize,
@@ -200,6 +210,14 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
       backend.wasUsable = state.usable
       options.onUsableChange?.(state)
     }
+  }
+
+  const reportFirst = (backend: Backend): void => {
+    if (closed || backend.firstReported || !backend.polled) return
+    // A failed poll explains itself; a good one waits for the health check, which decides usability too.
+    if (!backend.failing && options.health !== undefined && backend.healthy === null) return
+    backend.firstReported = true
+    options.onFirstResult?.(stateOf(backend))
   }
 
   const fail = (backend: Backend, reason: string, fault?: BackendFault): void => {
@@ -296,7 +314,9 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
       fail(backend, (err as Error).message)
     } finally {
       timeout.clear()
+      backend.polled = true
       noteUsable(backend)
+      reportFirst(backend)
     }
   }
 
@@ -325,6 +345,7 @@ export function createBackendPool(options: BackendPoolOptions): BackendPool {
     backend.healthError = healthy ? undefined : `engine not healthy: ${reason}`
     if (!healthy) backend.faults.health_failed++
     noteUsable(backend)
+    reportFirst(backend)
   }
 
   const checkHealthOf = (backend: Backend): Promise<void> => {

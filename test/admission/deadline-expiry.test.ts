@@ -28,9 +28,9 @@ describe('admission: the deadline tick answers 429 with an honest retry-after (f
     const error = waiting.error!
     expect(error.statusCode).toBe(429)
     expect(error.code).toBe('queue_deadline_exceeded')
-    expect(error.toBody().error.type).toBe('rate_limit_exceeded')
+    expect(error.toBody().error).toMatchObject({ type: 'tokens', code: 'rate_limit_exceeded' })
     expect(error.message).toMatch(
-      /^The request waited 500ms for KV-cache capacity without being admitted\. Please try again in [\d.]+s\.$/,
+      /^The request waited 500ms for KV-cache capacity without being admitted\. Please try again in [\d.]+s\. \(kvgate reason: queue_deadline_exceeded\)$/,
     )
     expect(error.headers['x-kvgate-reject-reason']).toBe('queue_deadline_exceeded')
     const seconds = Number(error.headers['retry-after'])
@@ -177,7 +177,7 @@ describe('admission: the deadline tick answers 429 with an honest retry-after (f
       expect(t.error?.statusCode).toBe(429)
       expect(t.error?.code).toBe('quota_exceeded')
       expect(t.error?.message).toBe(
-        'Rate limit reached for user carol: tokens per minute (1000) used up. Please try again in 6m0s.',
+        'Rate limit reached for user carol: tokens per minute (1000) used up. Please try again in 6m0s. (kvgate reason: quota_exceeded)',
       )
       expect(t.error?.headers).toEqual({
         'retry-after': '60',
@@ -191,6 +191,8 @@ describe('admission: the deadline tick answers 429 with an honest retry-after (f
         'x-ratelimit-remaining-requests': '3',
         'x-ratelimit-reset-requests': '1.5s',
       })
+      // Requests remain, tokens do not: the type names the limit that was hit.
+      expect(t.error?.toBody().error).toMatchObject({ type: 'tokens', code: 'rate_limit_exceeded' })
     }
     expect(h.events.filter((e) => e.outcome === 'rejected_quota')).toHaveLength(2)
   })

@@ -19,7 +19,9 @@ describe('admission: immediate 429s (fifo)', () => {
     expect(full.status).toBe('rejected')
     expect(full.error?.statusCode).toBe(429)
     expect(full.error?.code).toBe('queue_full')
-    expect(full.error?.message).toMatch(/^The admission queue is full \(2 waiting\)\. Please try again in [\d.]+s\.$/)
+    expect(full.error?.message).toMatch(
+      /^The admission queue is full \(2 waiting\)\. Please try again in [\d.]+s\. \(kvgate reason: queue_full\)$/,
+    )
     expect(full.error?.headers['x-kvgate-reject-reason']).toBe('queue_full')
     expect(Number(full.error?.headers['retry-after'])).toBeGreaterThanOrEqual(1)
     expect(h.events.find((e) => e.id === 'full')).toMatchObject({ outcome: 'rejected_queue_full', waitedMs: 0 })
@@ -49,7 +51,7 @@ describe('admission: immediate 429s (fifo)', () => {
     expect(hopeless.error?.statusCode).toBe(429)
     expect(hopeless.error?.code).toBe('predicted_wait_exceeds_deadline')
     expect(hopeless.error?.message).toMatch(
-      /^The predicted wait of [\d.]+s exceeds the deadline of 2s\. Please try again in [\d.]+s\.$/,
+      /^The predicted wait of [\d.]+s exceeds the deadline of 2s\. Please try again in [\d.]+s\. \(kvgate reason: predicted_wait_exceeds_deadline\)$/,
     )
     expect(hopeless.error?.headers['x-kvgate-reject-reason']).toBe('predicted_wait_exceeds_deadline')
     expect(h.events.find((e) => e.id === 'hopeless')?.outcome).toBe('rejected_early')

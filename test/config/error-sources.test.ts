@@ -65,8 +65,8 @@ describe('config errors name their source', () => {
       problemOf(() => loadConfig(undefined, { server: { port: 70000 }, telemetry: { logLevel: 'x' } }, {})),
     ).toContain('--port: server.port: must be <= 65535; --log-level: telemetry.logLevel: must be one of')
     // An override no flag sets (a test's, a library caller's) is still told apart from the file.
-    expect(problemOf(() => loadConfig(empty, { predictor: { quantile: 2 } }, {}))).toBe(
-      'Invalid configuration: command line: predictor.quantile: must be <= 1',
+    expect(problemOf(() => loadConfig(empty, { predictor: { coldStartOutputTokens: 0 } }, {}))).toBe(
+      'Invalid configuration: command line: predictor.coldStartOutputTokens: must be >= 1',
     )
   })
 

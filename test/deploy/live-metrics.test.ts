@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
@@ -106,6 +106,18 @@ describe.skipIf(!promtool.run || !prometheusBin.run)('kvgate /metrics with promt
     const { status, text } = await httpText(`${adminUrl}/metrics`)
     expect(status).toBe(200)
     expect(text).toMatch(/^kvgate_admissions_total\{user="alice"\} [1-9]/m)
+    // prom-client's process and Node.js defaults, and the build, in the gateway's own registry.
+    for (const series of [
+      'process_cpu_seconds_total',
+      'process_resident_memory_bytes',
+      'nodejs_eventloop_lag_seconds',
+    ]) {
+      expect(text).toMatch(new RegExp(`^${series} `, 'm'))
+    }
+    const version = (
+      JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+    ).version
+    expect(text).toContain(`kvgate_build_info{version="${version}",node_version="${process.version}"} 1`)
     const lint = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
       const child = spawn(requireTool(promtool, 'promtool'), ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] })
       let output = ''

@@ -86,7 +86,7 @@ describe('Kubernetes manifests', () => {
 
   it('probes readiness on /health and mounts the generated ConfigMap and Secret', () => {
     expect(container['readinessProbe']['httpGet']).toEqual({ path: '/health', port: 'http' })
-    expect(container['livenessProbe']).toBeDefined()
+    expect(container['livenessProbe']['httpGet']).toEqual({ path: '/livez', port: 'http' })
     expect(container['resources']['requests']).toMatchObject({ cpu: expect.any(String), memory: expect.any(String) })
     expect(container['resources']['limits']['memory']).toBeDefined()
     const volumes = new Map<string, Doc>(pod['volumes'].map((v: Doc) => [v['name'], v]))

@@ -12,10 +12,10 @@ describe('errors built without a stack trace', () => {
     expect(stackless.toBody()).toEqual(withStack.toBody())
     expect(stackless.toBody()).toEqual({
       error: {
-        message: 'The admission queue is full (7 waiting). Please try again in 3s.',
-        type: 'rate_limit_exceeded',
+        message: 'The admission queue is full (7 waiting). Please try again in 3s. (kvgate reason: queue_full)',
+        type: 'requests',
         param: null,
-        code: 'queue_full',
+        code: 'rate_limit_exceeded',
       },
     })
     expect(stackless.headers).toEqual(headers)

@@ -53,11 +53,11 @@ describe('gateway lifecycle', () => {
     fake = undefined
   })
 
-  async function start(raw: Record<string, unknown>): Promise<string> {
+  async function start(raw: Record<string, unknown>, logger: pino.Logger | false = false): Promise<string> {
     fake = await startFakeVllm()
     gateway = await createGateway({
       config: parseConfig({ backends: [{ url: fake.url, name: 'fake' }], metricsPoll: { intervalMs: 20 }, ...raw }),
-      logger: false,
+      logger,
     })
     const url = await gateway.listen({ port: 0, host: '127.0.0.1' })
     await until(() => gateway?.backends()[0]?.usable || undefined)
@@ -131,7 +131,14 @@ describe('gateway lifecycle', () => {
   })
 
   it('shutdown aborts a stream still running after the grace period, with an error event', async () => {
-    const url = await start({ server: { shutdownGraceMs: 100 } })
+    const lines: { msg: string; outcome?: string }[] = []
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split('\n')) if (line !== '') lines.push(JSON.parse(line))
+        done()
+      },
+    })
+    const url = await start({ server: { shutdownGraceMs: 100 } }, pino(sink))
     fake!.handler = slowStream(1000, 20)
     const running = post(url, chat(1000, true))
     await until(() => (fake!.received.length === 1 ? true : undefined))
@@ -139,7 +146,9 @@ describe('gateway lifecycle', () => {
     const finished = await running
     const data = sseData(finished.text)
     expect(data.at(-1)).toBe('[DONE]')
-    expect(JSON.parse(data.at(-2) ?? '{}')).toMatchObject({ error: { code: 'upstream_error' } })
+    // kvgate cut it, not the backend: its own error and outcome, not upstream_error.
+    expect(JSON.parse(data.at(-2) ?? '{}')).toMatchObject({ error: { code: 'shutting_down' } })
+    expect(lines.find((l) => l.msg === 'request finished')?.outcome).toBe('cancelled_shutdown')
     expect(gateway!.ledgerReservedTokens()).toBe(0)
   })
 

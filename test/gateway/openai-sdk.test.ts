@@ -6,14 +6,53 @@ import { metricValue, promptOf, scrape, startStack, type Stack } from './stack.j
 describe('the openai SDK through kvgate', () => {
   let stack: Stack
   let refusing: Stack
+  let quota: Stack
   beforeAll(async () => {
     stack = await startStack({ config: { users: [{ name: 'alice' }] } })
+    quota = await startStack({
+      config: {
+        policy: { name: 'tpm' },
+        users: [{ name: 'alice', tokensPerMinute: 100_000, requestsPerMinute: 100 }],
+      },
+    })
     // A queue of length 0: whatever does not fit at once is refused, so every request here is a 429.
     refusing = await startStack({ sim: { numGpuBlocks: 8 }, config: { admission: { maxQueueLength: 0 } } })
   })
   afterAll(async () => {
     await stack?.close()
     await refusing?.close()
+    await quota?.close()
+  })
+
+  it('sends x-ratelimit-* on the 200s of a user with a quota, before a stream starts', async () => {
+    const client = new OpenAI({
+      baseURL: `${quota.url}/v1`,
+      apiKey: 'sk-no-key',
+      defaultHeaders: { 'x-user-id': 'alice' },
+    })
+    const body = { model: 'kvgate-sim', messages: [{ role: 'user' as const, content: promptOf(20) }], max_tokens: 5 }
+    const plain = await client.chat.completions.create(body).withResponse()
+    const headers = plain.response.headers
+    expect(headers.get('x-ratelimit-limit-requests')).toBe('100')
+    expect(headers.get('x-ratelimit-limit-tokens')).toBe('100000')
+    // This request is charged already: one request, its prompt and its predicted output.
+    expect(headers.get('x-ratelimit-remaining-requests')).toBe('99')
+    expect(Number(headers.get('x-ratelimit-remaining-tokens'))).toBeLessThan(100_000 - 20)
+    expect(headers.get('x-ratelimit-reset-requests')).toMatch(/^[0-9][0-9.hms]*s$/)
+    const streamed = await client.chat.completions.create({ ...body, stream: true }).withResponse()
+    expect(streamed.response.headers.get('x-ratelimit-remaining-requests')).toBe('98')
+    for await (const _chunk of streamed.data) {
+      // drained: the headers came before the first chunk
+    }
+    // A user without a quota (the default user has none) gets none of them.
+    const other = new OpenAI({
+      baseURL: `${quota.url}/v1`,
+      apiKey: 'sk-no-key',
+      defaultHeaders: { 'x-user-id': 'bob' },
+    })
+    const unlimited = await other.chat.completions.create(body).withResponse()
+    expect(unlimited.response.headers.get('x-ratelimit-limit-requests')).toBeNull()
+    expect(quota.gateway.ledgerReservedTokens()).toBe(0)
   })
 
   it('creates a chat completion', async () => {
@@ -88,7 +127,12 @@ describe('the openai SDK through kvgate', () => {
     expect(error).toBeInstanceOf(RateLimitError)
     const rateLimit = error as RateLimitError
     expect(rateLimit.status).toBe(429)
-    expect(rateLimit.code).toBe('queue_full')
+    // OpenAI's convention: code rate_limit_exceeded, type the limit; kvgate's reason in a header and the message.
+    expect(rateLimit.code).toBe('rate_limit_exceeded')
+    expect(rateLimit.type).toBe('requests')
+    expect(rateLimit.param).toBeNull()
+    expect(rateLimit.headers?.get('x-kvgate-reject-reason')).toBe('queue_full')
+    expect(rateLimit.message).toContain('(kvgate reason: queue_full)')
     const retryAfterMs = Number(rateLimit.headers?.get('retry-after-ms'))
     expect(retryAfterMs).toBeGreaterThanOrEqual(1000)
     // One retry, after the wait kvgate asked for (the SDK's own backoff would be 0.5–1 s).

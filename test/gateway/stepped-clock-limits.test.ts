@@ -139,7 +139,7 @@ describe('forwarding limits and shutdown on a stepped clock', () => {
     await closing
     const data = sseData(await client.done!)
     expect(data.filter((d) => d.includes('"content"'))).toHaveLength(2)
-    expect(JSON.parse(data.at(-2) ?? '{}')).toMatchObject({ error: { code: 'upstream_error' } })
+    expect(JSON.parse(data.at(-2) ?? '{}')).toMatchObject({ error: { code: 'shutting_down' } })
     expect(data.at(-1)).toBe('[DONE]')
     expect(gateway!.ledgerReservedTokens()).toBe(0)
   })

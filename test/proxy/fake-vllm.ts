@@ -86,6 +86,12 @@ export async function startFakeVllm(): Promise<FakeVllm> {
       res.writeHead(fake.healthStatus).end()
       return
     }
+    // kvgate's start-up look at the model list (it marks it): answered as vLLM would, not recorded.
+    if (req.url === '/v1/models' && req.headers['x-kvgate-probe'] !== undefined) {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ object: 'list', data: [{ id: 'fake-model', object: 'model' }] }))
+      return
+    }
     if (req.url === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain' })
       res.end(metricsPage(fake.usage))

@@ -192,8 +192,9 @@ describe('forwarding to an upstream (scripted fake vLLM)', () => {
     expect(Number(rejected.headers['retry-after'])).toBeLessThanOrEqual(60)
     expect(Number(rejected.headers['retry-after-ms'])).toBeGreaterThanOrEqual(1000)
     const body = JSON.parse(rejected.text) as { error: { type: string; code: string; param: null; message: string } }
-    expect(body.error).toMatchObject({ type: 'rate_limit_exceeded', code: 'queue_deadline_exceeded', param: null })
-    expect(body.error.message).toMatch(/try again in/)
+    // OpenAI's 429: code rate_limit_exceeded, type the limit (KV capacity is tokens); kvgate's reason in the message.
+    expect(body.error).toMatchObject({ type: 'tokens', code: 'rate_limit_exceeded', param: null })
+    expect(body.error.message).toMatch(/try again in .*\(kvgate reason: queue_deadline_exceeded\)$/)
 
     const text = await scrape(gateway!.adminUrl())
     expect(metricValue(text, 'kvgate_requests_total{outcome="cancelled_queued",user="anonymous"}')).toBe(1)

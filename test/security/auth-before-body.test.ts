@@ -203,7 +203,7 @@ describe('identity from the header or the body only when the operator trusts it'
       securityWarnings(parseConfig({ passthrough: { allow: ['/reset_prefix_cache'] }, admin: { host: '0.0.0.0' } })),
     ).toEqual([
       'passthrough.allow entry /reset_prefix_cache forwards vLLM admin routes to clients: /reset_prefix_cache',
-      'the admin listener (/metrics, /debug) binds 0.0.0.0 without admin.token: anyone who reaches port 9090 reads user names and queue contents',
+      'the admin listener (/metrics, /debug) binds 0.0.0.0 without admin.token: anyone who reaches port 9090 reads user names and queue contents, and can make kvgate re-read its config (POST /admin/reload)',
     ])
     expect(securityWarnings(parseConfig({}))).toEqual([])
   })

@@ -53,7 +53,12 @@ describe('three gateways in front of one emulator', () => {
       const outstanding = await redis.hgetall('burst:o:sim0')
       expect(outstanding).toEqual({})
       expect(await redis.scard('burst:live:sim0')).toBe(0)
-      const health = (await (await request(`${replicas.urls[0]}/health`)).body.json()) as Record<string, unknown>
+      // Each replica counts the others at its heartbeat (1 s): the first one started saw itself alone.
+      const first = replicas.urls[0]
+      const health = await until(async () => {
+        const body = (await (await request(`${first}/health`)).body.json()) as Record<string, unknown>
+        return (body['state'] as { replicas?: number } | undefined)?.replicas === 3 ? body : undefined
+      })
       expect(health['state']).toEqual({ store: 'redis', up: true, degraded: false, replicas: 3 })
     })
   })
