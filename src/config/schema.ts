@@ -13,6 +13,7 @@ import { predictorSection } from './sections/predictor.js'
 import { serverSection } from './sections/server.js'
 import type { LOG_LEVELS } from './sections/telemetry.js'
 import { telemetrySection } from './sections/telemetry.js'
+import { tracingSection } from './sections/tracing.js'
 import { defaultUserSection, usersSection } from './sections/users.js'
 
 /**
@@ -44,6 +45,7 @@ export const configSchema = Type.Object(
     defaultUser: defaultUserSection,
     policy: policySection,
     telemetry: telemetrySection,
+    tracing: tracingSection,
   },
   // Rules that relate two sections; a section's own rules sit on the section.
   { additionalProperties: false, crossField: [...identityRules] },
@@ -80,3 +82,4 @@ export { DEFAULT_POLICY, type PolicyConfig } from './sections/policy.js'
 export * from './sections/predictor.js'
 export * from './sections/server.js'
 export { DEFAULT_LOG_LEVEL, DEFAULT_MAX_USER_LABELS, LOG_LEVELS } from './sections/telemetry.js'
+export * from './sections/tracing.js'

@@ -10,7 +10,7 @@ import { policyFactories, type Policy, type PolicyFactory } from '../policies/in
 import { createPredictor } from '../predictor/index.js'
 import { InFlight } from '../proxy/index.js'
 import { startSim, type SimHandle } from '../sim/index.js'
-import { createGatewayMetrics, createLogger } from '../telemetry/index.js'
+import { createGatewayMetrics, createLogger, createOtlpTracer, NOOP_REQUEST_TRACER } from '../telemetry/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
 import { createBackendPool, type BackendState } from '../upstream/index.js'
 import { type AdminContext, type AdminRoutes, createAdminServer } from './admin-server.js'
@@ -220,6 +220,15 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         .filter((s) => s.user !== OTHER_USER_LABEL),
   })
 
+  // Built from the config at start (a reload keeps it): its own provider, flushed when the gateway closes.
+  const tracer = config.tracing.enabled ? createOtlpTracer(config.tracing) : NOOP_REQUEST_TRACER
+  if (config.tracing.enabled) {
+    logger.info(
+      { endpoint: config.tracing.endpoint, sampleRatio: config.tracing.sampleRatio },
+      'tracing: exporting OTLP spans',
+    )
+  }
+
   let shuttingDown = false
   let requestSeq = 0
   const requestPrefix = clock.wallNow().toString(36)
@@ -256,6 +265,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     nextRequestId: () => `kvg-${requestPrefix}-${++requestSeq}`,
     inFlight,
     tally,
+    tracer,
     shuttingDown: () => shuttingDown,
     pickUpstream: () => pool.pickForPassthrough()?.url,
     health,
@@ -315,6 +325,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     app.server.closeAllConnections()
     await serverClosed
     await admin.close()
+    // Every request has been reported by now: its span is in the batch, which this sends.
+    await tracer.shutdown()
     await pool.close()
     await sim?.close()
     logger.info('kvgate stopped')

@@ -12,6 +12,7 @@ const RESTART_ONLY_SECTIONS = [
   'healthCheck',
   'passthrough',
   'predictor',
+  'tracing',
 ] as const
 
 /**

@@ -8,7 +8,7 @@ import { clockTimeoutSignal, type Clock } from '../core/index.js'
 import { errors, toKvgateError } from '../errors/index.js'
 import type { IdentityResolver } from '../identity/index.js'
 import type { Predictor } from '../predictor/index.js'
-import type { GatewayMetrics } from '../telemetry/index.js'
+import { type ForwardSpan, type GatewayMetrics, NOOP_REQUEST_TRACER, type RequestTracer } from '../telemetry/index.js'
 import type { TokenCounter } from '../tokens/index.js'
 import { fromFastifyError } from './fastify-errors.js'
 import { forwardJson } from './forward-json.js'
@@ -39,6 +39,8 @@ export interface ProxyDeps {
   readonly inFlight: InFlight
   /** Requests begun and ended (logged and counted); equal whenever nothing is in progress. */
   readonly tally: { started: number; ended: number }
+  /** Traces of generating requests; none recorded when absent (`tracing.enabled: false`). */
+  readonly tracer?: RequestTracer
 }
 
 /**
@@ -74,6 +76,7 @@ function registerPath(app: FastifyInstance, deps: ProxyDeps, route: GeneratingRo
     onRequest(request, reply, done) {
       const lifecycle = new RequestLifecycle(lifecycleDeps, reply, request.kvgate.id, request.kvgate.key.keyUser)
       request.kvgate.reportedByLifecycle = true
+      lifecycle.span = (deps.tracer ?? NOOP_REQUEST_TRACER).startRequest(request.headers, route.path)
       lifecycles.set(request, lifecycle)
       // Fastify has no hook for a response that closed before it finished (`onRequestAbort` fires only while
       // the body is still being read): the raw close is where a client that left is seen.
@@ -134,9 +137,20 @@ async function handleGeneration(
   const estimate = route.predictOutput?.(request, deps.predictor)
   lifecycle.predicted = estimate === undefined
   lifecycle.predictedPerSequence = estimate ?? deps.predictor.predict(request.model, request.maxTokens)
+  lifecycle.span.describe({
+    operation: genAiOperation(route.path),
+    model: request.model,
+    maxTokens: request.maxTokens,
+    user: identity.user.name,
+    policy: config.policy.name,
+    promptTokens: request.promptTokens,
+    predictedTokens: lifecycle.predictedPerSequence * request.sequences,
+    stream: request.stream,
+  })
 
   // 2. Wait for admission.
   let admission: Awaited<ReturnType<AdmissionController['submit']>>
+  const queueSpan = lifecycle.span.startQueue()
   try {
     admission = await deps.admission.submit({
       id: lifecycle.id,
@@ -149,8 +163,10 @@ async function handleGeneration(
     })
   } catch (err) {
     metrics.queueWait(lifecycle.clientGone ? 'cancelled' : 'rejected', (clock.now() - lifecycle.startMs) / 1000)
+    queueSpan.end(toKvgateError(err).code)
     throw err
   }
+  queueSpan.end()
   lifecycle.admission = admission
   metrics.admitted(identity.label)
   metrics.queueWait('admitted', admission.waitedMs / 1000)
@@ -160,32 +176,48 @@ async function handleGeneration(
   const baseUrl = deps.backendUrl(admission.backendId)
   if (baseUrl === undefined) throw errors.noBackendAvailable([`backend ${admission.backendId} is not configured`])
   deps.inFlight.add(lifecycle.abort)
+  let forwardSpan: ForwardSpan | undefined
   try {
     // The path kvgate routed on, normalised and re-encoded: what the backend decodes is what was admitted.
     const target = req.kvgate.target
+    const url = baseUrl + (target === undefined ? route.path : target.encodedPath + target.search)
+    forwardSpan = lifecycle.span.startForward(admission.backendId, url)
     const upstream = await UpstreamCall.open({
-      url: baseUrl + (target === undefined ? route.path : target.encodedPath + target.search),
+      url,
       dispatcher: deps.dispatcher,
       clock,
-      headers: upstreamHeaders(req.headers, config),
+      // With tracing on, the backend's parent is kvgate's upstream call, not the client's span.
+      headers: { ...upstreamHeaders(req.headers, config), ...forwardSpan.headers },
       body: JSON.stringify(route.upstreamBody(request)),
       signal: lifecycle.abort.signal,
       headersTimeoutMs: config.forwarding.headersTimeoutMs,
       idleTimeoutMs: config.forwarding.idleTimeoutMs,
     })
+    forwardSpan.responded(upstream.statusCode)
     const headers = { 'x-kvgate-request-id': lifecycle.id, 'x-kvgate-backend': admission.backendId }
     const ending =
       upstream.statusCode === 200 && request.stream
         ? await forwardSse({ lifecycle, request, admission, upstream, headers, clock, metrics })
         : await forwardJson(lifecycle, route, admission, upstream, headers, (text) => maskSecrets(text, config))
     if (ending.outcome === 'upstream_error') deps.onUpstreamFailure?.(admission.backendId)
+    forwardSpan.end(ending.errorCode)
     lifecycle.end(ending)
   } catch (err) {
-    if (toKvgateError(err).outcome === 'upstream_error') deps.onUpstreamFailure?.(admission.backendId)
+    const error = toKvgateError(err)
+    forwardSpan?.end(error.code)
+    if (error.outcome === 'upstream_error') deps.onUpstreamFailure?.(admission.backendId)
     throw err
   } finally {
     deps.inFlight.delete(lifecycle.abort)
   }
+}
+
+/** GenAI `gen_ai.operation.name` of a route: OpenAI's chat and completions APIs, else the path's last part. */
+function genAiOperation(path: string): string {
+  if (path.endsWith('/chat/completions') || path.endsWith('/responses')) return 'chat'
+  if (path.endsWith('/completions')) return 'text_completion'
+  if (path.endsWith('/embeddings')) return 'embeddings'
+  return path.slice(path.lastIndexOf('/') + 1)
 }
 
 // A positive decimal integer: `Number()` would also take `0x10`, `1e3`, ` 5 ` and `Infinity`.

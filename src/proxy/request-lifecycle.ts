@@ -5,7 +5,7 @@ import type { Clock } from '../core/index.js'
 import { KvgateError, toKvgateError, type RequestOutcome } from '../errors/index.js'
 import type { Identity } from '../identity/index.js'
 import type { Predictor } from '../predictor/index.js'
-import type { GatewayMetrics } from '../telemetry/index.js'
+import { type GatewayMetrics, NOOP_REQUEST_SPAN, type RequestSpan } from '../telemetry/index.js'
 import type { GenerationRequest } from './generating-route.js'
 
 /** How one request ended: its `kvgate_requests_total` outcome, the status sent, the error code if any. */
@@ -67,6 +67,10 @@ export class RequestLifecycle {
   ttftMs: number | undefined
   completionTokens = 0
   promptTokensServed: number | undefined
+  /** The model the backend says answered (its body's `model`), for the trace. */
+  responseModel: string | undefined
+  /** The request's trace span (the no-op one while tracing is off); ended with the report. */
+  span: RequestSpan = NOOP_REQUEST_SPAN
   readonly #deps: LifecycleDeps
   readonly #keyUser: string | undefined
   #handling = false
@@ -179,6 +183,16 @@ export class RequestLifecycle {
       metrics.tokensServed(label, 'prompt', this.promptTokensServed ?? request?.promptTokens ?? 0)
       metrics.tokensServed(label, 'completion', this.completionTokens)
     }
+    this.span.end({
+      outcome: ending.outcome,
+      status: ending.status,
+      errorCode: ending.errorCode,
+      backend: admission?.backendId,
+      responseModel: this.responseModel,
+      inputTokens: admission === undefined ? undefined : (this.promptTokensServed ?? request?.promptTokens),
+      outputTokens: admission === undefined ? undefined : this.completionTokens,
+      queueWaitMs: admission?.waitedMs,
+    })
     logger.info(
       {
         reqId: this.id,

@@ -13,3 +13,13 @@ export { createGatewayMetrics } from './gateway-metrics.js'
 export type { RequestOutcome } from '../errors/index.js'
 export { REQUEST_OUTCOMES } from '../errors/index.js'
 export { createLogger } from './logger.js'
+export type {
+  ChildSpan,
+  ForwardSpan,
+  RequestSpan,
+  RequestSpanDetails,
+  RequestSpanEnding,
+  RequestTracer,
+} from './request-tracer.js'
+export { NOOP_REQUEST_SPAN, NOOP_REQUEST_TRACER } from './request-tracer.js'
+export { createOtlpTracer, type OtlpTracerOptions } from './otlp-tracer.js'
