@@ -22,6 +22,7 @@ import { DeadlineSweep, expiryRejection, OUTCOME } from './deadline-sweep.js'
 import { Dispatcher } from './dispatcher.js'
 import { PolicyGuard } from './policy-guard.js'
 import { QueueStore, type QueueItem } from './queue-store.js'
+import { buildQueueView, type QueueView, type QueueViewOptions } from './queue-view.js'
 import { formatDuration, rejectionHeaders } from './retry-after.js'
 import { WaitPrediction } from './wait-prediction.js'
 
@@ -355,6 +356,10 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
       bypassedForMs: item.bypassedSinceMs === undefined ? null : now - item.bypassedSinceMs,
       quotaBlocked: item.quotaDenied !== undefined,
     }))
+  }
+
+  queueView(options: QueueViewOptions): QueueView {
+    return buildQueueView(this.#store, this.#closed ? undefined : this.#capacity.snapshot(), this.#clock.now(), options)
   }
 
   stats(): AdmissionStats {

@@ -3,6 +3,7 @@ import type { KvgateError, RequestOutcome } from '../errors/index.js'
 import type { Ledger, Reservation } from '../ledger/index.js'
 import type { Policy, PolicyRequest, PolicyUser } from '../policies/index.js'
 import type { BackendCapacity } from '../upstream/index.js'
+import type { QueueView, QueueViewOptions } from './queue-view.js'
 
 /**
  * The admission queue's contracts: what a caller submits and gets back, the events it reports, and the seam
@@ -114,6 +115,8 @@ export interface AdmissionController {
   configure(tuning: Partial<AdmissionTuning>): void
   queueDepth(): number
   queued(): QueuedInfo[]
+  /** The queue per user, bounded, with the reason each shown request waits (`/debug/queue`). */
+  queueView(options: QueueViewOptions): QueueView
   stats(): AdmissionStats
   /** The wait a new request of `needTokens` from `user` would see now, ms (what retry-after is made of). */
   predictWaitMs(user: PolicyUser, needTokens: number): number

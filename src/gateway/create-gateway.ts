@@ -14,6 +14,7 @@ import { createGatewayMetrics, createLogger, createOtlpTracer, NOOP_REQUEST_TRAC
 import { createWordPieceTokenCounter } from '../tokens/index.js'
 import { createBackendPool, type BackendState } from '../upstream/index.js'
 import { type AdminContext, type AdminRoutes, createAdminServer } from './admin-server.js'
+import { debugQueueRoute } from './debug-routes.js'
 import { createPublicServer, type PublicServerDeps } from './public-server.js'
 import { admissionTuning, planReload } from './reload-plan.js'
 import { logSecurityWarnings } from './startup-warnings.js'
@@ -282,7 +283,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     config: () => config,
     health,
   }
-  const admin = await createAdminServer(adminContext, logger, options.adminRoutes ?? [])
+  const admin = await createAdminServer(adminContext, logger, [debugQueueRoute, ...(options.adminRoutes ?? [])])
   logSecurityWarnings(config, logger)
 
   pool.start()
