@@ -10,11 +10,17 @@ import { policyFactories, type Policy, type PolicyFactory } from '../policies/in
 import { createPredictor } from '../predictor/index.js'
 import { InFlight } from '../proxy/index.js'
 import { startSim, type SimHandle } from '../sim/index.js'
-import { createGatewayMetrics, createLogger, createOtlpTracer, NOOP_REQUEST_TRACER } from '../telemetry/index.js'
+import {
+  createGatewayMetrics,
+  createLogger,
+  createOtlpTracer,
+  createUsageTally,
+  NOOP_REQUEST_TRACER,
+} from '../telemetry/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
 import { createBackendPool, type BackendState } from '../upstream/index.js'
 import { type AdminContext, type AdminRoutes, createAdminServer } from './admin-server.js'
-import { debugQueueRoute } from './debug-routes.js'
+import { debugQueueRoute, debugUsageRoute } from './debug-routes.js'
 import { createPublicServer, type PublicServerDeps } from './public-server.js'
 import { admissionTuning, planReload } from './reload-plan.js'
 import { logSecurityWarnings } from './startup-warnings.js'
@@ -230,6 +236,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     )
   }
 
+  const usage = createUsageTally(clock)
+
   let shuttingDown = false
   let requestSeq = 0
   const requestPrefix = clock.wallNow().toString(36)
@@ -267,6 +275,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     inFlight,
     tally,
     tracer,
+    usage,
     shuttingDown: () => shuttingDown,
     pickUpstream: () => pool.pickForPassthrough()?.url,
     health,
@@ -283,7 +292,11 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     config: () => config,
     health,
   }
-  const admin = await createAdminServer(adminContext, logger, [debugQueueRoute, ...(options.adminRoutes ?? [])])
+  const admin = await createAdminServer(adminContext, logger, [
+    debugQueueRoute,
+    debugUsageRoute(usage, clock),
+    ...(options.adminRoutes ?? []),
+  ])
   logSecurityWarnings(config, logger)
 
   pool.start()

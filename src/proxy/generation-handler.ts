@@ -8,7 +8,13 @@ import { clockTimeoutSignal, type Clock } from '../core/index.js'
 import { errors, toKvgateError } from '../errors/index.js'
 import type { IdentityResolver } from '../identity/index.js'
 import type { Predictor } from '../predictor/index.js'
-import { type ForwardSpan, type GatewayMetrics, NOOP_REQUEST_TRACER, type RequestTracer } from '../telemetry/index.js'
+import {
+  type ForwardSpan,
+  type GatewayMetrics,
+  NOOP_REQUEST_TRACER,
+  type RequestTracer,
+  type UsageTally,
+} from '../telemetry/index.js'
 import type { TokenCounter } from '../tokens/index.js'
 import { fromFastifyError } from './fastify-errors.js'
 import { forwardJson } from './forward-json.js'
@@ -41,6 +47,8 @@ export interface ProxyDeps {
   readonly tally: { started: number; ended: number }
   /** Traces of generating requests; none recorded when absent (`tracing.enabled: false`). */
   readonly tracer?: RequestTracer
+  /** Per-user usage over time (`/debug/usage`). */
+  readonly usage?: UsageTally
 }
 
 /**
@@ -64,6 +72,7 @@ function registerPath(app: FastifyInstance, deps: ProxyDeps, route: GeneratingRo
     logger: deps.logger,
     predictor: deps.predictor,
     tally: deps.tally,
+    usage: deps.usage,
     mask: (text: string) => maskSecrets(text, deps.current().config),
     labelFor: (keyUser: string | undefined) => {
       const { config, identity } = deps.current()

@@ -5,7 +5,7 @@ import type { Clock } from '../core/index.js'
 import { KvgateError, toKvgateError, type RequestOutcome } from '../errors/index.js'
 import type { Identity } from '../identity/index.js'
 import type { Predictor } from '../predictor/index.js'
-import { type GatewayMetrics, NOOP_REQUEST_SPAN, type RequestSpan } from '../telemetry/index.js'
+import { type GatewayMetrics, NOOP_REQUEST_SPAN, type RequestSpan, type UsageTally } from '../telemetry/index.js'
 import type { GenerationRequest } from './generating-route.js'
 
 /** How one request ended: its `kvgate_requests_total` outcome, the status sent, the error code if any. */
@@ -29,6 +29,8 @@ export interface LifecycleDeps {
   labelFor(keyUser: string | undefined): string
   /** Text from a client (a model name, a user name) as a log line may hold it: no configured key in it. */
   mask(text: string): string
+  /** Per-user usage over time (`/debug/usage`), fed once per request with the report. */
+  readonly usage?: UsageTally | undefined
 }
 
 /** An SSE event: the way errors reach a client once its stream has started (vLLM's own way). */
@@ -183,13 +185,22 @@ export class RequestLifecycle {
       metrics.tokensServed(label, 'prompt', this.promptTokensServed ?? request?.promptTokens ?? 0)
       metrics.tokensServed(label, 'completion', this.completionTokens)
     }
+    const inputTokens = this.promptTokensServed ?? request?.promptTokens ?? 0
+    this.#deps.usage?.record({
+      user: this.identity?.user.name ?? label,
+      status: ending.status,
+      admitted: admission !== undefined,
+      completed: ending.outcome === 'completed',
+      inputTokens,
+      outputTokens: this.completionTokens,
+    })
     this.span.end({
       outcome: ending.outcome,
       status: ending.status,
       errorCode: ending.errorCode,
       backend: admission?.backendId,
       responseModel: this.responseModel,
-      inputTokens: admission === undefined ? undefined : (this.promptTokensServed ?? request?.promptTokens),
+      inputTokens: admission === undefined ? undefined : inputTokens,
       outputTokens: admission === undefined ? undefined : this.completionTokens,
       queueWaitMs: admission?.waitedMs,
     })

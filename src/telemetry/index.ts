@@ -23,3 +23,11 @@ export type {
 } from './request-tracer.js'
 export { NOOP_REQUEST_SPAN, NOOP_REQUEST_TRACER } from './request-tracer.js'
 export { createOtlpTracer, type OtlpTracerOptions } from './otlp-tracer.js'
+export type { UsageRecord, UsageReport, UsageTally, UserUsage } from './usage-tally.js'
+export {
+  createUsageTally,
+  OTHER_USERS,
+  USAGE_BUCKET_MS,
+  USAGE_RETENTION_MS,
+  USAGE_USERS_PER_BUCKET,
+} from './usage-tally.js'
