@@ -27,6 +27,7 @@ import { QueueStore, type QueueItem } from './queue-store.js'
 import { validateTuning } from './tuning.js'
 import { arrivalVerdict } from './arrival-check.js'
 import { NEED_BUCKET_LABELS, RETRY_AFTER_QUANTILE, TtftAfterAdmission } from './wait-calibration.js'
+import { buildQueueView, type QueueView, type QueueViewOptions } from './queue-view.js'
 import { formatDuration, rejectionHeaders } from './retry-after.js'
 import { askConfirmation, noteRefusal, waitingOnConfirmation } from './confirmation.js'
 import { WaitPrediction } from './wait-prediction.js'
@@ -492,6 +493,10 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
       bypassedForMs: item.bypassedSinceMs === undefined ? null : now - item.bypassedSinceMs,
       quotaBlocked: item.quotaDenied !== undefined,
     }))
+  }
+
+  queueView(options: QueueViewOptions): QueueView {
+    return buildQueueView(this.#store, this.#closed ? undefined : this.#capacity.snapshot(), this.#clock.now(), options)
   }
 
   stats(): AdmissionStats {

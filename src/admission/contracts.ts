@@ -6,6 +6,7 @@ import type { BackendCapacity } from '../upstream/index.js'
 import type { OvercommitRule, ReserveBy } from './room-rules.js'
 import type { NeedBucket } from './wait-calibration.js'
 import type { WaitCheck } from './wait-prediction.js'
+import type { QueueView, QueueViewOptions } from './queue-view.js'
 
 /**
  * The admission queue's contracts: what a caller submits and gets back, the events it reports, and the seam
@@ -135,6 +136,8 @@ export interface AdmissionController {
   configure(tuning: Partial<AdmissionTuning>): void
   queueDepth(): number
   queued(): QueuedInfo[]
+  /** The queue per user, bounded, with the reason each shown request waits (`/debug/queue`). */
+  queueView(options: QueueViewOptions): QueueView
   stats(): AdmissionStats
   /** The wait a new request of `needTokens` from `user` would see now, ms (what retry-after is made of). */
   predictWaitMs(user: PolicyUser, needTokens: number): number

@@ -38,3 +38,11 @@ export {
   rateLimitHeaders,
   rejectionHeaders,
 } from './retry-after.js'
+export {
+  type QueueView,
+  type QueueViewItem,
+  type QueueViewOptions,
+  type QueueViewUser,
+  WAIT_REASONS,
+  type WaitReason,
+} from './queue-view.js'

@@ -114,6 +114,11 @@ export class QueueStore {
     )
   }
 
+  /** The queues of users with something queued (a debug view reads them; nothing may change them). */
+  userQueues(): IterableIterator<Readonly<UserQueue>> {
+    return this.#queues.values()
+  }
+
   head(userName: string): QueueItem | undefined {
     return this.#queues.get(userName)?.head
   }

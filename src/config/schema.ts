@@ -16,6 +16,7 @@ import { serverSection } from './sections/server.js'
 import { stateSection } from './sections/state.js'
 import type { LOG_LEVELS } from './sections/telemetry.js'
 import { telemetrySection } from './sections/telemetry.js'
+import { tracingSection } from './sections/tracing.js'
 import { defaultUserSection, usersSection } from './sections/users.js'
 
 /**
@@ -53,6 +54,7 @@ export const configSchema = Type.Object(
     telemetry: telemetrySection,
     /** Where reservations, quota windows and fairness counters live: this process, or Redis for replicas. */
     state: stateSection,
+    tracing: tracingSection,
   },
   // Rules that relate two sections; a section's own rules sit on the section.
   { additionalProperties: false, crossField: [...identityRules] },
@@ -92,3 +94,4 @@ export { DEFAULT_ROUTING, type RoutingConfig } from './sections/routing.js'
 export * from './sections/server.js'
 export * from './sections/state.js'
 export { DEFAULT_LOG_LEVEL, DEFAULT_MAX_USER_LABELS, LOG_LEVELS } from './sections/telemetry.js'
+export * from './sections/tracing.js'

@@ -362,8 +362,13 @@ export function secretValues(schema: unknown, data: unknown): string[] {
       for (const item of d) walk(node['items'], item)
       return
     }
-    for (const [key, child] of Object.entries(node['properties'] ?? {}))
-      walk(child, (d as Record<string, unknown>)[key])
+    const known = (node['properties'] ?? {}) as Record<string, unknown>
+    for (const [key, child] of Object.entries(known)) walk(child, (d as Record<string, unknown>)[key])
+    // A map (`Type.Record`): every entry's value against the one value schema.
+    const mapped = Object.values((node['patternProperties'] ?? {}) as Record<string, unknown>)
+    if (mapped.length === 1) {
+      for (const [key, child] of Object.entries(d)) if (!(key in known)) walk(mapped[0], child)
+    }
   }
   walk(schema, data)
   return [...found]

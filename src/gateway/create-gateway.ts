@@ -21,12 +21,20 @@ import {
   type StateStore,
 } from '../state/index.js'
 import { startSim, type SimHandle } from '../sim/index.js'
-import { createGatewayMetrics, createLogger, createRoutingMetrics } from '../telemetry/index.js'
+import {
+  createGatewayMetrics,
+  createLogger,
+  createOtlpTracer,
+  createRoutingMetrics,
+  createUsageTally,
+  NOOP_REQUEST_TRACER,
+} from '../telemetry/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
 import { createBackendPool, diagnoseBackend } from '../upstream/index.js'
 import { type AdminContext, type AdminRoutes, createAdminServer } from './admin-server.js'
 import { readiness, reportFirstResult } from './backend-report.js'
 import { registerDrainRoutes } from './drain-routes.js'
+import { debugQueueRoute, debugUsageRoute } from './debug-routes.js'
 import { createPublicServer, type PublicServerDeps } from './public-server.js'
 import { admissionTuning, planReload, type ReloadPlan } from './reload-plan.js'
 import { logSecurityWarnings } from './startup-warnings.js'
@@ -334,6 +342,17 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     if (!on) admission.dispatch()
     return true
   }
+  // Built from the config at start (a reload keeps it): its own provider, flushed when the gateway closes.
+  const tracer = config.tracing.enabled ? createOtlpTracer(config.tracing) : NOOP_REQUEST_TRACER
+  if (config.tracing.enabled) {
+    logger.info(
+      { endpoint: config.tracing.endpoint, sampleRatio: config.tracing.sampleRatio },
+      'tracing: exporting OTLP spans',
+    )
+  }
+
+  const usage = createUsageTally(clock)
+
   let shuttingDown = false
   let requestSeq = 0
   const requestPrefix = clock.wallNow().toString(36)
@@ -364,6 +383,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     nextRequestId: () => `kvg-${requestPrefix}-${++requestSeq}`,
     inFlight,
     tally,
+    tracer,
+    usage,
     shuttingDown: () => shuttingDown,
     pickUpstream: () => fleet.pickUrl(),
     listModels: () => fleet.listModels(),
@@ -384,7 +405,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     setDraining,
     sharedState: () => shared?.status(),
   }
-  const admin = await createAdminServer(adminContext, logger, [registerDrainRoutes, ...(options.adminRoutes ?? [])])
+  const admin = await createAdminServer(adminContext, logger, [
+    registerDrainRoutes,
+    debugQueueRoute,
+    debugUsageRoute(usage, clock),
+    ...(options.adminRoutes ?? []),
+  ])
   logSecurityWarnings(config, logger)
 
   // The state metrics on every gateway, so dashboards and alerts read alike whatever the store: one process's
@@ -435,6 +461,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     await serverClosed
     await admin.close()
     await fleet.close()
+    // Every request has been reported by now: its span is in the batch, which this sends.
+    await tracer.shutdown()
     await pool.close()
     predictorState?.stop()
     await shared?.close()

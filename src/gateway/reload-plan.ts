@@ -13,6 +13,7 @@ const RESTART_ONLY_SECTIONS = [
   'passthrough',
   'predictor',
   'state',
+  'tracing',
 ] as const
 
 /**

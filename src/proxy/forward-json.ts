@@ -41,6 +41,8 @@ export async function forwardJson(
     throw errors.upstreamError([`the backend answered ${status} with a body that is not JSON`])
   }
   const count = (route.countOutput ?? usageOf)(answer)
+  const model = (answer as { model?: unknown } | null)?.model
+  if (typeof model === 'string') lifecycle.responseModel = model
   if (count.completionTokens !== undefined) lifecycle.completionTokens = count.completionTokens
   if (count.promptTokens !== undefined) lifecycle.promptTokensServed = count.promptTokens
   lifecycle.finishReason = count.finishReason

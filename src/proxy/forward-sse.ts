@@ -95,6 +95,7 @@ export async function forwardSse(forwarding: SseForwarding): Promise<Ending> {
   lifecycle.completionTokens = relay.usage?.completionTokens ?? relay.completionTokens
   lifecycle.promptTokensServed = relay.usage?.promptTokens
   lifecycle.finishReason = relay.finishReason
+  lifecycle.responseModel = relay.model
   if (lifecycle.clientGone) {
     upstream.destroy()
     return { outcome: 'cancelled_streaming', status: 200 }

@@ -8,7 +8,13 @@ import { clockTimeoutSignal, type Clock } from '../core/index.js'
 import { errors, toKvgateError } from '../errors/index.js'
 import type { Identity, IdentityResolver } from '../identity/index.js'
 import type { Predictor } from '../predictor/index.js'
-import type { GatewayMetrics } from '../telemetry/index.js'
+import {
+  type ForwardSpan,
+  type GatewayMetrics,
+  NOOP_REQUEST_TRACER,
+  type RequestTracer,
+  type UsageTally,
+} from '../telemetry/index.js'
 import type { TokenCounter } from '../tokens/index.js'
 import { DEFAULT_MODEL_KEY } from './completion-request.js'
 import { checkContextLength } from './context-length.js'
@@ -44,6 +50,10 @@ export interface ProxyDeps {
   readonly inFlight: InFlight
   /** Requests begun and ended (logged and counted); equal whenever nothing is in progress. */
   readonly tally: { started: number; ended: number }
+  /** Traces of generating requests; none recorded when absent (`tracing.enabled: false`). */
+  readonly tracer?: RequestTracer
+  /** Per-user usage over time (`/debug/usage`). */
+  readonly usage?: UsageTally
 }
 
 /** What the request path needs of the fleet's model pools. */
@@ -81,6 +91,7 @@ function registerPath(app: FastifyInstance, deps: ProxyDeps, route: GeneratingRo
     logger: deps.logger,
     predictor: deps.predictor,
     tally: deps.tally,
+    usage: deps.usage,
     mask: (text: string) => maskSecrets(text, deps.current().config),
     labelFor: (keyUser: string | undefined) => {
       const { config, identity } = deps.current()
@@ -94,6 +105,7 @@ function registerPath(app: FastifyInstance, deps: ProxyDeps, route: GeneratingRo
     onRequest(request, reply, done) {
       const lifecycle = new RequestLifecycle(lifecycleDeps, reply, request.kvgate.id, request.kvgate.key.keyUser)
       request.kvgate.reportedByLifecycle = true
+      lifecycle.span = (deps.tracer ?? NOOP_REQUEST_TRACER).startRequest(request.headers, route.path)
       lifecycles.set(request, lifecycle)
       // Fastify has no hook for a response that closed before it finished (`onRequestAbort` fires only while
       // the body is still being read): the raw close is where a client that left is seen.
@@ -171,10 +183,21 @@ async function handleGeneration(
   )
   if (hintResult !== undefined) metrics.outputHint(hintResult)
   lifecycle.predictedPerSequence = hint?.tokens ?? lifecycle.predictorPerSequence
+  lifecycle.span.describe({
+    operation: genAiOperation(route.path),
+    model: request.model,
+    maxTokens: request.maxTokens,
+    user: identity.user.name,
+    policy: config.policy.name,
+    promptTokens: request.promptTokens,
+    predictedTokens: lifecycle.predictedPerSequence * request.sequences,
+    stream: request.stream,
+  })
 
   // 2. Wait for admission.
   const routed = request
   let admission: Awaited<ReturnType<AdmissionController['submit']>>
+  const queueSpan = lifecycle.span.startQueue()
   try {
     admission = await deps.admission.submit({
       id: lifecycle.id,
@@ -195,8 +218,10 @@ async function handleGeneration(
     })
   } catch (err) {
     metrics.queueWait(lifecycle.clientGone ? 'cancelled' : 'rejected', (clock.now() - lifecycle.startMs) / 1000)
+    queueSpan.end(toKvgateError(err).code)
     throw err
   }
+  queueSpan.end()
   lifecycle.admission = admission
   metrics.admitted(identity.label)
   metrics.queueWait('admitted', admission.waitedMs / 1000)
@@ -206,19 +231,24 @@ async function handleGeneration(
   const baseUrl = deps.backendUrl(admission.backendId)
   if (baseUrl === undefined) throw errors.noBackendAvailable([`backend ${admission.backendId} is not configured`])
   deps.inFlight.add(lifecycle.abort)
+  let forwardSpan: ForwardSpan | undefined
   try {
     // The path kvgate routed on, normalised and re-encoded: what the backend decodes is what was admitted.
     const target = req.kvgate.target
+    const url = baseUrl + (target === undefined ? route.path : target.encodedPath + target.search)
+    forwardSpan = lifecycle.span.startForward(admission.backendId, url)
     const upstream = await UpstreamCall.open({
-      url: baseUrl + (target === undefined ? route.path : target.encodedPath + target.search),
+      url,
       dispatcher: deps.dispatcher,
       clock,
-      headers: upstreamHeaders(req.headers, config),
+      // With tracing on, the backend's parent is kvgate's upstream call, not the client's span.
+      headers: { ...upstreamHeaders(req.headers, config), ...forwardSpan.headers },
       body: JSON.stringify(route.upstreamBody(request)),
       signal: lifecycle.abort.signal,
       headersTimeoutMs: config.forwarding.headersTimeoutMs,
       idleTimeoutMs: config.forwarding.idleTimeoutMs,
     })
+    forwardSpan.responded(upstream.statusCode)
     // The quota state after this request was charged, as OpenAI sends it: before a stream's first byte.
     const headers = {
       ...rateLimitHeaders(deps.admission.rateLimits(identity.user)),
@@ -230,12 +260,18 @@ async function handleGeneration(
         ? await forwardSse({ lifecycle, request, admission, upstream, headers, clock, metrics })
         : await forwardJson(lifecycle, route, admission, upstream, headers, (text) => maskSecrets(text, config))
     if (ending.outcome === 'upstream_error') deps.onUpstreamFailure?.(admission.backendId)
+    forwardSpan.end(ending.errorCode)
     lifecycle.end(ending)
   } catch (err) {
     // Shutdown gave up on it: not the backend's failure, and a 503 with retry-after if nothing was sent.
     const cut = shutdownCut(lifecycle.abort.signal)
-    if (cut !== undefined) throw cut
-    if (toKvgateError(err).outcome === 'upstream_error') deps.onUpstreamFailure?.(admission.backendId)
+    if (cut !== undefined) {
+      forwardSpan?.end(cut.code)
+      throw cut
+    }
+    const error = toKvgateError(err)
+    forwardSpan?.end(error.code)
+    if (error.outcome === 'upstream_error') deps.onUpstreamFailure?.(admission.backendId)
     throw err
   } finally {
     deps.inFlight.delete(lifecycle.abort)
@@ -250,6 +286,14 @@ function withModel(request: GenerationRequest, model: string): GenerationRequest
   if (request.model === model && typeof request.body['model'] === 'string') return request
   const named = typeof request.body['model'] === 'string' && request.body['model'] !== ''
   return { ...request, model, body: named ? request.body : { ...request.body, model } }
+}
+
+/** GenAI `gen_ai.operation.name` of a route: OpenAI's chat and completions APIs, else the path's last part. */
+function genAiOperation(path: string): string {
+  if (path.endsWith('/chat/completions') || path.endsWith('/responses')) return 'chat'
+  if (path.endsWith('/completions')) return 'text_completion'
+  if (path.endsWith('/embeddings')) return 'embeddings'
+  return path.slice(path.lastIndexOf('/') + 1)
 }
 
 // A positive decimal integer: `Number()` would also take `0x10`, `1e3`, ` 5 ` and `Infinity`.

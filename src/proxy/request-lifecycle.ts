@@ -5,7 +5,7 @@ import type { Clock } from '../core/index.js'
 import { KvgateError, toKvgateError, type RequestOutcome } from '../errors/index.js'
 import type { Identity } from '../identity/index.js'
 import type { Predictor } from '../predictor/index.js'
-import type { GatewayMetrics } from '../telemetry/index.js'
+import { type GatewayMetrics, NOOP_REQUEST_SPAN, type RequestSpan, type UsageTally } from '../telemetry/index.js'
 import type { GenerationRequest } from './generating-route.js'
 
 /** How one request ended: its `kvgate_requests_total` outcome, the status sent, the error code if any. */
@@ -31,6 +31,8 @@ export interface LifecycleDeps {
   mask(text: string): string
   /** OpenAI's `x-ratelimit-*` for a user with a quota (empty without one): on every answer, errors too. */
   rateLimitHeaders?(identity: Identity): Record<string, string>
+  /** Per-user usage over time (`/debug/usage`), fed once per request with the report. */
+  readonly usage?: UsageTally | undefined
 }
 
 /** An SSE event: the way errors reach a client once its stream has started (vLLM's own way). */
@@ -74,6 +76,10 @@ export class RequestLifecycle {
   ttftMs: number | undefined
   completionTokens = 0
   promptTokensServed: number | undefined
+  /** The model the backend says answered (its body's `model`), for the trace. */
+  responseModel: string | undefined
+  /** The request's trace span (the no-op one while tracing is off); ended with the report. */
+  span: RequestSpan = NOOP_REQUEST_SPAN
   readonly #deps: LifecycleDeps
   readonly #keyUser: string | undefined
   #handling = false
@@ -193,6 +199,25 @@ export class RequestLifecycle {
       metrics.tokensServed(label, 'prompt', this.promptTokensServed ?? request?.promptTokens ?? 0)
       metrics.tokensServed(label, 'completion', this.completionTokens)
     }
+    const inputTokens = this.promptTokensServed ?? request?.promptTokens ?? 0
+    this.#deps.usage?.record({
+      user: this.identity?.user.name ?? label,
+      status: ending.status,
+      admitted: admission !== undefined,
+      completed: ending.outcome === 'completed',
+      inputTokens,
+      outputTokens: this.completionTokens,
+    })
+    this.span.end({
+      outcome: ending.outcome,
+      status: ending.status,
+      errorCode: ending.errorCode,
+      backend: admission?.backendId,
+      responseModel: this.responseModel,
+      inputTokens: admission === undefined ? undefined : inputTokens,
+      outputTokens: admission === undefined ? undefined : this.completionTokens,
+      queueWaitMs: admission?.waitedMs,
+    })
     logger.info(
       {
         reqId: this.id,

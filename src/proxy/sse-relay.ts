@@ -31,6 +31,8 @@ export interface SseRelay {
   end(): void
   readonly completionTokens: number
   readonly usage: SseUsage | undefined
+  /** The first chunk's `model`: which model the backend says answered. */
+  readonly model: string | undefined
   /** The upstream sent an in-stream error event (`data: {"error": …}`). */
   readonly upstreamError: unknown
   readonly sawDone: boolean
@@ -67,6 +69,7 @@ function readUsage(value: unknown): SseUsage | undefined {
 export function createSseRelay(options: SseRelayOptions): SseRelay {
   let completionTokens = 0
   let usage: SseUsage | undefined
+  let model: string | undefined
   let upstreamError: unknown
   let sawDone = false
   let sawContent = false
@@ -87,12 +90,20 @@ export function createSseRelay(options: SseRelayOptions): SseRelay {
       sawDone = true
       return true
     }
-    let json: { choices?: unknown; usage?: unknown; error?: unknown; type?: unknown; response?: unknown }
+    let json: {
+      choices?: unknown
+      usage?: unknown
+      error?: unknown
+      type?: unknown
+      response?: unknown
+      model?: unknown
+    }
     try {
       json = JSON.parse(data) as typeof json
     } catch {
       return true // not ours to judge; the client sees what vLLM sent
     }
+    if (model === undefined && typeof json.model === 'string') model = json.model
     if (json.error !== undefined && json.error !== null) {
       upstreamError = json.error
       return true
@@ -174,6 +185,9 @@ export function createSseRelay(options: SseRelayOptions): SseRelay {
     },
     get usage() {
       return usage
+    },
+    get model() {
+      return model
     },
     get upstreamError() {
       return upstreamError

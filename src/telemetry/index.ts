@@ -19,3 +19,21 @@ export type { RoutedFigures, RoutingBackendFigures, RoutingMetrics, RoutingMetri
 export { createRoutingMetrics, MAX_MODEL_LABELS, OTHER_MODEL_LABEL } from './routing-metrics.js'
 export type { BuildInfo } from './process-metrics.js'
 export { buildInfo, registerProcessMetrics } from './process-metrics.js'
+export type {
+  ChildSpan,
+  ForwardSpan,
+  RequestSpan,
+  RequestSpanDetails,
+  RequestSpanEnding,
+  RequestTracer,
+} from './request-tracer.js'
+export { NOOP_REQUEST_SPAN, NOOP_REQUEST_TRACER } from './request-tracer.js'
+export { createOtlpTracer, type OtlpTracerOptions } from './otlp-tracer.js'
+export type { UsageRecord, UsageReport, UsageTally, UserUsage } from './usage-tally.js'
+export {
+  createUsageTally,
+  OTHER_USERS,
+  USAGE_BUCKET_MS,
+  USAGE_RETENTION_MS,
+  USAGE_USERS_PER_BUCKET,
+} from './usage-tally.js'

@@ -267,7 +267,8 @@ describe.skipIf(!promtool.run || !prometheusBin.run)('kvgate /metrics with promt
     it('runs every dashboard query without error, with data for the panels a short run feeds', async () => {
       const empty: string[] = []
       for (const target of dashboardTargets(dashboard)) {
-        const query = substituteVariables(target.expr, dashboard, '1m')
+        // The jobs of deploy/prometheus/prometheus.yml: kvgate's panels must find kvgate, vLLM's must find vLLM.
+        const query = substituteVariables(target.expr, dashboard, '1m', { job: 'kvgate', vllm_job: 'vllm' })
         const answer = await httpJson<PromQueryResult>(
           `${prometheusUrl}/api/v1/query?query=${encodeURIComponent(query)}`,
         )
@@ -280,9 +281,12 @@ describe.skipIf(!promtool.run || !prometheusBin.run)('kvgate /metrics with promt
         'Admissions by user A',
         'Request outcomes A',
         'Queue depth A',
-        'KV tokens per backend: used (polled) + ledger reservation A',
-        'KV tokens per backend: used (polled) + ledger reservation B',
-        'KV tokens per backend: used (polled) + ledger reservation C',
+        'KV tokens, all backends: used + reservation vs capacity A',
+        'KV tokens, all backends: used + reservation vs capacity B',
+        'KV tokens, all backends: used + reservation vs capacity C',
+        'KV tokens on $backend: used (polled) + ledger reservation A',
+        'KV tokens on $backend: used (polled) + ledger reservation B',
+        'KV tokens on $backend: used (polled) + ledger reservation C',
         'KV usage ratio A',
         'KV usage ratio B',
         'Backend health A',
@@ -290,6 +294,9 @@ describe.skipIf(!promtool.run || !prometheusBin.run)('kvgate /metrics with promt
         'Tokens served per user A',
         'Fairness (Jain index over users) A',
         'Policy state per user A',
+        'Usage per user (dashboard time range) A',
+        'Usage per user (dashboard time range) D',
+        'Usage per user (dashboard time range) E',
       ]) {
         expect(empty, `${panel} has no data`).not.toContain(panel)
       }

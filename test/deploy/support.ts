@@ -131,13 +131,19 @@ export function dashboardTargets(dashboard: Dashboard): DashboardTarget[] {
  * (`rateInterval`), and each multi-value variable with includeAll becomes its allValue (`.*`). Anything
  * left starting with `$` is a variable the dashboard does not define, which the caller should catch.
  */
-export function substituteVariables(expr: string, dashboard: Dashboard, rateInterval = '1m'): string {
+export function substituteVariables(
+  expr: string,
+  dashboard: Dashboard,
+  rateInterval = '1m',
+  values: Readonly<Record<string, string>> = {},
+): string {
   // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's own variable syntax, not a template
   let out = expr.replaceAll('${__rate_interval}', rateInterval).replaceAll('$__rate_interval', rateInterval)
   out = out.replaceAll('$__interval', rateInterval).replaceAll('$__range', rateInterval)
   for (const variable of dashboard.templating.list) {
     if (variable.type !== 'query') continue
-    const value = variable.allValue ?? '.*'
+    // A chosen value (a test picking one job) or, as with "All", the variable's allValue.
+    const value = values[variable.name] ?? variable.allValue ?? '.*'
     out = out.replaceAll(`\${${variable.name}}`, value).replace(new RegExp(`\\$${variable.name}\\b`, 'g'), value)
   }
   return out
