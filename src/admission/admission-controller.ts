@@ -2,6 +2,7 @@ import type { Clock } from '../core/index.js'
 import { errors, type KvgateError } from '../errors/index.js'
 import type { Ledger, Reservation } from '../ledger/index.js'
 import type { Policy, PolicyRequest, PolicyUser, RateLimitState, WaitAhead } from '../policies/index.js'
+import { AdmissionReporter, warnFault } from './admission-events.js'
 import { AdmittedRequest } from './admitted.js'
 import { createMostRoomView } from './capacity-view.js'
 import type {
@@ -9,7 +10,6 @@ import type {
   AdmissionController,
   AdmissionControllerOptions,
   AdmissionEvent,
-  AdmissionFault,
   AdmissionStats,
   AdmissionTicket,
   AdmissionTuning,
@@ -22,7 +22,8 @@ import type {
 } from './contracts.js'
 import { DeadlineSweep, expiryRejection, OUTCOME } from './deadline-sweep.js'
 import { Dispatcher } from './dispatcher.js'
-import { PolicyGuard } from './policy-guard.js'
+import type { PolicyGuard } from './policy-guard.js'
+import { arrivalLimits, newQueueItem, queueDeadlineMs, queuedInfo } from './queue-entry.js'
 import { QueueStore, type QueueItem } from './queue-store.js'
 import { validateTuning } from './tuning.js'
 import { arrivalVerdict } from './arrival-check.js'
@@ -55,8 +56,7 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
   #tuning: AdmissionTuning
   readonly #clock: Clock
   readonly #ledger: Ledger
-  readonly #onEvent: ((event: AdmissionEvent) => void) | undefined
-  readonly #onFault: (fault: AdmissionFault) => void
+  readonly #report: AdmissionReporter
   readonly #store = new QueueStore()
   readonly #capacity: CapacityView
   readonly #confirmer: AdmissionConfirmer | undefined
@@ -72,9 +72,8 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
     this.#tuning = validateTuning(options)
     this.#clock = options.clock
     this.#ledger = options.ledger
-    this.#onEvent = options.onEvent
-    this.#onFault = options.onFault ?? warnFault
-    this.#policy = this.#guard(options.policy)
+    this.#report = new AdmissionReporter(options.onEvent, options.onFault ?? warnFault)
+    this.#policy = this.#report.guard(options.policy)
     this.#confirmer = options.confirmer
     this.#capacity =
       options.capacity ??
@@ -127,30 +126,15 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
     const prompt = Math.max(0, Math.ceil(ticket.promptTokens))
     const predicted = Math.max(0, Math.ceil(ticket.predictedOutputTokens))
     const immediate = (error: KvgateError, retryAfterMs?: number): Promise<Admission> => {
-      this.#emitEnding(ticket, 0, error, retryAfterMs)
+      this.#report.emitEnding(ticket, 0, error, retryAfterMs)
       return Promise.reject(error)
     }
 
     if (this.#closed) return immediate(errors.shuttingDown([], OUTCOME))
     if (ticket.signal?.aborted === true) return immediate(errors.requestCancelled(['waited for admission'], OUTCOME))
-    const snapshot = this.#capacity.snapshot()
-    // The backends that may serve it (its model's pool) when the view knows pools, else all of them.
-    const limits =
-      snapshot === undefined ? undefined : snapshot.limitsFor === undefined ? snapshot : snapshot.limitsFor(ticket)
-    if (limits === undefined) {
-      const why =
-        snapshot === undefined
-          ? 'every backend is down or its metrics are stale'
-          : `no backend of model ${ticket.model} is usable`
-      return immediate(errors.noBackendAvailable([why], OUTCOME))
-    }
-    // Against every backend with a known capacity, usable now or not: a big backend that is briefly stale
-    // must not turn its requests into 400s.
-    if (prompt > limits.maxKnownTokens) {
-      return immediate(
-        errors.requestExceedsKvCapacity([prompt, Math.floor(limits.maxKnownTokens)], { param: 'messages' }),
-      )
-    }
+    const checked = arrivalLimits(this.#capacity.snapshot(), ticket, prompt)
+    if ('error' in checked) return immediate(checked.error)
+    const { limits } = checked
     // A prediction larger than a whole cache is capped: the request runs alone on an empty backend and its
     // reservation grows as it streams.
     const needTokens = Math.min(prompt + predicted, Math.floor(limits.maxKnownTokens))
@@ -163,38 +147,20 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
       return immediate(error, waitMs)
     }
 
-    const deadlineMs = this.#deadlineFor(ticket, prompt)
+    const deadlineMs = queueDeadlineMs(ticket, prompt, this.#tuning.ttftSloMs, this.#ttft)
     return new Promise<Admission>((resolve, reject) => {
-      const item: QueueItem = {
+      const userQueue = this.#store.queueFor(ticket.user)
+      const item = newQueueItem({
         seq: ++this.#seq,
         ticket,
-        request: {
-          id: ticket.id,
-          user: ticket.user,
-          promptTokens: prompt,
-          predictedOutputTokens: needTokens - prompt,
-          enqueuedAtMs: now,
-        },
+        promptTokens: prompt,
         needTokens,
-        enqueuedAtMs: now,
+        now,
         deadlineMs,
-        deadlineAtMs: now + deadlineMs,
-        predictedWaitMs: undefined,
-        needBucket: 0,
-        userQueue: this.#store.queueFor(ticket.user),
-        heapIndex: -1,
-        prev: undefined,
-        next: undefined,
-        queued: true,
-        bypassedSinceMs: undefined,
-        quotaDenied: undefined,
-        confirming: false,
-        refusedEpoch: undefined,
-        refusedUntilMs: undefined,
+        userQueue,
         resolve,
         reject,
-        onAbort: undefined,
-      }
+      })
       this.#store.add(item)
       if (item.userQueue.head === item) this.#confirmer?.noteHead(ticket.user, needTokens)
       if (!this.#policy.onEnqueue(item.request, now)) {
@@ -211,19 +177,6 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
       this.dispatch()
       if (item.queued) this.#checkOnArrival(item)
     })
-  }
-
-  /**
-   * The request's queue deadline: its own (the client's header or the default), or with `ttftSloMs` the SLO
-   * less the expected time from admission to the first token for its prompt, if that is shorter. At least
-   * 1 ms, so that a request the SLO leaves no time for is still admitted if it fits at once.
-   */
-  #deadlineFor(ticket: AdmissionTicket, promptTokens: number): number {
-    const own = Math.max(0, ticket.deadlineMs)
-    const slo = this.#tuning.ttftSloMs
-    if (slo === null) return own
-    const afterAdmission = this.#ttft.estimateMs(promptTokens) ?? 0
-    return Math.min(own, Math.max(1, slo - afterAdmission))
   }
 
   /** Not admitted at once: predict its wait (kept, to be checked), and answer now what cannot make it. */
@@ -304,7 +257,7 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
       return
     }
     const reservation = reserved ?? this.#reserve(item, placement)
-    this.#notifyCapacity('onAdmitted', item.ticket, placement)
+    this.#report.notifyCapacity(this.#capacity, 'onAdmitted', item.ticket, placement)
     this.#prediction.noteAdmitted(item.needTokens, now, backlog)
     const waitedMs = now - item.enqueuedAtMs
     if (item.predictedWaitMs !== undefined) {
@@ -315,7 +268,7 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
       reservation,
       waitedMs,
     })
-    this.#emit({
+    this.#report.emit({
       kind: 'admitted',
       id: item.ticket.id,
       user: item.ticket.user.name,
@@ -352,19 +305,9 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
   readonly #host = {
     nowMs: () => this.#clock.now(),
     noteFirstToken: (promptTokens: number, afterAdmissionMs: number) => this.#ttft.note(promptTokens, afterAdmissionMs),
-    emit: (event: AdmissionEvent) => this.#emit(event),
+    emit: (event: AdmissionEvent) => this.#report.emit(event),
     scheduleDispatch: () => this.#dispatcher.schedule(),
-    released: (ticket: AdmissionTicket) => this.#notifyCapacity('onFinished', ticket),
-  }
-
-  /** The capacity view learns where requests went and when they ended; its exceptions are contained. */
-  #notifyCapacity(operation: 'onAdmitted' | 'onFinished', ticket: AdmissionTicket, placement?: Placement): void {
-    try {
-      if (operation === 'onAdmitted' && placement !== undefined) this.#capacity.onAdmitted?.(ticket, placement)
-      else if (operation === 'onFinished') this.#capacity.onFinished?.(ticket)
-    } catch (error) {
-      this.#fault({ component: 'listener', operation: `capacity.${operation}`, requestId: ticket.id, error })
-    }
+    released: (ticket: AdmissionTicket) => this.#report.notifyCapacity(this.#capacity, 'onFinished', ticket),
   }
 
   #unlink(item: QueueItem, now: number): void {
@@ -382,7 +325,7 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
   }
 
   #settleRejected(item: QueueItem, error: KvgateError, now: number, retryAfterMs?: number): void {
-    this.#emitEnding(item.ticket, now - item.enqueuedAtMs, error, retryAfterMs)
+    this.#report.emitEnding(item.ticket, now - item.enqueuedAtMs, error, retryAfterMs)
     item.reject(error)
   }
 
@@ -392,45 +335,6 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
     this.reject(item, errors.requestCancelled(['waited for admission'], OUTCOME), now)
     // It may have been the head others were held behind.
     this.dispatch()
-  }
-
-  // --- events and faults ----------------------------------------------------------------------------------
-
-  #emitEnding(ticket: AdmissionTicket, waitedMs: number, error: KvgateError, retryAfterMs?: number): void {
-    this.#emit({
-      kind: error.outcome === 'cancelled_queued' ? 'cancelled' : 'rejected',
-      id: ticket.id,
-      user: ticket.user.name,
-      model: ticket.model,
-      waitedMs,
-      outcome: error.outcome,
-      reason: error.code,
-      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-    })
-  }
-
-  /** Events go to metrics and logs after the state change they report; a throwing listener is a fault. */
-  #emit(event: AdmissionEvent): void {
-    if (this.#onEvent === undefined) return
-    try {
-      this.#onEvent(event)
-    } catch (error) {
-      this.#fault({ component: 'listener', operation: 'onEvent', requestId: event.id, error })
-    }
-  }
-
-  #fault(fault: AdmissionFault): void {
-    try {
-      this.#onFault(fault)
-    } catch {
-      // The reporter itself failed: nothing is left to tell, and the request path must go on.
-    }
-  }
-
-  #guard(policy: Policy): PolicyGuard {
-    return new PolicyGuard(policy, (operation, error, requestId) =>
-      this.#fault({ component: 'policy', operation, error, ...(requestId === undefined ? {} : { requestId }) }),
-    )
   }
 
   // --- the rest of the contract ---------------------------------------------------------------------------
@@ -463,7 +367,7 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
 
   setPolicy(policy: Policy): void {
     const now = this.#clock.now()
-    const next = this.#guard(policy)
+    const next = this.#report.guard(policy)
     for (const item of this.#store.inArrivalOrder()) {
       item.quotaDenied = undefined
       if (next.onEnqueue(item.request, now)) continue
@@ -481,18 +385,7 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
 
   queued(): QueuedInfo[] {
     const now = this.#clock.now()
-    return this.#store.inArrivalOrder().map((item) => ({
-      id: item.ticket.id,
-      user: item.ticket.user.name,
-      model: item.ticket.model,
-      promptTokens: item.request.promptTokens,
-      predictedOutputTokens: item.request.predictedOutputTokens,
-      needTokens: item.needTokens,
-      waitedMs: now - item.enqueuedAtMs,
-      deadlineInMs: item.deadlineAtMs - now,
-      bypassedForMs: item.bypassedSinceMs === undefined ? null : now - item.bypassedSinceMs,
-      quotaBlocked: item.quotaDenied !== undefined,
-    }))
+    return this.#store.inArrivalOrder().map((item) => queuedInfo(item, now))
   }
 
   queueView(options: QueueViewOptions): QueueView {
@@ -518,12 +411,6 @@ class AdmissionControllerImpl implements AdmissionController, ItemEndings<QueueI
     const now = this.#clock.now()
     for (const item of this.#store.inArrivalOrder()) this.reject(item, errors.shuttingDown([], OUTCOME), now)
   }
-}
-
-/** Without a reporter, a contained fault still reaches the operator as a process warning. */
-function warnFault(fault: AdmissionFault): void {
-  const message = fault.error instanceof Error ? fault.error.message : String(fault.error)
-  process.emitWarning(`kvgate admission: ${fault.component} ${fault.operation} threw: ${message}`)
 }
 
 export function createAdmissionController(options: AdmissionControllerOptions): AdmissionController {

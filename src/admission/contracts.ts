@@ -18,6 +18,8 @@ import type { QueueView, QueueViewOptions } from './queue-view.js'
  *   deadline-sweep.ts   the tick that answers 429 to what waited past its deadline, and why
  *   wait-prediction.ts  the drain rate and the predicted wait that retry-after and early rejection use
  *   policy-guard.ts     every call into the policy, with its exceptions contained
+ *   admission-events.ts events and contained faults, reported so that no listener can throw into a request
+ *   queue-entry.ts      what a ticket must pass to wait, its queue deadline, the item it becomes
  *   admitted.ts         the handle of an admitted request (tokens, finish)
  *   admission-controller.ts  composes them behind `AdmissionController`
  */

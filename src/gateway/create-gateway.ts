@@ -1,42 +1,28 @@
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { randomUUID } from 'node:crypto'
-import { hostname } from 'node:os'
 import { createAdmissionController, type AdmissionEvent, type AdmissionFault } from '../admission/index.js'
 import type { BackendConfig, KvgateConfig } from '../config/index.js'
-import { createSystemClock, type Clock, type TimerHandle } from '../core/index.js'
+import { createSystemClock, type Clock } from '../core/index.js'
 import { errors } from '../errors/index.js'
-import { createIdentityResolver, OTHER_USER_LABEL, type IdentityResolver } from '../identity/index.js'
+import { createIdentityResolver, type IdentityResolver } from '../identity/index.js'
 import { createLedger } from '../ledger/index.js'
-import { policyFactories, VTC_DEFAULTS, type Policy, type PolicyFactory, type VtcOptions } from '../policies/index.js'
+import { policyFactories, type Policy, type PolicyFactory } from '../policies/index.js'
 import { createPredictor, keepPredictorState } from '../predictor/index.js'
 import { InFlight } from '../proxy/index.js'
 import { createFleet, routerFactories, type FleetBackendState, type RouterFactory } from '../routing/index.js'
-import {
-  createSharedAdmission,
-  createStateStore,
-  registerStateMetrics,
-  type SharedAdmission,
-  type StateMetrics,
-  type StateStore,
-} from '../state/index.js'
+import { createStateStore, type SharedAdmission, type StateMetrics, type StateStore } from '../state/index.js'
 import { startSim, type SimHandle } from '../sim/index.js'
-import {
-  createGatewayMetrics,
-  createLogger,
-  createOtlpTracer,
-  createRoutingMetrics,
-  createUsageTally,
-  NOOP_REQUEST_TRACER,
-} from '../telemetry/index.js'
+import { createLogger, createOtlpTracer, createUsageTally, NOOP_REQUEST_TRACER } from '../telemetry/index.js'
 import { createWordPieceTokenCounter } from '../tokens/index.js'
 import { createBackendPool, diagnoseBackend } from '../upstream/index.js'
-import { type AdminContext, type AdminRoutes, createAdminServer } from './admin-server.js'
-import { readiness, reportFirstResult } from './backend-report.js'
-import { registerDrainRoutes } from './drain-routes.js'
-import { debugQueueRoute, debugUsageRoute } from './debug-routes.js'
-import { createPublicServer, type PublicServerDeps } from './public-server.js'
+import type { AdminRoutes } from './admin-server.js'
+import { reportFirstResult } from './backend-report.js'
+import { listenBoth, type ListenOptions } from './gateway-listen.js'
+import { createGatewayServers } from './gateway-servers.js'
+import { shutDownGateway } from './gateway-shutdown.js'
+import { createGatewayMetricSet } from './metrics-wiring.js'
 import { admissionTuning, planReload, type ReloadPlan } from './reload-plan.js'
+import { createGatewaySharedAdmission, registerGatewayStateMetrics } from './shared-state-wiring.js'
 import { logSecurityWarnings } from './startup-warnings.js'
 
 export interface GatewayOptions {
@@ -64,13 +50,7 @@ export interface GatewayOptions {
   stateStore?: StateStore
 }
 
-export interface ListenOptions {
-  port?: number
-  host?: string
-  /** The admin listener's port; by default `admin.port`, or an ephemeral one when the public port is 0. */
-  adminPort?: number
-  adminHost?: string
-}
+export type { ListenOptions } from './gateway-listen.js'
 
 export interface Gateway {
   /** The public listener: the OpenAI API, through admission. */
@@ -126,11 +106,6 @@ const REDACTED_LOG_PATHS = [
   'headers["x-api-key"]',
   'headers["proxy-authorization"]',
 ]
-
-const reachable = (host: string): string => {
-  const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
-  return h.includes(':') ? `[${h}]` : h
-}
 
 function buildPolicy(
   config: KvgateConfig,
@@ -206,26 +181,15 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     metrics.internalError(fault.component)
   }
   if (stateStore !== undefined) {
-    shared = createSharedAdmission({
+    shared = createGatewaySharedAdmission({
       store: stateStore,
+      config: () => config,
       clock,
-      replicaId: config.state.replicaId ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
-      leaseMs: config.state.leaseMs,
-      heartbeatMs: config.state.heartbeatMs,
-      expectedReplicas: config.state.expectedReplicas,
       ledger,
       backends: () => pool.capacities(),
-      headroomRatio: () => config.admission.headroomRatio,
-      fairPrices: () =>
-        config.policy.name === 'vtc'
-          ? { ...VTC_DEFAULTS, ...(config.policy.options as Partial<VtcOptions>) }
-          : undefined,
+      logger,
       onWake: () => admission.dispatch(),
-      onModeChange(degraded, reason) {
-        if (degraded) logger.warn({ reason }, 'shared state unreachable: degraded mode, admitting on a 1/N share')
-        else logger.info({ store: stateStore.kind }, 'shared state in use')
-      },
-      onConfirmation: (result, seconds) => stateMetrics?.confirmation(result, seconds),
+      stateMetrics: () => stateMetrics,
     })
   }
   const pool = createBackendPool({
@@ -299,40 +263,15 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     onWaitCheck: (check) => metrics.waitChecked(check),
   })
 
-  const metrics = createGatewayMetrics({
-    queueDepth: () => admission.queueDepth(),
-    ledger: () =>
-      backendConfigs.map((b) => ({
-        backend: b.name,
-        reservedTokens: ledger.outstandingTokens(b.name),
-        reservations: ledger.liveCount(b.name),
-        ungeneratedTokens: ledger.ungeneratedTokens(b.name),
-      })),
-    backends: () => fleet.states(),
-    predictor: () =>
-      predictor.stats().map((s) => ({
-        model: s.model,
-        outputTokens: s.quantileTokens,
-        coverageRatio: Number.isNaN(s.coverageRatio) ? undefined : s.coverageRatio,
-        overReservationRatio: Number.isNaN(s.overReservationRatio) ? undefined : s.overReservationRatio,
-        censored: s.censored,
-      })),
-    policyUsers: () =>
-      policy
-        .userStates(clock.now())
-        .map((s) => ({
-          user: identity.labelFor(s.user),
-          counter: s.counter,
-          quotaTokensPerMinute: s.quotaTokensPerMinute,
-        }))
-        // Unlabelled users would all write the one `other` series; leave it out rather than show one at random.
-        .filter((s) => s.user !== OTHER_USER_LABEL),
-    waitFactors: () => admission.stats().waitFactors,
-  })
-
-  const routingMetrics = createRoutingMetrics(metrics.registry, {
-    backends: () => fleet.states(),
-    indexBlocks: () => fleet.router().stats().indexBlocks ?? {},
+  const { metrics, routingMetrics } = createGatewayMetricSet({
+    clock,
+    admission,
+    ledger,
+    backends: backendConfigs,
+    fleet,
+    predictor,
+    policy: () => policy,
+    identity: () => identity,
   })
 
   const setDraining = (backend: string, on: boolean): boolean => {
@@ -354,69 +293,32 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const usage = createUsageTally(clock)
 
   let shuttingDown = false
-  let requestSeq = 0
-  const requestPrefix = clock.wallNow().toString(36)
-  const health = (detailed = false) => {
-    const state = shared?.status()
-    return readiness(
-      fleet.states(),
-      shuttingDown,
-      detailed,
-      state === undefined
-        ? undefined
-        : { store: state.store, up: state.up, degraded: state.degraded, replicas: state.replicas },
-    )
-  }
-  const publicDeps: PublicServerDeps = {
-    clock,
-    admission,
-    predictor,
-    tokens,
-    dispatcher: pool.dispatcher,
-    metrics,
-    logger,
-    current: () => ({ config, identity }),
-    backendUrl: (id: string) => backendUrls.get(id),
-    tokenizeBaseUrl: (model) => fleet.pickUrl(model),
-    pools: fleet,
-    onUpstreamFailure: (backendId: string) => pool.checkHealthSoon(backendId),
-    nextRequestId: () => `kvg-${requestPrefix}-${++requestSeq}`,
-    inFlight,
-    tally,
-    tracer,
-    usage,
-    shuttingDown: () => shuttingDown,
-    pickUpstream: () => fleet.pickUrl(),
-    listModels: () => fleet.listModels(),
-    health: () => health(false),
-  }
-  const app = await createPublicServer(publicDeps, logger)
-  const adminContext: AdminContext = {
-    admission,
-    ledger,
-    pool,
-    fleet,
-    inFlight,
-    metrics,
-    tally,
-    logger,
-    config: () => config,
-    health: () => health(true),
-    setDraining,
-    sharedState: () => shared?.status(),
-  }
-  const admin = await createAdminServer(adminContext, logger, [
-    registerDrainRoutes,
-    debugQueueRoute,
-    debugUsageRoute(usage, clock),
-    ...(options.adminRoutes ?? []),
-  ])
+  const { app, admin } = await createGatewayServers(
+    {
+      clock,
+      logger,
+      admission,
+      ledger,
+      predictor,
+      tokens,
+      pool,
+      fleet,
+      metrics,
+      inFlight,
+      tally,
+      tracer,
+      usage,
+      shared,
+      backendUrls,
+      current: () => ({ config, identity }),
+      shuttingDown: () => shuttingDown,
+      setDraining,
+    },
+    options.adminRoutes ?? [],
+  )
   logSecurityWarnings(config, logger)
 
-  // The state metrics on every gateway, so dashboards and alerts read alike whatever the store: one process's
-  // memory is always up, never degraded, one replica.
-  const soloStatus = { store: 'memory', up: true, degraded: false, replicas: 1, lastError: undefined, resyncs: 0 }
-  stateMetrics = registerStateMetrics(metrics.registry, shared?.status ?? (() => soloStatus))
+  stateMetrics = registerGatewayStateMetrics(metrics.registry, shared)
   await shared?.start()
   pool.start()
   fleet.start()
@@ -433,69 +335,35 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
 
   let closing: Promise<void> | undefined
   let adminAddress: string | undefined
-  const close = async (): Promise<void> => {
-    const graceMs = config.server.shutdownGraceMs
-    logger.info({ forwarding: inFlight.size, queued: admission.queueDepth(), graceMs }, 'shutting down')
-    // Queued requests get 503 shutting_down now, and so does every new request from here on (the gate):
-    // the listener stays open while streams finish, so a request arriving now, on a new connection or a
-    // kept-alive one, or sent but not yet read, is answered 503 with `connection: close`, not reset.
-    shuttingDown = true
-    admission.close()
-    // Wait for the streams being forwarded, not for connections: a client's idle or half-sent keep-alive
-    // connection must not hold shutdown for the whole grace period. An event and a clock timer, not a poll.
-    let graceTimer: TimerHandle | undefined
-    const graceOver = new Promise<false>((resolve) => {
-      graceTimer = clock.setTimeout(() => resolve(false), graceMs)
+  const close = (): Promise<void> =>
+    shutDownGateway({
+      graceMs: config.server.shutdownGraceMs,
+      clock,
+      logger,
+      admission,
+      inFlight,
+      app,
+      admin,
+      fleet,
+      tracer,
+      pool,
+      predictorState,
+      shared,
+      ownedStore: options.stateStore === undefined ? stateStore : undefined,
+      sim,
+      startRefusing: () => {
+        shuttingDown = true
+      },
     })
-    const drained = await Promise.race([inFlight.whenEmpty().then(() => true as const), graceOver])
-    if (graceTimer !== undefined) clock.clearTimeout(graceTimer)
-    if (!drained) {
-      logger.warn({ forwarding: inFlight.size }, 'grace period over: aborting streams still running')
-      inFlight.abortAll(errors.shuttingDown())
-      // The aborted streams write their error event, release and end on the next turns of the event loop.
-      await inFlight.whenEmpty()
-    }
-    // Only now does the listener close: idle kept-alive connections with it, then whatever is left.
-    const serverClosed = app.close()
-    app.server.closeAllConnections()
-    await serverClosed
-    await admin.close()
-    await fleet.close()
-    // Every request has been reported by now: its span is in the batch, which this sends.
-    await tracer.shutdown()
-    await pool.close()
-    predictorState?.stop()
-    await shared?.close()
-    // A store the gateway opened is its to close; one passed in is shared with others.
-    if (options.stateStore === undefined) await stateStore?.close()
-    await sim?.close()
-    logger.info('kvgate stopped')
-  }
 
   return {
     app,
     admin,
     logger,
     async listen(opts = {}) {
-      const port = opts.port ?? config.server.port
-      const host = opts.host ?? config.server.host
-      const adminHost = opts.adminHost ?? config.admin.host
-      // An ephemeral public port (tests, several gateways in one process) takes an ephemeral admin port too.
-      const adminPort = opts.adminPort ?? (port === 0 ? 0 : config.admin.port)
-      const url = await app.listen({ port, host })
-      try {
-        await admin.listen({ port: adminPort, host: adminHost })
-      } catch (err) {
-        await app.close()
-        throw err
-      }
-      const portOf = (server: FastifyInstance, fallback: number): number => {
-        const address = server.server.address()
-        return typeof address === 'object' && address !== null ? address.port : fallback
-      }
-      adminAddress = `http://${reachable(adminHost)}:${portOf(admin, adminPort)}`
-      logger.info({ url, port: portOf(app, port), admin: adminAddress }, 'kvgate listening')
-      return `http://${reachable(host)}:${portOf(app, port)}`
+      const urls = await listenBoth(app, admin, config, opts, logger)
+      adminAddress = urls.admin
+      return urls.url
     },
     adminUrl() {
       if (adminAddress === undefined) throw errors.internal(['the gateway is not listening yet'])
