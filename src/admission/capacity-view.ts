@@ -3,6 +3,29 @@ import type { BackendCapacity } from '../upstream/index.js'
 import type { CapacitySnapshot, CapacityView, Placement } from './contracts.js'
 import { extraRoom, FINAL_SIZE_RULES, type RoomRules } from './room-rules.js'
 
+/**
+ * One backend's room: `(capacity − used) − headroom − outstanding + freed` of the local ledger (or what a
+ * shared ledger's `base` says), plus what the room rules add; and whether the overcommit rule lets one more
+ * request go beyond it (`spill`). The default view and the fleet's (src/routing) both count it so.
+ */
+export function backendRoom<B extends BackendCapacity>(
+  backend: B,
+  headroomTokens: number,
+  ledger: Ledger,
+  rules: RoomRules,
+  base?: (backend: B, headroomTokens: number) => number,
+): { room: number; spill: boolean } {
+  const extra = extraRoom(ledger.live(backend.id), rules, backend.waiting)
+  const room =
+    base?.(backend, headroomTokens) ??
+    backend.capacityTokens -
+      backend.usedTokens -
+      headroomTokens -
+      ledger.outstandingTokens(backend.id) +
+      ledger.freedTokens(backend.id)
+  return { room: room + extra.tokens, spill: extra.spill }
+}
+
 export interface MostRoomViewOptions {
   backends: () => readonly BackendCapacity[]
   ledger: Ledger
@@ -44,18 +67,11 @@ export function createMostRoomView(options: MostRoomViewOptions): CapacityView {
         maxKnownTokens = Math.max(maxKnownTokens, backend.capacityTokens - headroom)
         if (!backend.usable) continue
         maxUsableTokens = Math.max(maxUsableTokens, backend.capacityTokens - headroom)
-        const extra = extraRoom(ledger.live(backend.id), rules, backend.waiting)
-        const room =
-          (options.room?.(backend, headroom) ??
-            backend.capacityTokens -
-              backend.usedTokens -
-              headroom -
-              ledger.outstandingTokens(backend.id) +
-              ledger.freedTokens(backend.id)) + extra.tokens
+        const { room, spill: spills } = backendRoom(backend, headroom, ledger, rules, options.room)
         totalRoomTokens += Math.max(0, room)
         // Strictly more: equal rooms go to the first backend listed, so the order of `backends` breaks ties.
         if (best === undefined || room > best.roomTokens) best = { backendId: backend.id, roomTokens: room }
-        if (extra.spill && (spill === undefined || room > spill.roomTokens)) {
+        if (spills && (spill === undefined || room > spill.roomTokens)) {
           spill = { backendId: backend.id, roomTokens: room, usableTokens: backend.capacityTokens - headroom }
         }
       }

@@ -18,7 +18,7 @@ export type {
   RoutingHints,
 } from './contracts.js'
 export { createAdmissionController } from './admission-controller.js'
-export { createMostRoomView, type MostRoomViewOptions } from './capacity-view.js'
+export { backendRoom, createMostRoomView, type MostRoomViewOptions } from './capacity-view.js'
 export { MAX_EXPIRIES_PER_TICK } from './deadline-sweep.js'
 export { MAX_CANDIDATES_PER_DECISION } from './dispatcher.js'
 export {

@@ -3,7 +3,7 @@ import {
   type CapacityLimits,
   type CapacitySnapshot,
   type CapacityView,
-  extraRoom,
+  backendRoom,
   FINAL_SIZE_RULES,
   type Placement,
   type RoomRules,
@@ -113,26 +113,19 @@ export function createFleetView(options: FleetViewOptions): CapacityView {
         const usableTokens = backend.capacityTokens - headroom
         maxKnownTokens = Math.max(maxKnownTokens, usableTokens)
         const open = backend.usable && !backend.draining && backend.models !== undefined
-        const extra = extraRoom(ledger.live(backend.id), rules, backend.waiting)
-        const room =
-          (options.room?.(backend, headroom) ??
-            backend.capacityTokens -
-              backend.usedTokens -
-              headroom -
-              ledger.outstandingTokens(backend.id) +
-              ledger.freedTokens(backend.id)) + extra.tokens
+        const { room, spill } = backendRoom(backend, headroom, ledger, rules, options.room)
         if (open) {
           anyOpen = true
           maxUsableTokens = Math.max(maxUsableTokens, usableTokens)
           // Beyond the room only what could run alone on a spill backend: it waits in vLLM's queue meanwhile.
-          maxRoomTokens = Math.max(maxRoomTokens, room, extra.spill ? usableTokens : Number.NEGATIVE_INFINITY)
+          maxRoomTokens = Math.max(maxRoomTokens, room, spill ? usableTokens : Number.NEGATIVE_INFINITY)
           totalRoomTokens += Math.max(0, room)
         }
         rows.push({
           backend,
           open,
           usableTokens,
-          spill: extra.spill,
+          spill,
           candidate: {
             backendId: backend.id,
             capacityTokens: backend.capacityTokens,
