@@ -5,11 +5,12 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { Command } from 'commander'
-import { afterAll, describe, expect, it, vi } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
 import { parseConfig } from '../../src/config/index.js'
 import { createConfigCommand, createReloadCommand } from '../../src/gateway/index.js'
 import { planReload } from '../../src/gateway/reload-plan.js'
+import { captureOutput } from '../support/capture.js'
 import { freePort } from '../support/net.js'
 import { until } from '../support/poll.js'
 
@@ -36,25 +37,11 @@ async function kvgate(args: string[], env: Record<string, string> = {}) {
   const saved = { ...process.env }
   for (const key of Object.keys(process.env)) if (key.startsWith('KVGATE_')) delete process.env[key]
   Object.assign(process.env, env)
-  let stdout = ''
-  let stderr = ''
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    stdout += String(chunk)
-    return true
-  })
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
-    stderr += String(chunk)
-    return true
-  })
-  process.exitCode = undefined
   try {
     const program = new Command('kvgate').addCommand(createConfigCommand()).addCommand(createReloadCommand())
-    await program.parseAsync(['node', 'kvgate', ...args])
-    return { code: process.exitCode ?? 0, stdout, stderr }
+    const { stdout, stderr, exitCode } = await captureOutput(() => program.parseAsync(['node', 'kvgate', ...args]))
+    return { code: exitCode ?? 0, stdout, stderr }
   } finally {
-    process.exitCode = undefined
-    out.mockRestore()
-    err.mockRestore()
     for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key]
     Object.assign(process.env, saved)
   }
