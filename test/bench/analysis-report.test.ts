@@ -1,9 +1,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { afterAll, describe, expect, it, vi } from 'vitest'
-import { createBenchCommand } from '../../src/bench/index.js'
+import { afterAll, describe, expect, it } from 'vitest'
+import { fixture, runBench } from './cli-harness.js'
 import { createAnalyzeCommand } from '../../src/bench/analyze-command.js'
 import type { WorkloadAnalysis } from '../../src/bench/index.js'
 import { CHROMIUM, dumpDom, renderCheck } from './support/chromium.js'
@@ -12,32 +11,10 @@ import { CHROMIUM, dumpDom, renderCheck } from './support/chromium.js'
  * `kvgate bench analyze` on the bundled seed-000-format day of chat (bench/chat-day-trace.ts: 1,500 users,
  * 7,099 requests), as the issue's acceptance command runs it, then its report opened in headless Chromium.
  */
-const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), 'kvgate-analyze-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
-async function bench(args: string[]): Promise<{ stdout: string; stderr: string; exitCode: number | undefined }> {
-  let stdout = ''
-  let stderr = ''
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    stdout += String(chunk)
-    return true
-  })
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
-    stderr += String(chunk)
-    return true
-  })
-  const before = process.exitCode
-  process.exitCode = undefined
-  try {
-    await createBenchCommand().exitOverride().parseAsync(args, { from: 'user' })
-    return { stdout, stderr, exitCode: process.exitCode as number | undefined }
-  } finally {
-    out.mockRestore()
-    err.mockRestore()
-    process.exitCode = before
-  }
-}
+const bench = runBench
 
 const POLICIES = ['fifo', 'lru', 'queue-aware', 'belady']
 

@@ -1,13 +1,11 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { SimHandle } from '../../src/sim/index.js'
 import { startSim } from '../../src/sim/index.js'
-import { createBenchCommand } from '../../src/bench/index.js'
+import { fixture, runBench } from './cli-harness.js'
 
-const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), 'kvgate-bench-cli-'))
 const SPEED = 20
 
@@ -20,29 +18,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true })
 })
 
-/** Run `kvgate bench ARGS` in-process and return what it printed. */
-async function bench(args: string[]): Promise<{ stdout: string; stderr: string; exitCode: number | undefined }> {
-  let stdout = ''
-  let stderr = ''
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    stdout += String(chunk)
-    return true
-  })
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
-    stderr += String(chunk)
-    return true
-  })
-  const before = process.exitCode
-  process.exitCode = undefined
-  try {
-    await createBenchCommand().exitOverride().parseAsync(args, { from: 'user' })
-    return { stdout, stderr, exitCode: process.exitCode as number | undefined }
-  } finally {
-    out.mockRestore()
-    err.mockRestore()
-    process.exitCode = before
-  }
-}
+const bench = runBench
 
 describe('kvgate bench (command line)', () => {
   it("replays a trace and prints vLLM's summary table, writing JSON and CSV", async () => {

@@ -2,8 +2,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { afterAll, describe, expect, it, vi } from 'vitest'
-import { createBenchCommand } from '../../src/bench/index.js'
+import { afterAll, describe, expect, it } from 'vitest'
+import { runBench } from './cli-harness.js'
 
 const workload = (name: string) => fileURLToPath(new URL(`../../config/workloads/${name}`, import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), 'kvgate-compare-floor-'))
@@ -27,16 +27,7 @@ async function compare(args: string[]): Promise<SetupJson[]> {
       .replace(/[^a-z0-9]+/gi, '_')
       .slice(-60)}.json`,
   )
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true)
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true)
-  try {
-    await createBenchCommand()
-      .exitOverride()
-      .parseAsync(['compare', ...args, '--output-json', json], { from: 'user' })
-  } finally {
-    out.mockRestore()
-    err.mockRestore()
-  }
+  await runBench(['compare', ...args, '--output-json', json])
   return (JSON.parse(readFileSync(json, 'utf8')) as { setups: SetupJson[] }).setups
 }
 
