@@ -49,8 +49,8 @@ export interface SseForwarding {
  *
  * The raw response is taken over from Fastify (`reply.hijack()`): the relay writes each chunk itself and
  * waits on the socket's own 'drain' (with the stalled-client limit), which a Readable handed to
- * `reply.send()` would hide behind one more buffer. Fastify's `onResponse` still fires on the raw 'finish',
- * so the lifecycle reports the exchange as for any other reply.
+ * `reply.send()` would hide behind one more buffer. The route reports the exchange at the raw response's close
+ * (Fastify's `onResponse` usually fires for a hijacked reply too, but not always).
  */
 export async function forwardSse(forwarding: SseForwarding): Promise<Ending> {
   const { lifecycle, request, admission, upstream, clock } = forwarding

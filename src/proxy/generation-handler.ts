@@ -108,20 +108,13 @@ function registerPath(app: FastifyInstance, deps: ProxyDeps, route: GeneratingRo
       lifecycle.span = (deps.tracer ?? NOOP_REQUEST_TRACER).startRequest(request.headers, route.path)
       lifecycles.set(request, lifecycle)
       // Fastify has no hook for a response that closed before it finished (`onRequestAbort` fires only while
-      // the body is still being read): the raw close is where a client that left is seen.
-      // A response that went out whole is over at its close too: Fastify's onResponse does not always come
-      // for a hijacked (streamed) reply, and a request it missed would never be reported.
+      // the body is still being read): the raw close is where a client that left is seen. A response that
+      // went out whole is over at its close too: `onResponse` below does not always come for a hijacked
+      // (streamed) reply, and a request it missed would never be reported (both are idempotent).
       reply.raw.on('close', () => {
         if (reply.raw.writableFinished) lifecycle.responded()
         else lifecycle.clientClosed()
       })
-      // A client gone before this hook ran closed the response already: that 'close' will not come again.
-      if (reply.raw.closed || request.raw.destroyed) lifecycle.clientClosed()
-      done()
-    },
-    // The body was still arriving when the client left: no handler and no error handler will run.
-    onRequestAbort(request, done) {
-      lifecycles.get(request)?.clientClosed()
       done()
     },
     onResponse(request, _reply, done) {
