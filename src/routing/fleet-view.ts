@@ -60,14 +60,6 @@ interface Row {
   readonly spill: boolean
 }
 
-/**
- * The capacity view of a fleet: per backend `room = (capacity − used) − headroom − outstanding + freed +
- * extra`, as the default view computes it (src/admission/capacity-view.ts, with the same room rules), but a request only sees its model's pool (backends serving `ticket.model`, usable,
- * not draining) and the router picks among them. What the dispatcher and the wait prediction read across the
- * fleet (`maxRoomTokens`, `totalRoomTokens`, `usableTokens()`) counts the open backends of every pool; the
- * per-request limits (`limitsFor`) count the request's pool only, so a model whose replicas are small never
- * waits on another model's large one.
- */
 /** The open backend with the most room among those the overcommit rule lets take one more beyond it. */
 function spillPlacement(rows: readonly Row[], needTokens: number): Placement | undefined {
   let best: Row | undefined
@@ -78,6 +70,15 @@ function spillPlacement(rows: readonly Row[], needTokens: number): Placement | u
   return best === undefined ? undefined : { backendId: best.candidate.backendId, roomTokens: best.candidate.roomTokens }
 }
 
+/**
+ * The capacity view of a fleet: per backend `room = (capacity − used) − headroom − outstanding + freed +
+ * extra`, as the default view computes it (`backendRoom`, src/admission/capacity-view.ts), but a request only
+ * sees its model's pool (backends serving `ticket.model`, usable, not draining) and the router picks among
+ * them. What the dispatcher and the wait prediction read across the
+ * fleet (`maxRoomTokens`, `totalRoomTokens`, `usableTokens()`) counts the open backends of every pool; the
+ * per-request limits (`limitsFor`) count the request's pool only, so a model whose replicas are small never
+ * waits on another model's large one.
+ */
 export function createFleetView(options: FleetViewOptions): CapacityView {
   const { ledger } = options
   /** Admitted requests the router chose for, until they end. */
