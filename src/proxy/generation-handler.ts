@@ -163,10 +163,7 @@ async function handleGeneration(
   lifecycle.identity = identity
   const deadlineMs = deadlineFor(req.headers, config)
   // The model's pool, before anything is queued: an unknown model is vLLM's 404 here and now.
-  // Looked up masked: a key sent as the model is no model, and its 404 must not echo it.
-  const pool = deps.pools.resolveModel(
-    request.model === DEFAULT_MODEL_KEY ? undefined : maskSecrets(request.model, config),
-  )
+  const pool = deps.pools.resolveModel(request.model === DEFAULT_MODEL_KEY ? undefined : request.model)
   request = withModel(request, pool.model)
   lifecycle.request = request
   if (config.admission.exactPromptTokens) {

@@ -170,7 +170,7 @@ export class RequestLifecycle {
     }
     if (raw.headersSent) {
       // Too late for a status: end the stream the way vLLM reports an error after it started.
-      if (!raw.writableEnded) raw.end(`${sseEvent(error.toBody())}data: [DONE]\n\n`)
+      if (!raw.writableEnded) raw.end(`${sseEvent(this.#maskedBody(error))}data: [DONE]\n\n`)
       this.end({ outcome: error.outcome, status: raw.statusCode, errorCode: error.code })
       return
     }
@@ -179,8 +179,14 @@ export class RequestLifecycle {
     void this.reply
       .code(error.statusCode)
       .headers({ ...limits, ...error.headers, 'x-kvgate-request-id': this.id })
-      .send(error.toBody())
+      .send(this.#maskedBody(error))
     this.end({ outcome: error.outcome, status: error.statusCode, errorCode: error.code })
+  }
+
+  /** The error as the client reads it: a message that echoes its input (a model name, a field) never shows a key. */
+  #maskedBody(error: KvgateError): ReturnType<KvgateError['toBody']> {
+    const body = error.toBody()
+    return { error: { ...body.error, message: this.#deps.mask(body.error.message) } }
   }
 
   /** The log line and the metrics, once the request has ended and its exchange is over. */
